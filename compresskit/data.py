@@ -1,0 +1,219 @@
+"""Datasets the workbook uses, read from local files only (no download, ever).
+
+- ``load_digits``: the 8x8 handwritten digits shipped in ``data/digits.csv.gz``.
+- ``load_idx`` / ``load_mnist``: MNIST-format IDX files that a user brings.
+- ``as_sequences``: images as sequences of rows, for the recurrent-network chapter.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import TensorDataset
+
+DATA_DIR = Path(os.environ.get("COMPRESSKIT_DATA", Path(__file__).resolve().parent.parent / "data"))
+DIGITS_FILE = "digits.csv.gz"
+DIGITS_SHA256 = "e31b7ccbf8cc2b158de948b1bb7a67bf39a856fb064b3aa8ef489f12a2dc4b63"
+
+# IDX type codes (http://yann.lecun.com/exdb/mnist/ file format) -> numpy dtype (big-endian).
+_IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+# file names of the MNIST family, as published: (train images, train labels, test images, test labels)
+_MNIST_FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
+MNIST_VARIANTS = ("mnist", "fashion")
+
+
+@dataclass(frozen=True)
+class Split:
+    """A train/test pair of ``TensorDataset(images (N, 1, H, W) float32 in [0, 1], labels int64)``."""
+
+    train: TensorDataset
+    test: TensorDataset
+
+    @property
+    def num_classes(self) -> int:
+        return int(torch.cat([self.train.tensors[1], self.test.tensors[1]]).max()) + 1
+
+    @property
+    def image_shape(self) -> tuple[int, ...]:
+        return tuple(self.train.tensors[0].shape[1:])
+
+
+def _check_fraction(name: str, value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a float in (0, 1), got {type(value).__name__} {value!r}")
+    if not 0.0 < value < 1.0:
+        raise ValueError(f"{name} must be in (0, 1) (exclusive), got {value!r}")
+
+
+def _check_seed(seed: int) -> None:
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"seed must be an int, got {type(seed).__name__} {seed!r}")
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def stratified_split(labels: torch.Tensor, test_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices (train, test): from each class, ``round(test_fraction * n_class)`` go to test.
+
+    Deterministic for a seed: one ``torch.Generator`` drives every shuffle.
+    """
+    _check_fraction("test_fraction", test_fraction)
+    _check_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    train_idx, test_idx = [], []
+    for c in torch.unique(labels).tolist():
+        idx = torch.nonzero(labels == c).flatten()
+        idx = idx[torch.randperm(len(idx), generator=gen)]
+        n_test = round(test_fraction * len(idx))
+        test_idx.append(idx[:n_test])
+        train_idx.append(idx[n_test:])
+    train_idx, test_idx = torch.cat(train_idx), torch.cat(test_idx)
+    # mix classes inside each part, so a plain slice of the dataset is not one digit only
+    train_idx = train_idx[torch.randperm(len(train_idx), generator=gen)]
+    test_idx = test_idx[torch.randperm(len(test_idx), generator=gen)]
+    return train_idx, test_idx
+
+
+def _split(images: torch.Tensor, labels: torch.Tensor, test_fraction: float, seed: int) -> Split:
+    train_idx, test_idx = stratified_split(labels, test_fraction, seed)
+    return Split(
+        train=TensorDataset(images[train_idx], labels[train_idx]),
+        test=TensorDataset(images[test_idx], labels[test_idx]),
+    )
+
+
+def read_digits(path: str | os.PathLike | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """All 1797 digits: images ``(1797, 1, 8, 8)`` float32 in [0, 1], labels ``(1797,)`` int64.
+
+    Raises:
+        FileNotFoundError: the file is missing (says how to restore it).
+        ValueError: the file's SHA-256 is not the published one (corrupt or edited).
+    """
+    path = Path(path) if path is not None else DATA_DIR / DIGITS_FILE
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"digits data file not found at {path}. It ships with the workbook in data/{DIGITS_FILE}: "
+            "restore it with `git checkout -- data/` (or regenerate with `python data/make_digits.py`, "
+            "which needs scikit-learn), or point COMPRESSKIT_DATA at the folder holding it."
+        )
+    digest = _sha256(path)
+    if digest != DIGITS_SHA256:
+        raise ValueError(
+            f"{path} is corrupt: SHA-256 {digest}, expected {DIGITS_SHA256} (see data/README.md). "
+            "Restore it with `git checkout -- data/` or `python data/make_digits.py`."
+        )
+    with gzip.open(path, "rt") as fh:
+        table = np.loadtxt(fh, delimiter=",", dtype=np.int64)
+    images = torch.from_numpy(table[:, :64]).float().div_(16.0).reshape(-1, 1, 8, 8)
+    labels = torch.from_numpy(table[:, 64]).long()
+    return images, labels
+
+
+def load_digits(seed: int = 0, test_fraction: float = 0.2) -> Split:
+    """The 8x8 handwritten digits (UCI optical digits), split stratified and deterministically for ``seed``.
+
+    Args:
+        seed: seeds the split only (not the models).
+        test_fraction: share of each class held out for testing, in (0, 1).
+
+    Returns:
+        ``Split`` with ``train`` and ``test`` ``TensorDataset``s of images ``(N, 1, 8, 8)`` float32 in [0, 1]
+        (pixel counts 0..16 divided by 16) and labels int64 in 0..9. With the defaults: 1438 train, 359 test.
+    """
+    _check_fraction("test_fraction", test_fraction)
+    _check_seed(seed)
+    images, labels = read_digits()
+    return _split(images, labels, test_fraction, seed)
+
+
+def load_idx(images_path: str | os.PathLike, labels_path: str | os.PathLike) -> TensorDataset:
+    """Read an MNIST-format pair of IDX files (plain, or gzip when the name ends in ``.gz``).
+
+    Returns:
+        ``TensorDataset(images (N, 1, H, W) float32 in [0, 1], labels (N,) int64)``; uint8 pixels are divided by 255.
+    Raises:
+        ValueError: a bad magic number, a size that does not match the header, or image/label counts that differ.
+    """
+    images = _read_idx(Path(images_path))
+    labels = _read_idx(Path(labels_path))
+    if images.ndim != 3:
+        raise ValueError(f"images_path {images_path} holds a {images.ndim}-d array, expected 3-d (N, H, W)")
+    if labels.ndim != 1:
+        raise ValueError(f"labels_path {labels_path} holds a {labels.ndim}-d array, expected 1-d (N,)")
+    if len(images) != len(labels):
+        raise ValueError(f"{len(images)} images in {images_path} but {len(labels)} labels in {labels_path}")
+    x = torch.from_numpy(images.astype(np.float32))
+    if images.dtype == np.uint8:
+        x = x / 255.0
+    return TensorDataset(x.unsqueeze(1), torch.from_numpy(labels.astype(np.int64)))
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    if not path.is_file():
+        raise FileNotFoundError(f"IDX file not found: {path}")
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as fh:
+        raw = fh.read()
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
+        raise ValueError(f"{path} is not an IDX file (magic bytes {raw[:4].hex()!r}, expected 0000<type><ndim>)")
+    dtype, ndim = np.dtype(_IDX_DTYPES[raw[2]]), raw[3]
+    header = 4 + 4 * ndim
+    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    expected = header + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if len(raw) != expected:
+        raise ValueError(f"{path}: header promises shape {shape} ({expected} bytes) but the file has {len(raw)} bytes")
+    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
+
+
+def _find(root: Path, name: str) -> Path | None:
+    for candidate in (root / name, root / (name + ".gz")):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def load_mnist(root: str | os.PathLike, variant: str = "mnist") -> Split:
+    """MNIST or Fashion-MNIST from IDX files the user brings (the workbook never downloads).
+
+    Args:
+        root: a folder; the files are looked for in ``root/<variant>/`` and then ``root/``, plain or ``.gz``,
+            under their published names (``train-images-idx3-ubyte`` ... ``t10k-labels-idx1-ubyte``).
+        variant: ``"mnist"`` or ``"fashion"``.
+    Returns:
+        ``Split`` with the published 60k/10k train/test partition, images ``(N, 1, 28, 28)``.
+    """
+    if variant not in MNIST_VARIANTS:
+        raise ValueError(f"variant must be one of {MNIST_VARIANTS}, got {variant!r}")
+    root = Path(root)
+    for folder in (root / variant, root):
+        paths = [_find(folder, name) for name in _MNIST_FILES]
+        if all(paths):
+            return Split(train=load_idx(paths[0], paths[1]), test=load_idx(paths[2], paths[3]))
+    missing = ", ".join(f"{n}[.gz]" for n in _MNIST_FILES)
+    raise FileNotFoundError(
+        f"{variant} IDX files not found under {root / variant} or {root}. The workbook does not download: copy "
+        f"the four files ({missing}) there from wherever you obtained {variant}, gzip'd or not."
+    )
+
+
+def as_sequences(images: torch.Tensor) -> torch.Tensor:
+    """``(N, 1, H, W) -> (N, H, W)``: each image row becomes one time step of ``W`` features."""
+    if not isinstance(images, torch.Tensor):
+        raise TypeError(f"images must be a torch.Tensor, got {type(images).__name__}")
+    if images.dim() != 4 or images.shape[1] != 1:
+        raise ValueError(f"images must have shape (N, 1, H, W), got {tuple(images.shape)}")
+    return images[:, 0]

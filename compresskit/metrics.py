@@ -1,0 +1,299 @@
+"""Honest measurements: parameters, nonzeros, bytes a real file takes, MACs, and measured latency.
+
+Parameter counts are what papers report; bytes and milliseconds are what a compressed model buys. This
+module measures all of them so the chapters can show the gap.
+
+``storage_bytes`` prices each tensor with a *format* (how its values and positions are stored). Weight
+matrices and kernels ("compressible" tensors, ``dim >= 2``) use the format and bit width asked for;
+biases, BatchNorm entries and other 1-d tensors stay dense float32, as every real format keeps them.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from compresskit.train import evaluate
+
+# ---------------------------------------------------------------------------------------------- tensors
+
+
+def named_tensors(model: nn.Module) -> Iterator[tuple[str, torch.Tensor]]:
+    """(name, tensor) of every parameter and buffer as the model *uses* it.
+
+    A module pruned with ``torch.nn.utils.prune`` holds ``weight_orig`` and ``weight_mask``; its effective
+    weight is ``weight`` (= orig * mask), which is what is yielded, under the name ``...weight``.
+    """
+    for mod_name, module in model.named_modules():
+        prefix = f"{mod_name}." if mod_name else ""
+        for name, p in module.named_parameters(recurse=False):
+            if name.endswith("_orig"):
+                name = name[: -len("_orig")]
+                p = getattr(module, name)
+            yield prefix + name, p
+        for name, b in module.named_buffers(recurse=False):
+            if b is None or name.endswith("_mask"):
+                continue
+            yield prefix + name, b
+
+
+def is_compressible(name: str, tensor: torch.Tensor) -> bool:
+    """Weight matrices and kernels (``dim >= 2``): what pruning and quantization act on."""
+    return tensor.dim() >= 2 and tensor.is_floating_point()
+
+
+def _parameters(model: nn.Module) -> Iterator[tuple[str, torch.Tensor]]:
+    names = {n.removesuffix("_orig") for n, _ in model.named_parameters()}
+    return ((n, t) for n, t in named_tensors(model) if n in names)
+
+
+def count_params(model: nn.Module) -> int:
+    """Number of parameters (masks of pruned modules are not parameters and are not counted)."""
+    return sum(t.numel() for _, t in _parameters(model))
+
+
+def count_nonzero(model: nn.Module) -> int:
+    """Number of parameters that are not exactly zero (after any pruning mask)."""
+    return sum(int(torch.count_nonzero(t)) for _, t in _parameters(model))
+
+
+# ---------------------------------------------------------------------------------------------- storage
+
+# A format prices one compressible tensor in bits: f(w, value_bits, index_bits) -> int.
+Format = Callable[[torch.Tensor, int, int], int]
+
+
+def _dense_bits(w: torch.Tensor, value_bits: int, index_bits: int) -> int:
+    """Every entry stored, zeros included: n * value_bits."""
+    return w.numel() * value_bits
+
+
+FORMATS: dict[str, Format] = {"dense": _dense_bits}
+"""Storage formats by name. Sparse formats (``compresskit.prune``) register themselves here."""
+
+
+def _check_bits(name: str, value: int, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int in [{low}, {high}], got {type(value).__name__} {value!r}")
+    if not low <= value <= high:
+        raise ValueError(f"{name} must be in [{low}, {high}], got {value}")
+
+
+def tensor_bits(
+    w: torch.Tensor, *, format: str = "dense", value_bits: int = 32, index_bits: int = 32, codebook_bits: int = 0
+) -> int:
+    """Bits one compressible tensor takes in ``format``, plus ``codebook_bits`` (shared-weight tables)."""
+    if format not in FORMATS:
+        raise ValueError(f"format must be one of {tuple(FORMATS)}, got {format!r}")
+    _check_bits("value_bits", value_bits, 1, 64)
+    _check_bits("index_bits", index_bits, 1, 64)
+    return FORMATS[format](w.detach(), value_bits, index_bits) + codebook_bits
+
+
+def storage_bytes(
+    model: nn.Module,
+    *,
+    format: str = "dense",
+    value_bits: int = 32,
+    index_bits: int = 32,
+    codebook_bits: int | Callable[[str, torch.Tensor], int] = 0,
+) -> int:
+    """Bytes a real file of ``model`` takes: values, index overhead of the format, codebooks; no pickling.
+
+    Args:
+        format: how compressible tensors store their entries (``FORMATS``): ``"dense"`` stores all of them.
+        value_bits: bits per stored value of a compressible tensor (32 = float32; fewer after quantization).
+        index_bits: bits per stored index, for sparse formats.
+        codebook_bits: bits of a per-tensor table (e.g. k-means centroids), an int for every compressible
+            tensor or a function ``(name, tensor) -> bits``.
+    Every other tensor (biases, BatchNorm) is priced dense at its own dtype's width. Each tensor is rounded
+    up to whole bytes, as it would be in a file.
+    """
+    total_bits = 0
+    for name, t in named_tensors(model):
+        if is_compressible(name, t):
+            extra = codebook_bits(name, t) if callable(codebook_bits) else codebook_bits
+            bits = tensor_bits(t, format=format, value_bits=value_bits, index_bits=index_bits, codebook_bits=extra)
+        else:
+            bits = t.numel() * t.element_size() * 8
+        total_bits += math.ceil(bits / 8) * 8
+    return total_bits // 8
+
+
+# ---------------------------------------------------------------------------------------------- compute
+
+_GATES = {"RNN": 1, "GRU": 3, "LSTM": 4}
+
+
+def _linear_macs(m: nn.Linear, inp, out) -> int:
+    return out.numel() // m.out_features * m.in_features * m.out_features
+
+
+def _conv_macs(m: nn.Conv1d | nn.Conv2d, inp, out) -> int:
+    return out.numel() * (m.in_channels // m.groups) * math.prod(m.kernel_size)
+
+
+def _rnn_macs(m: nn.RNNBase, inp, out) -> int:
+    x = inp[0]
+    batched = x.dim() == 3
+    steps = x.shape[1 if m.batch_first else 0] if batched else x.shape[0]
+    batch = x.shape[0 if m.batch_first else 1] if batched else 1
+    dirs = 2 if m.bidirectional else 1
+    per_step = 0
+    for layer in range(m.num_layers):
+        in_size = m.input_size if layer == 0 else m.hidden_size * dirs
+        per_step += dirs * _GATES[m.mode.split("_")[0]] * m.hidden_size * (in_size + m.hidden_size)
+    return batch * steps * per_step
+
+
+_MAC_RULES: list[tuple[type, Callable]] = [
+    (nn.Linear, _linear_macs),
+    ((nn.Conv1d, nn.Conv2d), _conv_macs),
+    (nn.RNNBase, _rnn_macs),
+]
+
+
+@torch.no_grad()
+def macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
+    """Multiply-accumulates of one forward pass on one sample of shape ``input_shape`` (no batch dim).
+
+    Counted for Linear (in*out per row), Conv1d/2d (out elements * in/groups * kernel), and RNN/GRU/LSTM
+    (steps * gates * hidden * (in + hidden) per layer and direction). Activations, pooling, BatchNorm and
+    the element-wise gate arithmetic are left out: they are a few percent of the total here.
+    Zeros in a pruned weight still count: a dense kernel multiplies them too.
+    """
+    if not all(isinstance(d, int) and d > 0 for d in input_shape):
+        raise ValueError(f"input_shape must be positive ints without the batch dim, got {input_shape!r}")
+    total = [0]
+
+    def hook(rule):
+        def fn(module, inp, out):
+            total[0] += rule(module, inp, out[0] if isinstance(out, tuple) else out)
+        return fn
+
+    handles = []
+    for module in model.modules():
+        for kind, rule in _MAC_RULES:
+            if isinstance(module, kind):
+                handles.append(module.register_forward_hook(hook(rule)))
+                break
+    was_training = model.training
+    model.eval()
+    try:
+        device = next((p.device for p in model.parameters()), torch.device("cpu"))
+        model(torch.zeros(1, *input_shape, device=device))
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    return total[0]
+
+
+@dataclass(frozen=True)
+class Timing:
+    """A measured latency: the median over ``repeats`` timed calls after warm-up, on ``threads`` threads."""
+
+    ms: float
+    threads: int
+    repeats: int
+    q1_ms: float
+    q3_ms: float
+
+    def __float__(self) -> float:
+        return self.ms
+
+    def __str__(self) -> str:
+        return f"{self.ms:.3f} ms (median of {self.repeats}, IQR {self.q1_ms:.3f}-{self.q3_ms:.3f}, {self.threads} thread(s))"
+
+
+@torch.inference_mode()
+def latency(
+    model: nn.Module | Callable, example_input: torch.Tensor, *, repeats: int = 50, warmup: int = 10, threads: int = 1
+) -> Timing:
+    """Median wall-clock time of ``model(example_input)``, in ms, with torch's thread count pinned.
+
+    One thread by default: the figure then compares models, not how busy the other core was. The previous
+    thread setting is restored afterwards.
+    """
+    for name, v, low in (("repeats", repeats, 1), ("warmup", warmup, 0), ("threads", threads, 1)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < low:
+            raise ValueError(f"{name} must be an int >= {low}, got {v!r}")
+    was_training = getattr(model, "training", False)
+    if isinstance(model, nn.Module):
+        model.eval()
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        for _ in range(warmup):
+            model(example_input)
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            model(example_input)
+            times.append((time.perf_counter() - start) * 1e3)
+    finally:
+        torch.set_num_threads(before)
+        if isinstance(model, nn.Module):
+            model.train(was_training)
+    q = statistics.quantiles(times, n=4) if repeats > 1 else [times[0]] * 3
+    return Timing(ms=statistics.median(times), threads=threads, repeats=repeats, q1_ms=q[0], q3_ms=q[2])
+
+
+# ---------------------------------------------------------------------------------------------- records
+
+
+@dataclass
+class Record:
+    """One model's measurements: what every chapter's accuracy-vs-size plot consumes."""
+
+    name: str
+    accuracy: float  # top-1 in [0, 1] on the test set
+    params: int
+    nonzeros: int
+    bytes: int  # storage_bytes with the format / bits given to measure()
+    macs: int
+    latency_ms: float | None = None  # None when not measured (slider hot paths)
+    group: str = ""  # legend entry: the technique family
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def kb(self) -> float:
+        return self.bytes / 1024
+
+
+def measure(
+    model: nn.Module,
+    dataset: Dataset,
+    *,
+    name: str = "",
+    group: str = "",
+    timed: bool = False,
+    batch_size: int = 1,
+    **storage,
+) -> Record:
+    """Accuracy, parameters, nonzeros, storage bytes, MACs and (if ``timed``) latency of ``model``.
+
+    Args:
+        dataset: the test set (a ``TensorDataset``), or a ``Split`` whose ``.test`` is used.
+        timed: also measure latency on a batch of ``batch_size`` test inputs (slow-ish: leave off on sliders).
+        **storage: passed to ``storage_bytes`` (``format``, ``value_bits``, ``index_bits``, ``codebook_bits``).
+    """
+    dataset = getattr(dataset, "test", dataset)
+    x = dataset.tensors[0]
+    return Record(
+        name=name,
+        group=group,
+        accuracy=evaluate(model, dataset),
+        params=count_params(model),
+        nonzeros=count_nonzero(model),
+        bytes=storage_bytes(model, **storage),
+        macs=macs(model, tuple(x.shape[1:])),
+        latency_ms=latency(model, x[:batch_size]).ms if timed else None,
+    )

@@ -1,0 +1,94 @@
+"""The workbook's models: plain ``nn.Module``s, nothing special inside.
+
+``mlp`` and ``lenet`` are ``nn.Sequential`` so structured pruning can walk them layer by layer.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+RNN_CELLS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
+
+
+def _check_width(name: str, value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int >= 1, got {type(value).__name__} {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value}")
+
+
+def mlp(hidden: tuple[int, ...] = (300, 100), *, in_features: int = 64, num_classes: int = 10) -> nn.Sequential:
+    """A fully connected classifier; the default is LeNet-300-100 (LeCun et al. 1998) on 8x8 inputs.
+
+    ``Flatten -> [Linear -> ReLU] * len(hidden) -> Linear``; input ``(N, 1, 8, 8)`` or ``(N, 64)``.
+    With the defaults: 64*300+300 + 300*100+100 + 100*10+10 = 50,610 parameters.
+    """
+    hidden = tuple(hidden)
+    for i, h in enumerate(hidden):
+        _check_width(f"hidden[{i}]", h)
+    _check_width("in_features", in_features)
+    _check_width("num_classes", num_classes)
+    layers: list[nn.Module] = [nn.Flatten()]
+    width = in_features
+    for h in hidden:
+        layers += [nn.Linear(width, h), nn.ReLU()]
+        width = h
+    layers.append(nn.Linear(width, num_classes))
+    return nn.Sequential(*layers)
+
+
+def lenet(channels: tuple[int, int] = (16, 32), hidden: int = 64, *, num_classes: int = 10) -> nn.Sequential:
+    """A small CNN for 8x8 single-channel images (LeNet-style, with BatchNorm).
+
+    ``(N, 1, 8, 8) -> conv3x3 c1 -> BN -> ReLU -> pool -> (N, c1, 4, 4) -> conv3x3 c2 -> BN -> ReLU -> pool
+    -> (N, c2, 2, 2) -> Flatten -> Linear(4*c2, hidden) -> ReLU -> Linear(hidden, 10)``.
+    """
+    c1, c2 = channels
+    for name, v in (("channels[0]", c1), ("channels[1]", c2), ("hidden", hidden), ("num_classes", num_classes)):
+        _check_width(name, v)
+    return nn.Sequential(
+        nn.Conv2d(1, c1, 3, padding=1),
+        nn.BatchNorm2d(c1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(c1, c2, 3, padding=1),
+        nn.BatchNorm2d(c2),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(c2 * 2 * 2, hidden),
+        nn.ReLU(),
+        nn.Linear(hidden, num_classes),
+    )
+
+
+class RNNClassifier(nn.Module):
+    """A recurrent layer reading an image row by row, then a Linear on the last hidden state.
+
+    Input ``(N, T, F)`` (a sequence) or ``(N, 1, T, F)`` (an image, whose rows become the time steps).
+    """
+
+    def __init__(self, cell: str, input_size: int, hidden_size: int, num_layers: int, num_classes: int):
+        super().__init__()
+        self.cell = cell
+        self.rnn = RNN_CELLS[cell](input_size, hidden_size, num_layers=num_layers, batch_first=True)
+        self.fc = nn.Linear(hidden_size, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 4:  # (N, 1, T, F) -> (N, T, F)
+            x = x[:, 0]
+        out, _ = self.rnn(x)  # out: (N, T, hidden); the state is a tensor (RNN/GRU) or an (h, c) tuple (LSTM)
+        return self.fc(out[:, -1])
+
+
+def rnn_classifier(
+    cell: str = "gru", hidden_size: int = 64, *, input_size: int = 8, num_layers: int = 1, num_classes: int = 10
+) -> RNNClassifier:
+    """A GRU / LSTM / vanilla-RNN classifier for digits read as 8 time steps of 8 pixels."""
+    if cell not in RNN_CELLS:
+        raise ValueError(f"cell must be one of {tuple(RNN_CELLS)}, got {cell!r}")
+    for name, v in (("hidden_size", hidden_size), ("input_size", input_size), ("num_layers", num_layers),
+                    ("num_classes", num_classes)):
+        _check_width(name, v)
+    return RNNClassifier(cell, input_size, hidden_size, num_layers, num_classes)

@@ -1,0 +1,94 @@
+"""One way to build an interactive panel, so every chapter's panels look and behave the same.
+
+A panel is controls (ipywidgets sliders, toggles) plus an ``update(**values) -> Figure`` function. It
+
+- draws once at creation, *outside* any widget, so an error fails the cell (and nbval) instead of hiding
+  inside the output area; the figure is displayed, so a headless run still renders the plot;
+- redraws into its output area on every control change (a slider with ``continuous_update=False`` only on
+  release, for updates slower than ~50 ms);
+- is callable: ``panel(sparsity=0.5)`` runs the same update the slider runs and returns the figure, which
+  is how tests and benchmarks call and time every slider.
+
+The chapter's main panel carries the CSS class ``MAIN_CLASS`` (and its first control ``MAIN_CONTROL_CLASS``);
+the browser test finds the panel by it, moves that control and checks that the plot changed.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+import ipywidgets as widgets
+import matplotlib.pyplot as plt
+from IPython.display import display
+from matplotlib.figure import Figure
+
+MAIN_CLASS = "ck-main-panel"
+MAIN_CONTROL_CLASS = "ck-main-control"
+
+
+def slider(value, low, high, step, description: str, *, fmt: str | None = None, continuous: bool = False):
+    """A float or int slider with a wide label; ``continuous_update`` off unless asked (slow updates)."""
+    cls = widgets.IntSlider if all(isinstance(v, int) for v in (value, low, high, step)) else widgets.FloatSlider
+    kw = {"readout_format": fmt} if fmt else {}
+    return cls(value=value, min=low, max=high, step=step, description=description, continuous_update=continuous,
+               style={"description_width": "initial"}, layout=widgets.Layout(width="460px"), **kw)
+
+
+class Panel:
+    """Controls + output area + the update that links them. Display it by leaving it last in a cell."""
+
+    def __init__(self, update: Callable[..., Figure], controls: dict[str, widgets.ValueWidget], *,
+                 main: bool = False, title: str = ""):
+        if not controls:
+            raise ValueError("controls is empty: a panel needs at least one control")
+        self.update = update
+        self.controls = controls
+        self.output = widgets.Output()
+        self.last_ms: float | None = None
+        header = [widgets.HTML(f"<b>{title}</b>")] if title else []
+        self.widget = widgets.VBox(header + [widgets.HBox(list(controls.values())), self.output])
+        if main:
+            self.widget.add_class(MAIN_CLASS)
+            next(iter(controls.values())).add_class(MAIN_CONTROL_CLASS)
+        self._first = self(**self.values())  # raises here, in the cell, if the update is broken
+        for control in controls.values():
+            control.observe(self._redraw, names="value")
+
+    def values(self) -> dict:
+        return {name: c.value for name, c in self.controls.items()}
+
+    def __call__(self, **values) -> Figure:
+        """Run the update with the controls' values, overridden by ``values``; returns the figure, timed."""
+        unknown = set(values) - set(self.controls)
+        if unknown:
+            raise TypeError(f"unknown control(s) {sorted(unknown)}; this panel has {sorted(self.controls)}")
+        start = time.perf_counter()
+        fig = self.update(**{**self.values(), **values})
+        self.last_ms = (time.perf_counter() - start) * 1e3
+        return fig
+
+    def _show(self, fig: Figure) -> None:
+        with self.output:
+            self.output.clear_output(wait=True)
+            display(fig)
+        plt.close(fig)
+
+    def _redraw(self, change=None) -> None:
+        # computed inside the output area: a failure shows its traceback there, where the learner looks
+        with self.output:
+            self.output.clear_output(wait=True)
+            fig = self()
+            display(fig)
+            plt.close(fig)
+
+    def _ipython_display_(self) -> None:
+        display(self.widget)
+        if self._first is not None:
+            self._show(self._first)
+            self._first = None
+
+
+def panel(update: Callable[..., Figure], *, main: bool = False, title: str = "", **controls) -> Panel:
+    """Build a panel: ``panel(show, main=True, sparsity=slider(0.5, 0, 0.99, 0.01, "sparsity"))``."""
+    return Panel(update, controls, main=main, title=title)
