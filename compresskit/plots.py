@@ -81,7 +81,7 @@ def digit_grid(images: torch.Tensor, labels: torch.Tensor, *, n: int = 20, cols:
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i < n:
-            ax.imshow(images[i, 0].cpu(), cmap="gray_r", vmin=0, vmax=1)
+            ax.imshow(images[i, 0].cpu().numpy(), cmap="gray_r", vmin=0, vmax=1)
             ax.set_title(str(int(labels[i])), fontsize=12)
     if title:
         fig.suptitle(title)

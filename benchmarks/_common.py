@@ -1,0 +1,31 @@
+"""Shared by the benchmark scripts: a plain table printer and an nbval timer."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def table(headers: list[str], rows: list[list], title: str = "") -> None:
+    """Print rows as an aligned text table (numbers right-aligned)."""
+    cells = [[f"{v:,.3f}" if isinstance(v, float) else f"{v:,}" if isinstance(v, int) else str(v) for v in r]
+             for r in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
+    if title:
+        print(f"\n{title}")
+    print("  ".join(h.ljust(w) for h, w in zip(headers, widths)))
+    print("  ".join("-" * w for w in widths))
+    for r in cells:
+        print("  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(r, widths))))
+
+
+def nbval_seconds(notebook: str) -> tuple[float, bool]:
+    """Wall-clock seconds of `pytest --nbval-lax notebooks/<notebook>`, and whether it passed."""
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "--nbval-lax", "-p", "no:cacheprovider",
+                           f"notebooks/{notebook}"], cwd=ROOT, capture_output=True, text=True)
+    return time.perf_counter() - start, proc.returncode == 0

@@ -1,0 +1,68 @@
+"""Chapter 00 figures: train time and accuracy of each baseline, notebook time under nbval, panel update time.
+
+    python benchmarks/baseline.py [--no-notebooks]
+"""
+
+import statistics
+import sys
+import time
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+
+from _common import ROOT, nbval_seconds, table  # noqa: E402
+from compresskit import data, metrics, models, plots  # noqa: E402
+from compresskit.train import evaluate, set_seed, train  # noqa: E402
+
+BASELINES = {  # name: (constructor, epochs, lr), as chapter 00 trains them
+    "MLP 300-100": (models.mlp, 30, 1e-3),
+    "LeNet (CNN)": (models.lenet, 20, 3e-3),
+    "GRU-64": (lambda: models.rnn_classifier("gru"), 30, 3e-3),
+    "LSTM-64": (lambda: models.rnn_classifier("lstm"), 30, 3e-3),
+}
+
+
+def main() -> None:
+    torch.set_num_threads(1)
+    split = data.load_digits(seed=0)
+    rows = []
+    for name, (make, epochs, lr) in BASELINES.items():
+        accs, secs = [], []
+        for seed in (0, 1, 2):
+            set_seed(seed)
+            model = make()
+            start = time.perf_counter()
+            train(model, split.train, epochs=epochs, lr=lr, progress=False, seed=seed)
+            secs.append(time.perf_counter() - start)
+            accs.append(100 * evaluate(model, split.test))
+        r = metrics.measure(model, split, timed=True)
+        rows.append([name, f"{statistics.mean(secs):.2f}", f"{statistics.mean(accs):.2f} ± {statistics.stdev(accs):.2f}",
+                     r.params, r.bytes, r.macs, f"{r.latency_ms:.3f}"])
+    table(["model", "train s (1 thread)", "test acc % (3 seeds)", "params", "bytes", "MACs", "latency ms (b=1)"],
+          rows, "Baselines on digits")
+
+    # one update of chapter 00's panel: train a one-hidden-layer MLP, measure it, redraw
+    times = []
+    for width in (32, 128, 512):
+        start = time.perf_counter()
+        set_seed(0)
+        model = models.mlp(hidden=(width,))
+        train(model, split.train, epochs=15, lr=3e-3, progress=False)
+        fig = plots.accuracy_vs_size([metrics.measure(model, split, name=f"MLP-{width}")], highlight=-1)
+        fig.savefig(ROOT / "build-bench.png")
+        plt.close(fig)
+        times.append([f"width {width}", f"{1e3 * (time.perf_counter() - start):.0f}"])
+    (ROOT / "build-bench.png").unlink()
+    table(["panel update (train + measure + draw)", "ms"], times, "Chapter 00 panel (target < 2000 ms)")
+
+    if "--no-notebooks" not in sys.argv:
+        nb = [[name, f"{s:.1f}", "pass" if ok else "FAIL"] for name in ("00_baseline.ipynb",)
+              for s, ok in [nbval_seconds(name)]]
+        table(["notebook", "nbval s (target < 60)", "result"], nb, "Notebooks under pytest --nbval-lax")
+
+
+if __name__ == "__main__":
+    main()

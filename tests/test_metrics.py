@@ -1,0 +1,88 @@
+import pytest
+import torch
+from torch import nn
+from torch.nn.utils import prune as torch_prune
+from torch.utils.flop_counter import FlopCounterMode
+
+from compresskit import data, metrics, models
+
+
+def _flops_reference(model, shape):
+    """torch's own FLOP counter: 2 FLOPs per multiply-accumulate for matmul and convolution."""
+    with FlopCounterMode(display=False) as counter:
+        model(torch.zeros(1, *shape))
+    return counter.get_total_flops() // 2
+
+
+@pytest.mark.parametrize("make, shape", [
+    (models.mlp, (1, 8, 8)), (lambda: models.mlp(hidden=(7, 5)), (64,)), (models.lenet, (1, 8, 8)),
+    (lambda: nn.Sequential(nn.Conv1d(3, 6, 5, stride=2, groups=3), nn.Flatten()), (3, 20)),
+    (lambda: nn.Conv2d(4, 8, 3, padding=2, dilation=2, groups=2), (4, 9, 9)),
+])
+def test_macs_match_torch_flop_counter(make, shape):
+    model = make()
+    assert metrics.macs(model, shape) == _flops_reference(model, shape)
+
+
+@pytest.mark.parametrize("cell, gates", [("rnn", 1), ("gru", 3), ("lstm", 4)])
+def test_rnn_macs_by_formula(cell, gates):
+    m = models.rnn_classifier(cell, hidden_size=12, num_layers=2)
+    steps, h, f = 8, 12, 8
+    expected = steps * gates * h * ((f + h) + (h + h)) + h * 10
+    assert metrics.macs(m, (steps, f)) == expected
+    assert metrics.macs(m, (1, steps, f)) == expected
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_counts_and_dense_storage_by_formula(seed):
+    torch.manual_seed(seed)
+    m = models.lenet()
+    with torch.no_grad():
+        m[0].weight[torch.rand_like(m[0].weight) < 0.3] = 0
+    params = sum(p.numel() for p in m.parameters())
+    assert metrics.count_params(m) == params
+    assert metrics.count_nonzero(m) == sum(int(torch.count_nonzero(p)) for p in m.parameters())
+    buffers = sum(b.numel() * b.element_size() for b in m.buffers())
+    assert metrics.storage_bytes(m) == 4 * params + buffers
+    weights = sum(p.numel() for p in m.parameters() if p.dim() >= 2)
+    assert metrics.storage_bytes(m, value_bits=8) == 4 * params + buffers - 3 * weights
+
+
+def test_metrics_see_through_torch_pruning_masks():
+    torch.manual_seed(0)
+    m = models.mlp(hidden=(20,))
+    torch_prune.l1_unstructured(m[1], "weight", amount=0.5)
+    assert metrics.count_params(m) == 64 * 20 + 20 + 20 * 10 + 10  # masks are not parameters
+    assert metrics.count_nonzero(m) == metrics.count_params(m) - 640
+    assert metrics.storage_bytes(m) == 4 * metrics.count_params(m)  # dense: zeros are stored too
+    names = [n for n, _ in metrics.named_tensors(m)]
+    assert "1.weight" in names and not any(n.endswith(("_orig", "_mask")) for n in names)
+
+
+def test_storage_rounds_each_tensor_to_whole_bytes_and_validates():
+    m = nn.Linear(3, 1, bias=False)  # 3 weights at 3 bits = 9 bits -> 2 bytes
+    assert metrics.storage_bytes(m, value_bits=3) == 2
+    with pytest.raises(ValueError, match="format must be one of"):
+        metrics.storage_bytes(m, format="zip")
+    with pytest.raises(ValueError, match="value_bits must be in \\[1, 64\\], got 0"):
+        metrics.storage_bytes(m, value_bits=0)
+    assert metrics.storage_bytes(m, codebook_bits=lambda name, t: 8 * 4) == 12 + 4
+
+
+def test_latency_reports_median_and_restores_threads():
+    before = torch.get_num_threads()
+    t = metrics.latency(nn.Linear(8, 8), torch.zeros(2, 8), repeats=5, warmup=1, threads=1)
+    assert t.threads == 1 and t.repeats == 5 and 0 < t.q1_ms <= t.ms <= t.q3_ms and float(t) == t.ms
+    assert "median of 5" in str(t)
+    assert torch.get_num_threads() == before
+    with pytest.raises(ValueError, match="repeats"):
+        metrics.latency(nn.Linear(2, 2), torch.zeros(1, 2), repeats=0)
+
+
+def test_measure_record():
+    split = data.load_digits()
+    m = models.mlp(hidden=(10,))
+    r = metrics.measure(m, split, name="tiny", group="g", timed=True)
+    assert r.params == metrics.count_params(m) and r.bytes == 4 * r.params and r.kb == r.bytes / 1024
+    assert r.macs == 64 * 10 + 10 * 10 and 0 <= r.accuracy <= 1 and r.latency_ms > 0
+    assert metrics.measure(m, split.test).latency_ms is None

@@ -1,0 +1,80 @@
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from compresskit import plots, widgets  # noqa: E402
+from compresskit.exercises import check  # noqa: E402
+from compresskit.metrics import Record  # noqa: E402
+
+
+def _records():
+    return [Record("a", 0.9, 100, 50, 2048, 10, group="x"), Record("b", 0.95, 200, 200, 8192, 20, group="y")]
+
+
+def test_accuracy_vs_size_labels_axes_and_legend():
+    fig = plots.accuracy_vs_size(_records(), highlight=-1)
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log" and "KB" in ax.get_xlabel() and "%" in ax.get_ylabel()
+    assert {t.get_text() for t in ax.get_legend().get_texts()} == {"x", "y", "current"}
+    xs = sorted(x for line in ax.get_lines()[:2] for x in line.get_xdata())
+    assert xs == [2.0, 8.0]  # kilobytes
+    plt.close(fig)
+    with pytest.raises(ValueError, match="records is empty"):
+        plots.accuracy_vs_size([])
+
+
+def test_digit_grid_and_bars():
+    fig = plots.digit_grid(torch.rand(12, 1, 8, 8), torch.arange(12), n=12, cols=6)
+    assert sum(ax.get_title() != "" for ax in fig.axes) == 12
+    plt.close(fig)
+    fig = plots.bars(["a", "b"], {"s1": [1, 2], "s2": [3, 4]}, ylabel="bytes")
+    assert len(fig.axes[0].patches) == 4
+    plt.close(fig)
+
+
+def test_panel_draws_at_creation_is_callable_timed_and_marks_main():
+    seen = []
+
+    def update(k, flag):
+        seen.append((k, flag))
+        fig, ax = plt.subplots()
+        ax.plot([0, k])
+        return fig
+
+    p = widgets.panel(update, main=True, k=widgets.slider(3, 1, 10, 1, "k"),
+                      flag=widgets.widgets.Checkbox(value=False, description="flag"))
+    assert seen == [(3, False)]  # drawn once at creation
+    fig = p(k=7)
+    assert seen[-1] == (7, False) and p.last_ms is not None and p.last_ms >= 0
+    plt.close(fig)
+    p.controls["k"].value = 5  # what moving the slider does: the observer redraws
+    assert seen[-1] == (5, False)
+    assert widgets.MAIN_CLASS in p.widget._dom_classes
+    assert widgets.MAIN_CONTROL_CLASS in p.controls["k"]._dom_classes
+    assert p.controls["k"].continuous_update is False
+    with pytest.raises(TypeError, match="unknown control"):
+        p(nope=1)
+
+
+def test_broken_update_fails_at_creation():
+    def update(k):
+        raise RuntimeError("broken panel")
+
+    with pytest.raises(RuntimeError, match="broken panel"):
+        widgets.panel(update, k=widgets.slider(1, 0, 2, 1, "k"))
+
+
+def test_slider_kinds():
+    assert isinstance(widgets.slider(1, 0, 5, 1, "n"), widgets.widgets.IntSlider)
+    assert isinstance(widgets.slider(0.5, 0.0, 1.0, 0.01, "s"), widgets.widgets.FloatSlider)
+
+
+def test_exercise_check():
+    assert check("t", None, 3) is False
+    assert check("t", 3.0000001, 3) is True
+    assert check("t", "abc", "abc") is True
+    with pytest.raises(AssertionError, match="Hint: think"):
+        check("t", 4, 3, hint="think")
