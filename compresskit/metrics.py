@@ -75,8 +75,49 @@ def _dense_bits(w: torch.Tensor, value_bits: int, index_bits: int) -> int:
     return w.numel() * value_bits
 
 
-FORMATS: dict[str, Format] = {"dense": _dense_bits}
-"""Storage formats by name. Sparse formats (``compresskit.prune``) register themselves here."""
+def _bitmask_bits(w: torch.Tensor, value_bits: int, index_bits: int) -> int:
+    """One presence bit per entry, then the nonzero values: n + nnz * value_bits."""
+    return w.numel() + int(torch.count_nonzero(w)) * value_bits
+
+
+def _csr_bits(w: torch.Tensor, value_bits: int, index_bits: int) -> int:
+    """Compressed sparse rows of the (out, -1) matrix: a value and a column index per nonzero, rows + 1 pointers.
+
+    nnz * (value_bits + index_bits) + (rows + 1) * index_bits. With 32-bit indices every kept weight costs twice
+    a float32, so below 50 % sparsity CSR is *bigger* than dense.
+    """
+    rows = w.shape[0]
+    return int(torch.count_nonzero(w)) * (value_bits + index_bits) + (rows + 1) * index_bits
+
+
+def relative_index_entries(w: torch.Tensor, index_bits: int) -> int:
+    """Entries stored by Deep Compression's relative indexing (Han et al. 2016, section 3).
+
+    Nonzeros are stored in flattened order with the *gap* (zeros skipped since the previous stored entry) in
+    ``index_bits`` bits. A gap larger than ``2**index_bits - 1`` is bridged by a filler entry (a stored zero),
+    which costs a value and an index like any other.
+    """
+    positions = torch.nonzero(w.reshape(-1)).flatten()
+    if positions.numel() == 0:
+        return 0
+    gaps = torch.diff(positions, prepend=torch.tensor([-1], device=positions.device)) - 1  # zeros before each
+    max_gap = 2**index_bits - 1
+    fillers = torch.div(gaps, max_gap + 1, rounding_mode="floor")  # one filler per full span of max_gap + 1
+    return positions.numel() + int(fillers.sum())
+
+
+def _relative_bits(w: torch.Tensor, value_bits: int, index_bits: int) -> int:
+    """Deep Compression's format: (value, gap) pairs plus fillers; index_bits = 5 (FC) or 8 (conv) in the paper."""
+    return relative_index_entries(w, index_bits) * (value_bits + index_bits)
+
+
+FORMATS: dict[str, Format] = {
+    "dense": _dense_bits,
+    "bitmask": _bitmask_bits,
+    "csr": _csr_bits,
+    "relative": _relative_bits,
+}
+"""Storage formats by name: how a compressible tensor's values and positions are written."""
 
 
 def _check_bits(name: str, value: int, low: int, high: int) -> None:

@@ -5,10 +5,30 @@
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import nn
+from torch.nn.utils.prune import BasePruningMethod
 
 RNN_CELLS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
+
+
+def copy_model(model: nn.Module) -> nn.Module:
+    """A deep copy that also works for models pruned with ``torch.nn.utils.prune`` after a forward pass.
+
+    Such a module holds its masked weight as a plain attribute computed in the last forward, a non-leaf tensor
+    that ``copy.deepcopy`` refuses. Those tensors are given to deepcopy as detached copies (the copy's own hook
+    recomputes them on its first forward); the caller's model is not touched.
+    """
+    memo = {}
+    for module in model.modules():
+        for hook in module._forward_pre_hooks.values():
+            if isinstance(hook, BasePruningMethod):
+                t = getattr(module, hook._tensor_name, None)
+                if isinstance(t, torch.Tensor) and t.grad_fn is not None:
+                    memo[id(t)] = t.detach().clone()
+    return copy.deepcopy(model, memo)
 
 
 def _check_width(name: str, value: int) -> None:
