@@ -256,9 +256,9 @@ class Timing:
 
 @torch.inference_mode()
 def latency(
-    model: nn.Module | Callable, example_input: torch.Tensor, *, repeats: int = 50, warmup: int = 10, threads: int = 1
+    model: nn.Module | Callable, example_input: torch.Tensor | None, *, repeats: int = 50, warmup: int = 10, threads: int = 1
 ) -> Timing:
-    """Median wall-clock time of ``model(example_input)``, in ms, with torch's thread count pinned.
+    """Median wall-clock time of ``model(example_input)`` (``model()`` when the input is None), in ms, threads pinned.
 
     One thread by default: the figure then compares models, not how busy the other core was. The previous
     thread setting is restored afterwards.
@@ -271,13 +271,14 @@ def latency(
         model.eval()
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
+    args = () if example_input is None else (example_input,)
     try:
         for _ in range(warmup):
-            model(example_input)
+            model(*args)
         times = []
         for _ in range(repeats):
             start = time.perf_counter()
-            model(example_input)
+            model(*args)
             times.append((time.perf_counter() - start) * 1e3)
     finally:
         torch.set_num_threads(before)
