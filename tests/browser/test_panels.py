@@ -24,8 +24,8 @@ pytestmark = pytest.mark.browser
 
 _APP = "window.jupyterapp"
 _NOTEBOOK = f"{_APP}.shell.currentWidget"
-_KERNEL_READY = f"""() => {{ const nb = {_NOTEBOOK};
-    return !!(nb && nb.sessionContext && nb.sessionContext.session && nb.sessionContext.session.kernel
+_KERNEL_READY = f"""(path) => {{ const nb = {_NOTEBOOK};
+    return !!(nb && nb.context && nb.context.path === path && nb.sessionContext && nb.sessionContext.session && nb.sessionContext.session.kernel
               && nb.sessionContext.session.kernel.status === 'idle'); }}"""
 _ALL_RAN = f"""() => {{ const nb = {_NOTEBOOK}; const cells = nb.content.model.cells;
     for (let i = 0; i < cells.length; i++) {{
@@ -56,8 +56,9 @@ def test_main_panel_redraws_in_jupyterlab(lab, browser, notebook):
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     page = context.new_page()
     try:
-        page.goto(f"{lab.url}/lab/tree/{notebook}?token={lab.token}")
-        page.wait_for_function(_KERNEL_READY, timeout=90_000, polling=250)
+        # a workspace of its own, reset: JupyterLab would otherwise reopen the previous test's notebook too
+        page.goto(f"{lab.url}/lab/workspaces/ck-{Path(notebook).stem}/tree/{notebook}?reset&token={lab.token}")
+        page.wait_for_function(_KERNEL_READY, arg=notebook, timeout=90_000, polling=250)
         page.evaluate(f"() => {_APP}.commands.execute('notebook:run-all-cells')")
         page.wait_for_function(_ALL_RAN, timeout=RUN_TIMEOUT_MS, polling=500)
 
@@ -73,17 +74,16 @@ def test_main_panel_redraws_in_jupyterlab(lab, browser, notebook):
 
         handle = page.locator(f".{MAIN_CONTROL_CLASS} .noUi-handle")
         assert handle.count() == 1, f"{notebook}: the main control (.{MAIN_CONTROL_CLASS}) is not a slider"
-        value_before = handle.get_attribute("aria-valuenow")
+        readout = f"document.querySelector('.{MAIN_CONTROL_CLASS} .widget-readout').innerText"
+        value_before = page.evaluate(f"() => {readout}")
+        at_max = float(handle.get_attribute("aria-valuenow")) >= float(handle.get_attribute("aria-valuemax"))
         handle.focus()
-        page.keyboard.press("ArrowRight")  # one step, as a learner's keyboard would; releases at once
-        if handle.get_attribute("aria-valuenow") == value_before:  # at the maximum: go the other way
-            page.keyboard.press("ArrowLeft")
-            page.keyboard.press("ArrowLeft")
-        assert handle.get_attribute("aria-valuenow") != value_before, f"{notebook}: the slider did not move"
+        page.keyboard.press("ArrowLeft" if at_max else "ArrowRight")  # one step, as a learner's keyboard would
+        page.wait_for_function(f"(v) => {readout} !== v", arg=value_before, timeout=10_000, polling=100)
 
         state = page.wait_for_function(_PLOT_STATE, arg=before, timeout=REDRAW_TIMEOUT_MS, polling=250).json_value()
         assert state == "changed", f"{notebook}: the panel shows an error after the slider moved"
-        page.wait_for_function(_KERNEL_READY, timeout=REDRAW_TIMEOUT_MS, polling=250)
+        page.wait_for_function(_KERNEL_READY, arg=notebook, timeout=REDRAW_TIMEOUT_MS, polling=250)
         assert panels.locator("img").first.screenshot() != shot_before, f"{notebook}: the plot looks the same"
         assert not page.evaluate(_ERRORS), f"{notebook}: errors after the slider moved"
     except BaseException:
@@ -91,4 +91,8 @@ def test_main_panel_redraws_in_jupyterlab(lab, browser, notebook):
         print(f"screenshot of the failing page: {path}")
         raise
     finally:
+        try:  # free the kernel for the next chapter (the server's shutdown would also stop it, later)
+            page.evaluate(f"() => {_NOTEBOOK}.sessionContext.shutdown()")
+        except Exception:
+            pass
         context.close()
