@@ -6,6 +6,7 @@ accepts an ``ax`` to draw into an existing figure instead.
 
 from __future__ import annotations
 
+import io
 from typing import Sequence
 
 import matplotlib
@@ -34,7 +35,12 @@ def _plain_log(axis) -> None:
     axis.set_major_locator(ticker.LogLocator(base=10))
     axis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
     axis.set_minor_locator(ticker.LogLocator(base=10, subs=(2.0, 5.0)))
-    axis.set_minor_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+
+    def minor(v, _):  # label 2x and 5x only on short axes, where major labels alone would be too few
+        low, high = axis.get_view_interval()
+        return f"{v:g}" if low > 0 and high / low <= 100 else ""
+
+    axis.set_minor_formatter(ticker.FuncFormatter(minor))
 
 
 def _axes(ax, figsize=FIGSIZE):
@@ -121,6 +127,14 @@ def bars(labels: Sequence[str], series: dict[str, Sequence[float]], *, ylabel: s
     ax.grid(True, axis="y", alpha=0.3)
     ax.legend()
     return fig
+
+
+def png(fig: Figure) -> bytes:
+    """The figure as PNG bytes, drawn once (no tight bounding box: IPython's default draws twice) and compressed
+    lightly: what a panel sends to the browser on every slider move."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", pil_kwargs={"compress_level": 1})
+    return buffer.getvalue()
 
 
 def figure(ncols: int = 1, *, width: float = 6.0, height: float = 4.6, nrows: int = 1):

@@ -1,0 +1,127 @@
+"""Targets of the pruning issue, measured and printed as tables (chapters 01-03).
+
+    python benchmarks/pruning.py [--no-notebooks]
+"""
+
+import statistics
+import sys
+import time
+
+import matplotlib
+
+matplotlib.use("Agg")
+import torch  # noqa: E402
+
+from _common import nbval_seconds, table  # noqa: E402
+from compresskit import data, metrics, models, plots, prune, sparsify  # noqa: E402
+from compresskit.train import evaluate, set_seed, train  # noqa: E402
+from compresskit.widgets import panel, slider  # noqa: E402
+
+SEEDS = (0, 1, 2)
+
+
+def trained_mlp(split, seed, hidden=(300, 100), epochs=30):
+    set_seed(seed)
+    model = models.mlp(hidden=hidden)
+    train(model, split.train, epochs=epochs, lr=1e-3, progress=False, seed=seed)
+    return model
+
+
+def slider_update_ms(base, split) -> list[float]:
+    """Chapter 01's sparsity slider as the learner waits for it: prune + measure (evaluate) + draw + PNG.
+
+    The update is the chapter's; ``Panel.render`` is exactly what the slider's observer runs.
+    """
+    sweep = [metrics.measure(prune.magnitude_prune(base, sparsity=s, scope="global"), split, format="bitmask")
+             for s in (0.5, 0.8, 0.9)]
+
+    def show(sparsity):
+        pruned = prune.magnitude_prune(base, sparsity=sparsity, scope="global")
+        current = metrics.measure(pruned, split, group="slider", format="bitmask")
+        fig, (left, right) = plots.figure(2)
+        plots.accuracy_vs_size(sweep + [current], highlight=-1, ax=left, annotate=False)
+        plots.weight_histogram(base[1].weight, pruned[1].weight_mask, ax=right)
+        return fig
+
+    p = panel(show, sparsity=slider(0.8, 0.0, 0.99, 0.01, "sparsity"))
+    times = []
+    for s in (0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.5, 0.8, 0.9, 0.99):
+        p.render(sparsity=s)
+        times.append(p.last_ms)
+    return times
+
+
+def main() -> None:
+    torch.set_num_threads(1)
+    split = data.load_digits(seed=0)
+
+    base = trained_mlp(split, 0)
+    ms = slider_update_ms(base, split)
+    table(["chapter 01 sparsity slider (prune + evaluate + draw + PNG)", "median ms", "max ms", "target"],
+          [["LeNet-300-100", f"{statistics.median(ms):.0f}", f"{max(ms):.0f}", "< 200"]], "Slider latency")
+
+    rows = []
+    for seed in SEEDS:
+        base = trained_mlp(split, seed)
+        b = evaluate(base, split.test)
+        oneshot = prune.magnitude_prune(base, sparsity=0.9, scope="global")
+        o = evaluate(oneshot, split.test)
+        train(oneshot, split.train, epochs=8, lr=1e-3, progress=False, seed=seed)
+        gradual, _ = prune.iterative_prune(base, split.train, final_sparsity=0.9, steps=3, epochs_per_step=4,
+                                           scope="global")
+        rows.append([seed, f"{100 * b:.2f}", f"{100 * o:.2f}", f"{100 * evaluate(oneshot, split.test):.2f}",
+                     f"{100 * evaluate(gradual, split.test):.2f}",
+                     f"{prune.sparsity_report(oneshot).total.sparsity:.1%}",
+                     metrics.storage_bytes(oneshot, format="bitmask")])
+    table(["seed", "dense %", "90% one-shot %", "90% + 8 ep FT %", "90% gradual %", "sparsity", "bitmask bytes"],
+          rows, "LeNet-300-100 at 90 % global sparsity (target: >= 90 % pruned, <= 1 point loss)")
+
+    set_seed(0)
+    wide = models.mlp(hidden=(1024, 1024))
+    train(wide, split.train, epochs=8, lr=1e-3, progress=False)
+    x = split.test.tensors[0][:64]
+    dense_ms = metrics.latency(wide, x, repeats=100).ms
+    rows = []
+    for amount in (0.25, 0.5, 0.75):
+        small = prune.prune_channels(wide, amount)
+        budget = 1 - metrics.count_params(small) / metrics.count_params(wide)
+        finalized = prune.finalize(prune.magnitude_prune(wide, sparsity=budget, scope="global"))
+        rows.append([f"{amount:.0%}", f"{metrics.macs(wide, (1, 8, 8)) / metrics.macs(small, (1, 8, 8)):.2f}x",
+                     f"{dense_ms / metrics.latency(small, x, repeats=100).ms:.2f}x",
+                     f"{dense_ms / metrics.latency(finalized, x, repeats=100).ms:.2f}x",
+                     f"{100 * evaluate(small, split.test):.2f}"])
+    table(["neurons removed", "MACs ratio", "structured speed-up", "same budget unstructured", "acc % (no FT)"],
+          rows, f"MLP 1024-1024, batch 64, 1 thread, dense {dense_ms:.3f} ms (target: 50 % -> >= 1.6x)")
+
+    rows = []
+    for seed in SEEDS:
+        set_seed(seed)
+        dense = models.mlp()
+        sparsify.train_sparse(dense, split.train, method="none", lam=0.0, epochs=30, lr=0.05, progress=False, seed=seed)
+        set_seed(seed)
+        model = models.mlp()
+        sparsify.train_sparse(model, split.train, method="proximal", lam=6e-3, epochs=30, lr=0.05, progress=False,
+                              seed=seed)
+        frozen = prune.freeze_zeros(model)
+        train(frozen, split.train, epochs=10, lr=1e-3, progress=False, seed=seed)
+        d, a = evaluate(dense, split.test), evaluate(frozen, split.test)
+        rows.append([seed, f"{100 * d:.2f}", f"{100 * a:.2f}", f"{100 * (d - a):+.2f}",
+                     f"{sparsify.exact_zero_fraction(frozen):.1%}"])
+    table(["seed", "dense (SGD) %", "proximal + debias %", "loss (points)", "exact zeros"], rows,
+          "Proximal L1, lambda = 6e-3 (target: >= 80 % zeros, <= 1 point loss)")
+
+    rows = [[f"{r['sparsity']:.2f}", f"{r['dense_ms']:.3f}", f"{r['csr_ms']:.3f}", f"{r['coo_ms']:.3f}",
+             f"{r['dense_ms'] / r['csr_ms']:.2f}x"] for r in prune.sparse_matmul_timings()]
+    table(["sparsity", "dense ms", "CSR ms", "COO ms", "CSR speed-up"], rows,
+          "1024x1024 weight @ batch 64, one thread")
+
+    if "--no-notebooks" not in sys.argv:
+        nb = []
+        for name in ("01_pruning.ipynb", "02_structured_pruning.ipynb", "03_sparsity_l1.ipynb"):
+            seconds, ok = nbval_seconds(name)
+            nb.append([name, f"{seconds:.1f}", "pass" if ok else "FAIL"])
+        table(["notebook", "nbval s (target < 60)", "result"], nb, "Notebooks under pytest --nbval-lax")
+
+
+if __name__ == "__main__":
+    main()
