@@ -1,0 +1,180 @@
+import warnings
+
+import pytest
+import torch
+from torch import nn
+
+from compresskit import data, metrics, models, quantize
+from compresskit.train import evaluate, set_seed, train
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    from torch.ao.quantization.observer import MinMaxObserver, PerChannelMinMaxObserver
+
+SEEDS = [0, 1, 2]
+BITS = [2, 3, 4, 5, 8, 12, 16]
+
+
+def _observer(bits, symmetric, per_channel, axis=0):
+    """torch's own observer configured for `bits`: the reference for scale and zero point."""
+    q_min, q_max = quantize.code_range(bits, symmetric)
+    dtype = (torch.qint8 if symmetric else torch.quint8) if bits <= 8 else torch.qint32
+    if per_channel:
+        scheme = torch.per_channel_symmetric if symmetric else torch.per_channel_affine
+        return PerChannelMinMaxObserver(ch_axis=axis, dtype=dtype, qscheme=scheme, quant_min=q_min, quant_max=q_max)
+    scheme = torch.per_tensor_symmetric if symmetric else torch.per_tensor_affine
+    return MinMaxObserver(dtype=dtype, qscheme=scheme, quant_min=q_min, quant_max=q_max)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("bits", BITS)
+@pytest.mark.parametrize("symmetric", [True, False])
+def test_per_tensor_matches_torch_observer_and_fake_quant(seed, bits, symmetric):
+    torch.manual_seed(seed)
+    w = torch.randn(40, 30) * 0.2 + (0.05 if seed == 2 else 0.0)
+    obs = _observer(bits, symmetric, False)
+    obs(w)
+    ref_scale, ref_zp = obs.calculate_qparams()
+    q, scale, zp = quantize.quantize_tensor(w, bits, symmetric=symmetric)
+    assert torch.allclose(scale.flatten(), ref_scale, rtol=1e-6) and int(zp) == int(ref_zp)
+    q_min, q_max = quantize.code_range(bits, symmetric)
+    ref = torch.fake_quantize_per_tensor_affine(w, float(scale), int(zp), q_min, q_max)
+    assert torch.equal(quantize.fake_quantize(w, bits, symmetric=symmetric), ref)
+    assert int(q.min()) >= q_min and int(q.max()) <= q_max
+    assert torch.equal(quantize.dequantize(q, scale, zp), ref)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("bits", [2, 4, 8])
+@pytest.mark.parametrize("symmetric", [True, False])
+@pytest.mark.parametrize("axis", [0, 1])
+def test_per_channel_matches_torch(seed, bits, symmetric, axis):
+    torch.manual_seed(seed)
+    w = torch.randn(6, 5, 3, 3) * torch.rand(6, 1, 1, 1)
+    obs = _observer(bits, symmetric, True, axis)
+    obs(w)
+    ref_scale, ref_zp = obs.calculate_qparams()
+    q, scale, zp = quantize.quantize_tensor(w, bits, symmetric=symmetric, per_channel=True, axis=axis)
+    assert torch.allclose(scale.flatten(), ref_scale, rtol=1e-6) and torch.equal(zp.flatten(), ref_zp.int())
+    q_min, q_max = quantize.code_range(bits, symmetric)
+    ref = torch.fake_quantize_per_channel_affine(w, scale.flatten(), zp.flatten(), axis, q_min, q_max)
+    assert torch.equal(quantize.fake_quantize(w, bits, symmetric=symmetric, per_channel=True, axis=axis), ref)
+
+
+def test_rounding_is_half_to_even_and_clamped():
+    w = torch.tensor([-1.0, -0.25, 0.25, 0.75, 1.0])  # scale 1/127.5 at 8 bits symmetric
+    q, scale, zp = quantize.quantize_tensor(w, 8)
+    assert q.tolist() == torch.round(w / scale.flatten()).clamp(-128, 127).int().tolist()
+    half = torch.tensor([0.5, 1.5, 2.5, -0.5, 7.0])  # exact halves: scale 7 / 7.5 -> check half-to-even on codes
+    q, scale, _ = quantize.quantize_tensor(half, 4)
+    assert torch.equal(q.float(), torch.round(half * (1.0 / scale)).clamp(-8, 7))
+
+
+def test_bad_bits_and_inputs():
+    w = torch.randn(3, 3)
+    for bits, error in ((1, ValueError), (17, ValueError), (0, ValueError), (4.0, TypeError)):
+        with pytest.raises(error, match="bits"):
+            quantize.quantize_tensor(w, bits)
+    with pytest.raises(ValueError, match="binarize"):
+        quantize.fake_quantize(w, 1)
+    with pytest.raises(TypeError, match="floating-point"):
+        quantize.quantize_tensor(torch.arange(4), 4)
+    with pytest.raises(ValueError, match="axis"):
+        quantize.quantize_tensor(w, 4, per_channel=True, axis=2)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_binarize_formula(seed):
+    torch.manual_seed(seed)
+    w = torch.randn(4, 3, 2)
+    w[0, 0, 0] = 0.0
+    b = quantize.binarize(w)
+    alpha = w.abs().mean(dim=(1, 2))
+    for c in range(4):
+        expected = torch.where(w[c] >= 0, alpha[c], -alpha[c])
+        assert torch.allclose(b[c], expected)
+    assert b[0, 0, 0] > 0  # sign(0) = +1, not torch.sign's 0
+    assert torch.allclose(b[1].abs(), alpha[1].expand(3, 2))
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("bits", [1, 2, 4])
+def test_kmeans_is_a_lloyd_fixed_point(seed, bits):
+    torch.manual_seed(seed)
+    w = torch.randn(50, 20)
+    codebook, idx = quantize.kmeans_quantize(w, bits)
+    assert codebook.shape == (2**bits,) and idx.shape == w.shape
+    # each weight is assigned to its nearest centroid...
+    nearest = torch.argmin((w.reshape(-1, 1) - codebook[None]).abs(), dim=1).reshape(w.shape)
+    assert torch.equal(idx, nearest)
+    # ...and each used centroid is the mean of its members
+    for k in idx.unique():
+        assert codebook[k].item() == pytest.approx(w[idx == k].mean().item(), abs=1e-5)
+    # better than uniform at the same bits (k-means minimises the squared error)
+    if bits >= 2:
+        err_km = (codebook[idx] - w).pow(2).sum()
+        err_u = (quantize.fake_quantize(w, bits, symmetric=False) - w).pow(2).sum()
+        assert err_km <= err_u
+
+
+def test_kmeans_linear_init_and_centroid_gradients():
+    w = torch.tensor([0.0, 0.1, 0.9, 1.0])
+    codebook, idx = quantize.kmeans_quantize(w, 1)
+    assert codebook.tolist() == pytest.approx([0.05, 0.95]) and idx.tolist() == [0, 0, 1, 1]
+    g = quantize.centroid_gradients(torch.tensor([1.0, 2.0, 3.0, 4.0]), idx, 2)
+    assert g.tolist() == [3.0, 7.0]
+
+
+def test_quantize_model_copies_validates_and_prices():
+    torch.manual_seed(0)
+    model = models.lenet()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    q = quantize.quantize_model(model, 4, per_channel=True)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert torch.equal(q[0].weight, quantize.fake_quantize(model[0].weight, 4, per_channel=True))
+    assert torch.equal(q[0].bias, model[0].bias)
+    assert all(len(row.unique()) <= 16 for row in q[9].weight)  # per channel: 16 levels per row
+    with pytest.raises(ValueError, match="method must be one of"):
+        quantize.quantize_model(model, 4, method="log")
+    with pytest.raises(ValueError, match="bits must be 1"):
+        quantize.quantize_model(model, 2, method="binary")
+    # storage: k-means 4 bits = 4 bits per weight + 16 float32 centroids per tensor
+    mlp = models.mlp()
+    weights = 64 * 300 + 300 * 100 + 100 * 10
+    biases = 300 + 100 + 10
+    km = metrics.storage_bytes(mlp, **quantize.storage_kwargs("kmeans", 4))
+    assert km == sum((n * 4 + 16 * 32 + 7) // 8 for n in (19200, 30000, 1000)) + 4 * biases
+    u8 = metrics.storage_bytes(mlp, **quantize.storage_kwargs("uniform", 8, per_channel=True))
+    assert u8 == weights + 4 * (300 + 100 + 10) + 4 * biases
+    gru = quantize.quantize_model(models.rnn_classifier("gru"), 3)
+    assert len(gru.rnn.weight_hh_l0.unique()) <= 8
+
+
+def test_ste_gradients():
+    w = torch.tensor([-2.0, -0.5, 0.3, 0.9], requires_grad=True)
+    quantize.ste_binarize(w).sum().backward()
+    assert w.grad.tolist() == [0.0, 1.0, 1.0, 1.0]  # clipped where |w| > 1
+    v = torch.tensor([-1.0, 0.2, 0.5, 1.0], requires_grad=True)
+    out = quantize.ste_fake_quantize(v, 4)
+    assert torch.equal(out.detach(), quantize.fake_quantize(v.detach(), 4))
+    out.sum().backward()
+    assert v.grad.tolist() == [1.0, 1.0, 1.0, 0.0]  # 1.0 lies beyond the largest code (7 * 1/7.5)
+
+
+def test_qat_recovers_two_bit_accuracy_and_full_integer_calibration():
+    split = data.load_digits()
+    set_seed(0)
+    model = models.mlp()
+    train(model, split.train, epochs=30, lr=1e-3, progress=False)
+    ptq = evaluate(quantize.quantize_model(model, 2), split.test)
+    q = quantize.qat(model, split.train, bits=2, per_channel=True, epochs=8, progress=False)
+    assert evaluate(q, split.test) >= max(ptq, evaluate(model, split.test) - 0.03)
+    assert len(q[1].weight[0].unique()) <= 4 and not any("parametrizations" in n for n, _ in q.named_parameters())
+    full = quantize.quantize_activations(quantize.quantize_model(model, 8, per_channel=True), 8, split.train)
+    acts = [m for m in full if isinstance(m, quantize.ActivationQuant)]
+    assert len(acts) == 3 and all(not a.calibrating and a.hi > a.lo for a in acts)
+    assert evaluate(full, split.test) >= evaluate(model, split.test) - 0.01
+    x = split.test.tensors[0][:4]
+    with pytest.raises(TypeError, match="nn.Sequential"):
+        quantize.quantize_activations(models.rnn_classifier(), 8, split.train)
+    assert full(x).shape == (4, 10)
