@@ -1,0 +1,94 @@
+"""Targets of the quantization issue, measured and printed as tables (chapter 04).
+
+    python benchmarks/quantization.py [--no-notebooks]
+"""
+
+import statistics
+import sys
+
+import torch
+
+from _common import nbval_seconds, table
+from compresskit import data, int8, metrics, models, plots, quantize
+from compresskit.train import evaluate, set_seed, train
+from compresskit.widgets import panel, slider
+
+SEEDS = (0, 1, 2)
+
+
+def baseline(split, seed, hidden=(300, 100), epochs=30):
+    set_seed(seed)
+    model = models.mlp(hidden=hidden)
+    train(model, split.train, epochs=epochs, lr=1e-3, progress=False, seed=seed)
+    return model
+
+
+def slider_ms(base, split) -> list[float]:
+    """Chapter 04's bits slider (quantize + measure + histogram with levels + accuracy plot + PNG)."""
+    reference = [metrics.measure(quantize.quantize_model(base, b, per_channel=True), split, group="ref",
+                                 **quantize.storage_kwargs("uniform", b, per_channel=True)) for b in (8, 4, 2)]
+
+    def show(bits):
+        model = quantize.quantize_model(base, bits, per_channel=True)
+        current = metrics.measure(model, split, group="slider", **quantize.storage_kwargs("uniform", bits))
+        fig, (left, right) = plots.figure(2)
+        plots.weight_histogram(base[1].weight, ax=left)
+        left.vlines(model[1].weight[0].unique().detach().numpy(), 0.7, 2e3, colors="red")
+        plots.accuracy_vs_size(reference + [current], highlight=-1, ax=right, annotate=False)
+        return fig
+
+    p = panel(show, bits=slider(4, 2, 8, 1, "bits"))
+    times = []
+    for bits in (2, 3, 4, 5, 6, 7, 8, 4, 2, 8):
+        p.render(bits=bits)
+        times.append(p.last_ms)
+    return times
+
+
+def main() -> None:
+    torch.set_num_threads(1)
+    split = data.load_digits(seed=0)
+    ms = slider_ms(baseline(split, 0), split)
+    table(["chapter 04 bits slider (quantize + evaluate + draw + PNG)", "median ms", "max ms", "target"],
+          [["LeNet-300-100", f"{statistics.median(ms):.0f}", f"{max(ms):.0f}", "< 200"]], "Slider latency")
+
+    rows = []
+    for seed in SEEDS:
+        base = baseline(split, seed)
+        b = evaluate(base, split.test)
+        acc = {
+            "8-bit PTQ": evaluate(quantize.quantize_model(base, 8), split.test),
+            "4-bit per-channel PTQ": evaluate(quantize.quantize_model(base, 4, per_channel=True), split.test),
+            "2-bit PTQ": evaluate(quantize.quantize_model(base, 2, per_channel=True), split.test),
+            "2-bit QAT": evaluate(quantize.qat(base, split.train, bits=2, epochs=10, progress=False, seed=seed),
+                                  split.test),
+            "k-means 4-bit": evaluate(quantize.quantize_model(base, 4, method="kmeans"), split.test),
+            "binary QAT": evaluate(quantize.qat(base, split.train, bits=1, method="binary", epochs=10, progress=False,
+                                                seed=seed), split.test),
+        }
+        rows.append([seed, f"{100 * b:.2f}"] + [f"{100 * (a - b):+.2f}" for a in acc.values()])
+    table(["seed", "fp32 %"] + [f"{k} (pts)" for k in acc], rows,
+          "Accuracy change against float32 (targets: 8b >= -0.5, 4b/ch >= -2, 2b QAT >= -3, k-means 4b >= -1)")
+
+    wide = baseline(split, 0, hidden=(1024, 1024), epochs=5)
+    x = split.test.tensors[0][:64]
+    runs = {"torch float32": wide, "torch fake-quant 8 bit": quantize.quantize_model(wide, 8, per_channel=True)}
+    runs.update(int8.int8_models(wide, x, calibration=split.train))
+    fp32_ms, fp32_bytes = metrics.latency(wide, x, repeats=100).ms, int8.torch_file_bytes(wide)
+    rows = []
+    for name, model in runs.items():
+        size = model.file_bytes if isinstance(model, int8.OnnxModel) else int8.torch_file_bytes(model)
+        ms = metrics.latency(model, x, repeats=100).ms
+        rows.append([name, size, f"{size / fp32_bytes:.2f}x", f"{ms:.3f}", f"{fp32_ms / ms:.2f}x",
+                     f"{100 * evaluate(model, split.test):.2f}"])
+    table(["model (MLP 1024-1024, batch 64, 1 thread)", "file bytes", "vs fp32", "ms", "speed-up", "acc %"], rows,
+          "Real int8 (targets: file <= 0.3x, speed-up >= 1.5x)")
+
+    if "--no-notebooks" not in sys.argv:
+        seconds, ok = nbval_seconds("04_quantization.ipynb")
+        table(["notebook", "nbval s (target < 90)", "result"],
+              [["04_quantization.ipynb", f"{seconds:.1f}", "pass" if ok else "FAIL"]], "Notebook under nbval")
+
+
+if __name__ == "__main__":
+    main()
