@@ -1,0 +1,72 @@
+"""Knowledge distillation (知识蒸馏): a small student learns from a big teacher's softened outputs.
+
+    loss = alpha * T^2 * KL(softmax(teacher / T) || softmax(student / T))  +  (1 - alpha) * CE(student, labels)
+
+The temperature T > 1 softens both distributions so the teacher's small probabilities ("dark knowledge": which wrong
+digits look alike) carry signal. The soft term's gradient scales as 1 / T^2, so it is multiplied by T^2 to keep its
+weight against the hard term independent of T (Hinton, Vinyals & Dean, "Distilling the Knowledge in a Neural
+Network", 2015).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import Dataset
+
+from compresskit.train import train
+
+
+def _check(temperature, alpha) -> None:
+    for name, v in (("temperature", temperature), ("alpha", alpha)):
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise TypeError(f"{name} must be a float, got {type(v).__name__} {v!r}")
+    if not temperature > 0 or math.isinf(temperature):
+        raise ValueError(f"temperature must be a finite float > 0, got {temperature!r}")
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha!r}")
+
+
+def soft_targets(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """softmax(logits / T) over the last dimension."""
+    _check(temperature, 0.0)
+    return F.softmax(logits / temperature, dim=-1)
+
+
+def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor, *,
+            temperature: float, alpha: float) -> torch.Tensor:
+    """alpha * T^2 * KL(p_teacher || p_student) (batch mean) + (1 - alpha) * cross-entropy(student, labels)."""
+    _check(temperature, alpha)
+    if student_logits.shape != teacher_logits.shape:
+        raise ValueError(f"student and teacher logits differ in shape: {tuple(student_logits.shape)} vs "
+                         f"{tuple(teacher_logits.shape)}")
+    t = temperature
+    soft = F.kl_div(F.log_softmax(student_logits / t, dim=-1), F.log_softmax(teacher_logits.detach() / t, dim=-1),
+                    reduction="batchmean", log_target=True)
+    hard = F.cross_entropy(student_logits, labels)
+    return alpha * t * t * soft + (1 - alpha) * hard
+
+
+def distill(student: nn.Module, teacher: nn.Module, dataset: Dataset, *, temperature: float, alpha: float,
+            epochs: int, lr: float = 1e-3, **train_kwargs) -> list[float]:
+    """Train ``student`` in place on ``kd_loss`` against a frozen teacher; returns the per-epoch losses.
+
+    The teacher runs in eval mode under ``torch.no_grad()`` (no dropout or BatchNorm updates, no gradients); its
+    own mode is restored afterwards and its weights are never touched.
+    """
+    _check(temperature, alpha)
+    was_training = teacher.training
+    teacher.eval()
+
+    def objective(model, x, y):
+        with torch.no_grad():
+            teacher_logits = teacher(x)
+        return kd_loss(model(x), teacher_logits, y, temperature=temperature, alpha=alpha)
+
+    try:
+        return train(student, dataset, epochs=epochs, lr=lr, objective=objective, desc="distill", **train_kwargs)
+    finally:
+        teacher.train(was_training)

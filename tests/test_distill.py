@@ -1,0 +1,56 @@
+import math
+
+import pytest
+import torch
+
+from compresskit import data, distill, models
+from compresskit.train import set_seed
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("temperature, alpha", [(1.0, 0.5), (4.0, 0.9), (2.5, 0.0), (8.0, 1.0)])
+def test_kd_loss_is_the_formula_written_out(seed, temperature, alpha):
+    torch.manual_seed(seed)
+    s, t = torch.randn(5, 10), torch.randn(5, 10)
+    y = torch.randint(0, 10, (5,))
+    total = 0.0
+    for i in range(5):
+        p_t = [math.exp(v / temperature) for v in t[i].tolist()]
+        p_s = [math.exp(v / temperature) for v in s[i].tolist()]
+        p_t = [v / sum(p_t) for v in p_t]
+        p_s = [v / sum(p_s) for v in p_s]
+        kl = sum(a * math.log(a / b) for a, b in zip(p_t, p_s))
+        ce = -math.log(math.exp(s[i, y[i]].item()) / sum(math.exp(v) for v in s[i].tolist()))
+        total += alpha * temperature**2 * kl + (1 - alpha) * ce
+    assert distill.kd_loss(s, t, y, temperature=temperature, alpha=alpha).item() == pytest.approx(total / 5, rel=1e-5)
+
+
+def test_t_squared_keeps_the_soft_gradient_scale():
+    torch.manual_seed(0)
+    t = torch.randn(64, 10)
+    norms = []
+    for temperature in (2.0, 8.0):
+        s = torch.randn(64, 10, generator=torch.Generator().manual_seed(1)).requires_grad_()
+        distill.kd_loss(s, t, torch.zeros(64, dtype=torch.long), temperature=temperature, alpha=1.0).backward()
+        norms.append(s.grad.norm().item())
+    assert 0.2 < norms[0] / norms[1] < 5  # without T^2 the ratio would be about 16
+
+
+@pytest.mark.parametrize("kwargs, match", [({"temperature": 0.0, "alpha": 0.5}, "temperature"),
+                                          ({"temperature": -1.0, "alpha": 0.5}, "temperature"),
+                                          ({"temperature": 2.0, "alpha": 1.5}, r"alpha must be in \[0, 1\]")])
+def test_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        distill.kd_loss(torch.zeros(2, 3), torch.zeros(2, 3), torch.zeros(2, dtype=torch.long), **kwargs)
+
+
+def test_distill_trains_the_student_and_leaves_the_teacher_alone():
+    split = data.load_digits()
+    set_seed(0)
+    teacher, student = models.lenet(), models.mlp(hidden=(8,))
+    teacher.train()
+    before = {k: v.clone() for k, v in teacher.state_dict().items()}
+    history = distill.distill(student, teacher, split.train, temperature=4.0, alpha=0.7, epochs=2, progress=False)
+    assert len(history) == 2 and history[1] < history[0]
+    assert all(torch.equal(before[k], v) for k, v in teacher.state_dict().items())  # BN statistics untouched too
+    assert teacher.training

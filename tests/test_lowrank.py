@@ -1,0 +1,104 @@
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from compresskit import lowrank, metrics, models
+
+SEEDS = [0, 1, 2]
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("rank", [1, 5, 20])
+def test_svd_linear_reaches_the_eckart_young_bound(seed, rank):
+    torch.manual_seed(seed)
+    layer = nn.Linear(30, 20)
+    factored = lowrank.svd_linear(layer, rank)
+    w = layer.weight.detach().double()
+    approx = (factored[1].weight @ factored[0].weight).detach().double()
+    s = torch.linalg.svd(w).S  # reference: torch.linalg.svd, the bound written out
+    bound = math.sqrt(float((s[rank:] ** 2).sum()))
+    assert float(torch.linalg.norm(w - approx)) == pytest.approx(bound, rel=1e-4, abs=1e-5)
+    assert torch.equal(factored[1].bias, layer.bias) and factored[0].bias is None
+    x = torch.rand(7, 30)
+    assert torch.allclose(factored(x), x @ approx.float().T + layer.bias, atol=1e-5)
+    if rank == 20:  # full rank reproduces the layer
+        assert torch.allclose(factored(x), layer(x), atol=1e-5)
+
+
+def test_svd_linear_validates_rank():
+    layer = nn.Linear(4, 3)
+    for bad in (0, 4):
+        with pytest.raises(ValueError, match=r"rank must be in \[1, 3\]"):
+            lowrank.svd_linear(layer, bad)
+    with pytest.raises(TypeError):
+        lowrank.svd_linear(layer, 2.0)
+    with pytest.raises(TypeError, match="nn.Linear"):
+        lowrank.svd_linear(nn.Conv2d(1, 1, 1), 1)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_tucker_full_rank_reproduces_and_hooi_is_no_worse(seed):
+    torch.manual_seed(seed)
+    conv = nn.Conv2d(6, 10, 3, stride=2, padding=2, dilation=2)
+    x = torch.rand(2, 6, 11, 11)
+    full = lowrank.tucker_conv(conv, (6, 10))
+    assert torch.allclose(full(x), conv(x), atol=1e-5)
+    w = conv.weight.detach().double()
+
+    def error(core, u_out, u_in):
+        return float(torch.linalg.norm(w - torch.einsum("srhw,os,ir->oihw", core, u_out, u_in)))
+
+    hosvd, hooi = lowrank.tucker2(w, (3, 4)), lowrank.tucker2(w, (3, 4), hooi_iters=10)
+    assert error(*hooi) <= error(*hosvd) + 1e-9
+    small = lowrank.tucker_conv(conv, (3, 4), hooi_iters=10)
+    assert [m.out_channels for m in small] == [3, 4, 10] and small[1].stride == conv.stride
+    kernel = torch.einsum("srhw,os,ir->oihw", small[1].weight.double(), small[2].weight[:, :, 0, 0].double(),
+                          small[0].weight[:, :, 0, 0].T.double())
+    assert float(torch.linalg.norm(w - kernel)) == pytest.approx(error(*hooi), rel=1e-4)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_cp_conv_computes_the_convolution_with_the_cp_kernel(seed):
+    torch.manual_seed(seed)
+    conv = nn.Conv2d(4, 5, 3, padding=1, stride=(1, 2))
+    cp = lowrank.cp_conv(conv, 6, seed=seed)
+    a = cp[3].weight[:, :, 0, 0]
+    b = cp[0].weight[:, :, 0, 0].T
+    c = cp[1].weight[:, 0, :, 0].T
+    d = cp[2].weight[:, 0, 0, :].T
+    reference = nn.Conv2d(4, 5, 3, padding=1, stride=(1, 2))
+    with torch.no_grad():
+        reference.weight.copy_(lowrank.cp_reconstruct([a, b, c, d]))
+        reference.bias.copy_(conv.bias)
+    x = torch.rand(2, 4, 9, 9)
+    assert torch.allclose(cp(x), reference(x), atol=1e-5)
+    # a large enough rank fits the kernel closely
+    big = lowrank.cp_als(conv.weight.detach(), 40, iters=300, seed=seed)
+    w = conv.weight.detach().double()
+    assert float(torch.linalg.norm(w - lowrank.cp_reconstruct(big))) < 0.05 * float(torch.linalg.norm(w))
+
+
+def test_rank_for_energy_and_low_rank_model():
+    s = torch.tensor([3.0, 2.0, 1.0, 0.5])
+    total = float((s**2).sum())
+    assert lowrank.rank_for_energy(s, 9 / total) == 1 and lowrank.rank_for_energy(s, 13.5 / total) == 3
+    assert lowrank.rank_for_energy(s, 1.0) == 4
+    torch.manual_seed(0)
+    model = models.mlp()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    small = lowrank.low_rank(model, rank=16)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert isinstance(small[1], nn.Sequential) and small[1][0].out_features == 16
+    assert isinstance(small[5], nn.Linear)  # the output layer stays dense
+    assert metrics.count_params(small) == (64 * 16 + 16 * 300 + 300) + (300 * 16 + 16 * 100 + 100) + 1010
+    assert metrics.macs(small, (1, 8, 8)) == 64 * 16 + 16 * 300 + 300 * 16 + 16 * 100 + 1000
+    assert isinstance(lowrank.low_rank(model, rank=60)[3], nn.Sequential)  # 60 < 300*100/400 = 75
+    assert isinstance(lowrank.low_rank(model, rank=80)[3], nn.Linear)  # would not save: left dense
+    cnn = lowrank.low_rank(models.lenet(), rank=8)
+    assert isinstance(cnn[4], nn.Sequential) and cnn(torch.rand(2, 1, 8, 8)).shape == (2, 10)
+    with pytest.raises(ValueError, match="exactly one of rank or energy"):
+        lowrank.low_rank(model)
+    with pytest.raises(ValueError, match=r"energy must be in \(0, 1\]"):
+        lowrank.low_rank(model, energy=1.5)
