@@ -207,3 +207,22 @@ def curves(series: dict[str, tuple[Sequence[float], Sequence[float]]], *, xlabel
     ax.grid(True, alpha=0.3)
     ax.legend()
     return fig
+
+
+def errorbars(series: dict[str, tuple[Sequence[float], Sequence[float], Sequence[float]]], *, xlabel: str,
+              ylabel: str, title: str = "", ax=None, logx: bool = False) -> Figure:
+    """Named (x, mean, spread) series drawn as lines with error bars, e.g. accuracy over seeds against size."""
+    fig, ax = _axes(ax)
+    for i, (name, (xs, means, spreads)) in enumerate(series.items()):
+        ax.errorbar(list(xs), list(means), yerr=list(spreads), marker="o", lw=2, ms=6, capsize=5, label=name,
+                    color=COLORS[i % len(COLORS)])
+    if logx:
+        ax.set_xscale("log")
+        _plain_log(ax.xaxis)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    return fig
