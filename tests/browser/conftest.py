@@ -23,7 +23,10 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("COMPRESSKIT_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-quic"]
+                 "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-quic",
+                 # chapters run in background tabs two at a time: keep their timers and rendering going
+                 "--disable-background-timer-throttling", "--disable-renderer-backgrounding",
+                 "--disable-backgrounding-occluded-windows"]
 ARTIFACTS = ROOT / "test-artifacts" / "browser"
 INSTALL_HINT = "install it with `apt-get install -y chromium chromium-driver` (Debian) or set COMPRESSKIT_CHROMIUM"
 

@@ -8,6 +8,7 @@ saved under ``test-artifacts/browser/``.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -27,10 +28,14 @@ _NOTEBOOK = f"{_APP}.shell.currentWidget"
 _KERNEL_READY = f"""(path) => {{ const nb = {_NOTEBOOK};
     return !!(nb && nb.context && nb.context.path === path && nb.sessionContext && nb.sessionContext.session && nb.sessionContext.session.kernel
               && nb.sessionContext.session.kernel.status === 'idle'); }}"""
-_ALL_RAN = f"""() => {{ const nb = {_NOTEBOOK}; const cells = nb.content.model.cells;
-    for (let i = 0; i < cells.length; i++) {{
-        const c = cells.get(i); if (c.type === 'code' && c.sharedModel.getSource().trim() && !c.executionCount) return false; }}
-    return nb.sessionContext.session.kernel.status === 'idle'; }}"""
+# finished: kernel idle and every code cell executed, or an error stopped "run all" (reported by the test)
+_ALL_RAN = f"""() => {{ const nb = {_NOTEBOOK}; if (!nb || !nb.content) return false; const cells = nb.content.model.cells;
+    if (nb.sessionContext.session.kernel.status !== 'idle') return false;
+    let pending = false;
+    for (let i = 0; i < cells.length; i++) {{ const c = cells.get(i); if (c.type !== 'code') continue;
+        for (let j = 0; j < c.outputs.length; j++) if (c.outputs.get(j).type === 'error') return true;
+        if (c.sharedModel.getSource().trim() && !c.executionCount) pending = true; }}
+    return !pending; }}"""
 _ERRORS = f"""() => {{ const cells = {_NOTEBOOK}.content.model.cells; const found = [];
     for (let i = 0; i < cells.length; i++) {{ const c = cells.get(i); if (c.type !== 'code') continue;
         for (let j = 0; j < c.outputs.length; j++) {{ const o = c.outputs.get(j).toJSON();
@@ -44,6 +49,9 @@ _PLOT_STATE = f"""(before) => {{ const panel = document.querySelector('.{MAIN_CL
     return (img && img.complete && img.src !== before) ? 'changed' : false; }}"""
 
 
+PARALLEL = 2  # chapters executing at once: one kernel per core
+
+
 def _screenshot_on_failure(page, name: str) -> Path:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / f"{Path(name).stem}.png"
@@ -51,17 +59,63 @@ def _screenshot_on_failure(page, name: str) -> Path:
     return path
 
 
-@pytest.mark.parametrize("notebook", NOTEBOOKS)
-def test_main_panel_redraws_in_jupyterlab(lab, browser, notebook):
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+def _open_and_run(context, notebook: str):
     page = context.new_page()
-    try:
-        # a workspace of its own, reset: JupyterLab would otherwise reopen the previous test's notebook too
-        page.goto(f"{lab.url}/lab/workspaces/ck-{Path(notebook).stem}/tree/{notebook}?reset&token={lab.token}")
-        page.wait_for_function(_KERNEL_READY, arg=notebook, timeout=90_000, polling=250)
-        page.evaluate(f"() => {_APP}.commands.execute('notebook:run-all-cells')")
-        page.wait_for_function(_ALL_RAN, timeout=RUN_TIMEOUT_MS, polling=500)
+    # a workspace of its own, reset: JupyterLab would otherwise reopen another test's notebook too
+    page.goto(f"{LAB_URL[0]}/lab/workspaces/ck-{Path(notebook).stem}/tree/{notebook}?reset&token={LAB_URL[1]}")
+    page.wait_for_function(_KERNEL_READY, arg=notebook, timeout=90_000, polling=250)
+    # not awaited: the command's promise resolves only when every cell has run, and the next tab should start now
+    page.evaluate(f"() => {{ {_APP}.commands.execute('notebook:run-all-cells'); return true; }}")
+    page.wait_for_timeout(500)
+    return page
 
+
+LAB_URL: list[str] = []
+
+
+@pytest.fixture(scope="module")
+def executed(lab, browser, request):
+    """Every chapter opened in its own tab and run top to bottom, PARALLEL at a time.
+
+    Returns {notebook: (page, error or None)}; the kernels stay up for the slider checks, which then shut them down.
+    """
+    LAB_URL[:] = [lab.url, lab.token]
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    selected = {item.callspec.params["notebook"] for item in request.session.items
+                if getattr(item, "callspec", None) and "notebook" in item.callspec.params}
+    pending, running, done = [n for n in NOTEBOOKS if n in selected], {}, {}
+    try:
+        while pending or running:
+            while pending and len(running) < PARALLEL:
+                notebook = pending.pop(0)
+                try:
+                    running[notebook] = (_open_and_run(context, notebook), time.monotonic())
+                except Exception as err:  # reported by that chapter's test
+                    done[notebook] = (context.pages[-1] if context.pages else None, err)
+            for notebook, (page, started) in list(running.items()):
+                try:
+                    finished = page.evaluate(_ALL_RAN)
+                    error = None if finished or time.monotonic() - started < RUN_TIMEOUT_MS / 1e3 else \
+                        TimeoutError(f"{notebook} did not finish within {RUN_TIMEOUT_MS / 1e3:.0f} s")
+                except Exception as err:
+                    finished, error = False, err
+                if finished or error:
+                    print(f"{notebook}: ran in {time.monotonic() - started:.0f} s" + (f" ({error})" if error else ""))
+                    done[notebook] = (page, error)
+                    del running[notebook]
+            time.sleep(0.5)
+        yield done
+    finally:
+        context.close()
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS)
+def test_main_panel_redraws_in_jupyterlab(executed, notebook):
+    page, error = executed[notebook]
+    try:
+        if error is not None:
+            raise error
+        page.bring_to_front()
         errors = page.evaluate(_ERRORS)
         assert not errors, f"{notebook}: cells raised in JupyterLab: {errors}"
 
@@ -87,12 +141,13 @@ def test_main_panel_redraws_in_jupyterlab(lab, browser, notebook):
         assert panels.locator("img").first.screenshot() != shot_before, f"{notebook}: the plot looks the same"
         assert not page.evaluate(_ERRORS), f"{notebook}: errors after the slider moved"
     except BaseException:
-        path = _screenshot_on_failure(page, notebook)
-        print(f"screenshot of the failing page: {path}")
+        if page is not None:
+            path = _screenshot_on_failure(page, notebook)
+            print(f"screenshot of the failing page: {path}")
         raise
     finally:
-        try:  # free the kernel for the next chapter (the server's shutdown would also stop it, later)
-            page.evaluate(f"() => {_NOTEBOOK}.sessionContext.shutdown()")
-        except Exception:
-            pass
-        context.close()
+        if page is not None:
+            try:  # free the kernel (the server's shutdown would also stop it, later)
+                page.evaluate(f"() => {_NOTEBOOK}.sessionContext.shutdown()")
+            except Exception:
+                pass

@@ -1,0 +1,104 @@
+"""Targets of the low-rank and distillation issue, measured and printed as tables (chapters 05 and 06).
+
+    python benchmarks/lowrank_distill.py [--no-notebooks]
+"""
+
+import statistics
+import sys
+
+import torch
+
+from _common import nbval_seconds, table
+from compresskit import data, distill, lowrank, metrics, models, plots
+from compresskit.train import evaluate, set_seed, train
+from compresskit.widgets import panel, slider
+
+SEEDS = (0, 1, 2)
+
+
+def trained(make, split, seed, epochs, lr):
+    set_seed(seed)
+    model = make()
+    train(model, split.train, epochs=epochs, lr=lr, progress=False, seed=seed)
+    return model
+
+
+def rank_slider_ms(base, split) -> list[float]:
+    """Chapter 05's rank slider: low_rank + measure + spectrum and accuracy plots + PNG."""
+    reference = [metrics.measure(lowrank.low_rank(base, rank=r), split) for r in (4, 16, 64)]
+    s = torch.linalg.svdvals(base[1].weight.detach())
+
+    def show(rank):
+        current = metrics.measure(lowrank.low_rank(base, rank=rank), split, group="slider")
+        fig, (left, right) = plots.figure(2)
+        left.semilogy(range(1, len(s) + 1), s.numpy())
+        plots.accuracy_vs_size(reference + [current], highlight=-1, ax=right, annotate=False)
+        return fig
+
+    p = panel(show, rank=slider(16, 1, 64, 1, "rank"))
+    times = []
+    for rank in (1, 4, 8, 16, 24, 32, 48, 64, 16, 8):
+        p.render(rank=rank)
+        times.append(p.last_ms)
+    return times
+
+
+def main() -> None:
+    torch.set_num_threads(1)
+    split = data.load_digits(seed=0)
+    ms = rank_slider_ms(trained(models.mlp, split, 0, 30, 1e-3), split)
+    table(["chapter 05 rank slider (factorize + evaluate + draw + PNG)", "median ms", "max ms", "target"],
+          [["LeNet-300-100", f"{statistics.median(ms):.0f}", f"{max(ms):.0f}", "< 200"]], "Slider latency")
+
+    rows = []
+    for seed in SEEDS:
+        base = trained(models.mlp, split, seed, 30, 1e-3)
+        model = lowrank.low_rank(base, rank=16)
+        share = sum(p.numel() for i in (1, 3) for p in model[i].parameters()) / \
+            sum(p.numel() for i in (1, 3) for p in base[i].parameters())
+        before = evaluate(model, split.test)
+        train(model, split.train, epochs=5, lr=1e-3, progress=False, seed=seed)
+        rows.append([seed, f"{100 * evaluate(base, split.test):.2f}", f"{share:.1%}", f"{100 * before:.2f}",
+                     f"{100 * evaluate(model, split.test):.2f}",
+                     f"{100 * (evaluate(model, split.test) - evaluate(base, split.test)):+.2f}"])
+    table(["seed", "dense %", "big layers' params kept", "rank 16 %", "+5 ep FT %", "change (pts)"], rows,
+          "SVD of LeNet-300-100's big layers (target: <= 30 % of params, within 1 point after fine-tuning)")
+
+    set_seed(0)
+    wide, x = torch.nn.Linear(2048, 2048), torch.randn(64, 2048)
+    dense_ms = metrics.latency(wide, x, repeats=50).ms
+    rows = [[r, f"{metrics.macs(wide, (2048,)) / metrics.macs(lowrank.svd_linear(wide, r), (2048,)):.2f}x",
+             f"{dense_ms / metrics.latency(lowrank.svd_linear(wide, r), x, repeats=50).ms:.2f}x"]
+            for r in (64, 256, 512, 1024)]
+    table(["rank", "MACs ratio", "measured speed-up"], rows,
+          f"2048x2048 Linear, batch 64, 1 thread, dense {dense_ms:.3f} ms (target: rank 256 >= 2x)")
+
+    teacher = trained(models.lenet, split, 0, 20, 3e-3)
+    rows = []
+    for width in (2, 4, 8, 16, 32):
+        plain, student = [], []
+        for seed in SEEDS:
+            plain.append(100 * evaluate(trained(lambda: models.mlp(hidden=(width,)), split, seed, 30, 3e-3),
+                                        split.test))
+            set_seed(seed)
+            s = models.mlp(hidden=(width,))
+            distill.distill(s, teacher, split.train, temperature=2.0, alpha=0.5, epochs=30, lr=3e-3, progress=False,
+                            seed=seed)
+            student.append(100 * evaluate(s, split.test))
+        gap = [d - p for d, p in zip(student, plain)]
+        rows.append([width, f"{statistics.mean(plain):.1f} ± {statistics.stdev(plain):.1f}",
+                     f"{statistics.mean(student):.1f} ± {statistics.stdev(student):.1f}",
+                     f"{statistics.mean(gap):+.1f} ± {statistics.stdev(gap):.1f}"])
+    table(["student width", "labels only %", "distilled %", "gap (pts)"], rows,
+          f"Distillation from LeNet ({100 * evaluate(teacher, split.test):.2f} %), T = 2, alpha = 0.5, 3 seeds")
+
+    if "--no-notebooks" not in sys.argv:
+        nb = []
+        for name in ("05_low_rank.ipynb", "06_distillation.ipynb"):
+            seconds, ok = nbval_seconds(name)
+            nb.append([name, f"{seconds:.1f}", "pass" if ok else "FAIL"])
+        table(["notebook", "nbval s (target < 90)", "result"], nb, "Notebooks under nbval")
+
+
+if __name__ == "__main__":
+    main()
