@@ -31,7 +31,8 @@ def rank_slider_ms(base, split) -> list[float]:
     def show(rank):
         current = metrics.measure(lowrank.low_rank(base, rank=rank), split, group="slider")
         fig, (left, right) = plots.figure(2)
-        left.semilogy(range(1, len(s) + 1), s.numpy())
+        plots.curves({"all": (range(1, len(s) + 1), s), "kept": (range(1, rank + 1), s[:rank])}, xlabel="index i",
+                     ylabel="singular value", logy=True, marker="", ax=left)
         plots.accuracy_vs_size(reference + [current], highlight=-1, ax=right, annotate=False)
         return fig
 
