@@ -29,3 +29,12 @@ def nbval_seconds(notebook: str) -> tuple[float, bool]:
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "--nbval-lax", "-p", "no:cacheprovider",
                            f"notebooks/{notebook}"], cwd=ROOT, capture_output=True, text=True)
     return time.perf_counter() - start, proc.returncode == 0
+
+
+def render_ms(panel, control: str, values) -> list[float]:
+    """ms of each ``panel.render`` (update + PNG, what a slider move costs) for each value of one control."""
+    times = []
+    for value in values:
+        panel.render(**{control: value})
+        times.append(panel.last_ms)
+    return times

@@ -12,8 +12,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
-
 from _common import ROOT, nbval_seconds, table  # noqa: E402
+
 from compresskit import data, metrics, models, plots  # noqa: E402
 from compresskit.train import evaluate, set_seed, train  # noqa: E402
 
@@ -39,7 +39,8 @@ def main() -> None:
             secs.append(time.perf_counter() - start)
             accs.append(100 * evaluate(model, split.test))
         r = metrics.measure(model, split, timed=True)
-        rows.append([name, f"{statistics.mean(secs):.2f}", f"{statistics.mean(accs):.2f} ± {statistics.stdev(accs):.2f}",
+        rows.append([name, f"{statistics.mean(secs):.2f}",
+                     f"{statistics.mean(accs):.2f} ± {statistics.stdev(accs):.2f}",
                      r.params, r.bytes, r.macs, f"{r.latency_ms:.3f}"])
     table(["model", "train s (1 thread)", "test acc % (3 seeds)", "params", "bytes", "MACs", "latency ms (b=1)"],
           rows, "Baselines on digits")

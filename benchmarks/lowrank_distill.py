@@ -7,8 +7,8 @@ import statistics
 import sys
 
 import torch
+from _common import nbval_seconds, render_ms, table
 
-from _common import nbval_seconds, table
 from compresskit import data, distill, lowrank, metrics, models, plots
 from compresskit.train import evaluate, set_seed, train
 from compresskit.widgets import panel, slider
@@ -37,11 +37,7 @@ def rank_slider_ms(base, split) -> list[float]:
         return fig
 
     p = panel(show, rank=slider(16, 1, 64, 1, "rank"))
-    times = []
-    for rank in (1, 4, 8, 16, 24, 32, 48, 64, 16, 8):
-        p.render(rank=rank)
-        times.append(p.last_ms)
-    return times
+    return render_ms(p, "rank", (1, 4, 8, 16, 24, 32, 48, 64, 16, 8))
 
 
 def main() -> None:
@@ -79,7 +75,7 @@ def main() -> None:
     for width in (2, 4, 8, 16, 32):
         plain, student = [], []
         for seed in SEEDS:
-            plain.append(100 * evaluate(trained(lambda: models.mlp(hidden=(width,)), split, seed, 30, 3e-3),
+            plain.append(100 * evaluate(trained(lambda w=width: models.mlp(hidden=(w,)), split, seed, 30, 3e-3),
                                         split.test))
             set_seed(seed)
             s = models.mlp(hidden=(width,))

@@ -5,14 +5,13 @@
 
 import statistics
 import sys
-import time
 
 import matplotlib
 
 matplotlib.use("Agg")
 import torch  # noqa: E402
+from _common import nbval_seconds, render_ms, table  # noqa: E402
 
-from _common import nbval_seconds, table  # noqa: E402
 from compresskit import data, metrics, models, plots, prune, sparsify  # noqa: E402
 from compresskit.train import evaluate, set_seed, train  # noqa: E402
 from compresskit.widgets import panel, slider  # noqa: E402
@@ -44,11 +43,7 @@ def slider_update_ms(base, split) -> list[float]:
         return fig
 
     p = panel(show, sparsity=slider(0.8, 0.0, 0.99, 0.01, "sparsity"))
-    times = []
-    for s in (0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.5, 0.8, 0.9, 0.99):
-        p.render(sparsity=s)
-        times.append(p.last_ms)
-    return times
+    return render_ms(p, "sparsity", (0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.5, 0.8, 0.9, 0.99))
 
 
 def main() -> None:

@@ -7,8 +7,8 @@ import statistics
 import sys
 
 import torch
+from _common import nbval_seconds, render_ms, table
 
-from _common import nbval_seconds, table
 from compresskit import data, int8, metrics, models, plots, quantize
 from compresskit.train import evaluate, set_seed, train
 from compresskit.widgets import panel, slider
@@ -38,11 +38,7 @@ def slider_ms(base, split) -> list[float]:
         return fig
 
     p = panel(show, bits=slider(4, 2, 8, 1, "bits"))
-    times = []
-    for bits in (2, 3, 4, 5, 6, 7, 8, 4, 2, 8):
-        p.render(bits=bits)
-        times.append(p.last_ms)
-    return times
+    return render_ms(p, "bits", (2, 3, 4, 5, 6, 7, 8, 4, 2, 8))
 
 
 def main() -> None:

@@ -13,8 +13,8 @@ from __future__ import annotations
 import math
 import statistics
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
 
 import torch
 from torch import nn
@@ -251,12 +251,14 @@ class Timing:
         return self.ms
 
     def __str__(self) -> str:
-        return f"{self.ms:.3f} ms (median of {self.repeats}, IQR {self.q1_ms:.3f}-{self.q3_ms:.3f}, {self.threads} thread(s))"
+        return (f"{self.ms:.3f} ms (median of {self.repeats}, IQR {self.q1_ms:.3f}-{self.q3_ms:.3f}, "
+                f"{self.threads} thread(s))")
 
 
 @torch.inference_mode()
 def latency(
-    model: nn.Module | Callable, example_input: torch.Tensor | None, *, repeats: int = 50, warmup: int = 10, threads: int = 1
+    model: nn.Module | Callable, example_input: torch.Tensor | None, *, repeats: int = 50, warmup: int = 10,
+    threads: int = 1,
 ) -> Timing:
     """Median wall-clock time of ``model(example_input)`` (``model()`` when the input is None), in ms, threads pinned.
 

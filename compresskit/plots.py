@@ -7,7 +7,7 @@ accepts an ``ax`` to draw into an existing figure instead.
 from __future__ import annotations
 
 import io
-from typing import Sequence
+from collections.abc import Sequence
 
 import matplotlib
 
@@ -155,7 +155,8 @@ def weight_histogram(w: torch.Tensor, kept: torch.Tensor | None = None, *, ax=No
         ax.stairs(np.histogram(values, edges)[0], edges, fill=True, color=COLORS[0], label="weights")
     else:
         keep = kept.flatten().bool().cpu().numpy()
-        ax.stairs(np.histogram(values[~keep], edges)[0], edges, fill=True, color="0.7", label=f"removed ({(~keep).sum():,})")
+        ax.stairs(np.histogram(values[~keep], edges)[0], edges, fill=True, color="0.7",
+                  label=f"removed ({(~keep).sum():,})")
         ax.stairs(np.histogram(values[keep], edges)[0], edges, fill=True, color=COLORS[0], alpha=0.9,
                   label=f"kept ({keep.sum():,})")
     if log:
@@ -194,6 +195,11 @@ def curves(series: dict[str, tuple[Sequence[float], Sequence[float]]], *, xlabel
         ax.plot(list(xs), list(ys), marker=marker, lw=2, ms=6, label=name, color=COLORS[i % len(COLORS)])
     if hline is not None:
         ax.axhline(hline, color="0.3", ls="--", lw=1.5, label=hline_label or None)
+    return _finish(fig, ax, xlabel, ylabel, title, logx, logy)
+
+
+def _finish(fig, ax, xlabel: str, ylabel: str, title: str, logx: bool, logy: bool) -> Figure:
+    """Labels, log axes with plain numbers, grid and legend: the common end of the line plots."""
     if logx:
         ax.set_xscale("log")
         _plain_log(ax.xaxis)
@@ -216,13 +222,4 @@ def errorbars(series: dict[str, tuple[Sequence[float], Sequence[float], Sequence
     for i, (name, (xs, means, spreads)) in enumerate(series.items()):
         ax.errorbar(list(xs), list(means), yerr=list(spreads), marker="o", lw=2, ms=6, capsize=5, label=name,
                     color=COLORS[i % len(COLORS)])
-    if logx:
-        ax.set_xscale("log")
-        _plain_log(ax.xaxis)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    if title:
-        ax.set_title(title)
-    ax.grid(True, alpha=0.3)
-    ax.legend()
-    return fig
+    return _finish(fig, ax, xlabel, ylabel, title, logx, False)

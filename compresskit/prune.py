@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Callable, Iterable
 
 import torch
 from torch import nn
@@ -112,7 +112,8 @@ def magnitude_prune(
     """
     _check_model(model)
     if (sparsity is None) == (threshold is None):
-        raise ValueError(f"give exactly one of sparsity or threshold, got sparsity={sparsity!r}, threshold={threshold!r}")
+        raise ValueError(
+            f"give exactly one of sparsity or threshold, got sparsity={sparsity!r}, threshold={threshold!r}")
     if sparsity is not None:
         _check_fraction("sparsity", sparsity)
     else:
@@ -362,7 +363,7 @@ def prune_channels(model: nn.Sequential, amount: float, *, norm: int = 1) -> nn.
     in_idx = None  # indices of the inputs the current layer keeps
     for pos, i in enumerate(weighted):
         layer = layers[i]
-        weight = getattr(layer, "weight")  # effective weight, also under a pruning mask
+        weight = layer.weight  # effective weight, also under a pruning mask
         out_idx = _keep(channel_scores(weight, norm), amount) if pos < len(weighted) - 1 else None
         new_layers[i] = _sliced(layer, out_idx, in_idx)
         if out_idx is None:
@@ -407,8 +408,8 @@ def sparse_matmul_timings(
             csr, coo = ws.to_sparse_csr(), ws.to_sparse()
         rows.append({
             "sparsity": s,
-            "dense_ms": latency(lambda: ws @ x, None, threads=threads).ms,
-            "csr_ms": latency(lambda: csr @ x, None, threads=threads).ms,
-            "coo_ms": latency(lambda: torch.sparse.mm(coo, x), None, threads=threads).ms,
+            "dense_ms": latency(lambda ws=ws: ws @ x, None, threads=threads).ms,
+            "csr_ms": latency(lambda csr=csr: csr @ x, None, threads=threads).ms,
+            "coo_ms": latency(lambda coo=coo: torch.sparse.mm(coo, x), None, threads=threads).ms,
         })
     return rows

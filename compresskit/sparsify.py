@@ -86,7 +86,7 @@ def train_sparse(
     optimizer: str = "sgd",
     **kwargs,
 ) -> list[float]:
-    """Train ``model`` in place with one of ``METHODS`` (``"none"``, ``"l1"``, ``"l2"``, ``"proximal"``) at strength ``lam``.
+    """Train ``model`` in place with one of ``METHODS`` ("none", "l1", "l2", "proximal") at strength ``lam``.
 
     Plain SGD by default: the proximal step's threshold lr * lam is exact for SGD; with Adam the effective step
     size differs per weight and the threshold is only a heuristic. Other keywords go to ``train``.

@@ -12,7 +12,7 @@ objective without copying the loop:
 from __future__ import annotations
 
 import random
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch

@@ -16,7 +16,7 @@ the browser test finds the panel by it, moves that control and checks that the p
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import ipywidgets as widgets
 import matplotlib.pyplot as plt

@@ -54,7 +54,8 @@ def test_tucker_full_rank_reproduces_and_hooi_is_no_worse(seed):
     assert error(*hooi) <= error(*hosvd) + 1e-9
     small = lowrank.tucker_conv(conv, (3, 4), hooi_iters=10)
     assert [m.out_channels for m in small] == [3, 4, 10] and small[1].stride == conv.stride
-    kernel = torch.einsum("srhw,os,ir->oihw", small[1].weight.detach().double(), small[2].weight[:, :, 0, 0].detach().double(),
+    kernel = torch.einsum("srhw,os,ir->oihw", small[1].weight.detach().double(),
+                          small[2].weight[:, :, 0, 0].detach().double(),
                           small[0].weight[:, :, 0, 0].T.detach().double())
     assert float(torch.linalg.norm(w - kernel)) == pytest.approx(error(*hooi), rel=1e-4)
 

@@ -2,7 +2,6 @@ import warnings
 
 import pytest
 import torch
-from torch import nn
 
 from compresskit import data, metrics, models, quantize
 from compresskit.train import evaluate, set_seed, train

@@ -26,10 +26,11 @@ pytestmark = pytest.mark.browser
 _APP = "window.jupyterapp"
 _NOTEBOOK = f"{_APP}.shell.currentWidget"
 _KERNEL_READY = f"""(path) => {{ const nb = {_NOTEBOOK};
-    return !!(nb && nb.context && nb.context.path === path && nb.sessionContext && nb.sessionContext.session && nb.sessionContext.session.kernel
-              && nb.sessionContext.session.kernel.status === 'idle'); }}"""
+    const kernel = nb && nb.sessionContext && nb.sessionContext.session && nb.sessionContext.session.kernel;
+    return !!(nb && nb.context && nb.context.path === path && kernel && kernel.status === 'idle'); }}"""
 # finished: kernel idle and every code cell executed, or an error stopped "run all" (reported by the test)
-_ALL_RAN = f"""() => {{ const nb = {_NOTEBOOK}; if (!nb || !nb.content) return false; const cells = nb.content.model.cells;
+_ALL_RAN = f"""() => {{ const nb = {_NOTEBOOK}; if (!nb || !nb.content) return false;
+    const cells = nb.content.model.cells;
     if (nb.sessionContext.session.kernel.status !== 'idle') return false;
     let pending = false;
     for (let i = 0; i < cells.length; i++) {{ const c = cells.get(i); if (c.type !== 'code') continue;
