@@ -7,6 +7,8 @@ import sys
 import time
 from pathlib import Path
 
+from compresskit.train import set_seed, train
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -38,3 +40,11 @@ def render_ms(panel, control: str, values) -> list[float]:
         panel.render(**{control: value})
         times.append(panel.last_ms)
     return times
+
+
+def trained(make, split, seed: int, *, epochs: int = 30, lr: float = 1e-3):
+    """``make()`` trained on ``split.train`` for a seed, quietly: every benchmark's baseline."""
+    set_seed(seed)
+    model = make()
+    train(model, split.train, epochs=epochs, lr=lr, progress=False, seed=seed)
+    return model

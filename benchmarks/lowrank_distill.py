@@ -7,20 +7,13 @@ import statistics
 import sys
 
 import torch
-from _common import nbval_seconds, render_ms, table
+from _common import nbval_seconds, render_ms, table, trained
 
 from compresskit import data, distill, lowrank, metrics, models, plots
 from compresskit.train import evaluate, set_seed, train
 from compresskit.widgets import panel, slider
 
 SEEDS = (0, 1, 2)
-
-
-def trained(make, split, seed, epochs, lr):
-    set_seed(seed)
-    model = make()
-    train(model, split.train, epochs=epochs, lr=lr, progress=False, seed=seed)
-    return model
 
 
 def rank_slider_ms(base, split) -> list[float]:
@@ -43,13 +36,13 @@ def rank_slider_ms(base, split) -> list[float]:
 def main() -> None:
     torch.set_num_threads(1)
     split = data.load_digits(seed=0)
-    ms = rank_slider_ms(trained(models.mlp, split, 0, 30, 1e-3), split)
+    ms = rank_slider_ms(trained(models.mlp, split, 0), split)
     table(["chapter 05 rank slider (factorize + evaluate + draw + PNG)", "median ms", "max ms", "target"],
           [["LeNet-300-100", f"{statistics.median(ms):.0f}", f"{max(ms):.0f}", "< 200"]], "Slider latency")
 
     rows = []
     for seed in SEEDS:
-        base = trained(models.mlp, split, seed, 30, 1e-3)
+        base = trained(models.mlp, split, seed)
         model = lowrank.low_rank(base, rank=16)
         share = sum(p.numel() for i in (1, 3) for p in model[i].parameters()) / \
             sum(p.numel() for i in (1, 3) for p in base[i].parameters())
@@ -70,12 +63,12 @@ def main() -> None:
     table(["rank", "MACs ratio", "measured speed-up"], rows,
           f"2048x2048 Linear, batch 64, 1 thread, dense {dense_ms:.3f} ms (target: rank 256 >= 2x)")
 
-    teacher = trained(models.lenet, split, 0, 20, 3e-3)
+    teacher = trained(models.lenet, split, 0, epochs=20, lr=3e-3)
     rows = []
     for width in (2, 4, 8, 16, 32):
         plain, student = [], []
         for seed in SEEDS:
-            plain.append(100 * evaluate(trained(lambda w=width: models.mlp(hidden=(w,)), split, seed, 30, 3e-3),
+            plain.append(100 * evaluate(trained(lambda w=width: models.mlp(hidden=(w,)), split, seed, lr=3e-3),
                                         split.test))
             set_seed(seed)
             s = models.mlp(hidden=(width,))

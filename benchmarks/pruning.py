@@ -10,20 +10,13 @@ import matplotlib
 
 matplotlib.use("Agg")
 import torch  # noqa: E402
-from _common import nbval_seconds, render_ms, table  # noqa: E402
+from _common import nbval_seconds, render_ms, table, trained  # noqa: E402
 
 from compresskit import data, metrics, models, plots, prune, sparsify  # noqa: E402
 from compresskit.train import evaluate, set_seed, train  # noqa: E402
 from compresskit.widgets import panel, slider  # noqa: E402
 
 SEEDS = (0, 1, 2)
-
-
-def trained_mlp(split, seed, hidden=(300, 100), epochs=30):
-    set_seed(seed)
-    model = models.mlp(hidden=hidden)
-    train(model, split.train, epochs=epochs, lr=1e-3, progress=False, seed=seed)
-    return model
 
 
 def slider_update_ms(base, split) -> list[float]:
@@ -50,14 +43,14 @@ def main() -> None:
     torch.set_num_threads(1)
     split = data.load_digits(seed=0)
 
-    base = trained_mlp(split, 0)
+    base = trained(models.mlp, split, 0)
     ms = slider_update_ms(base, split)
     table(["chapter 01 sparsity slider (prune + evaluate + draw + PNG)", "median ms", "max ms", "target"],
           [["LeNet-300-100", f"{statistics.median(ms):.0f}", f"{max(ms):.0f}", "< 200"]], "Slider latency")
 
     rows = []
     for seed in SEEDS:
-        base = trained_mlp(split, seed)
+        base = trained(models.mlp, split, seed)
         b = evaluate(base, split.test)
         oneshot = prune.magnitude_prune(base, sparsity=0.9, scope="global")
         o = evaluate(oneshot, split.test)

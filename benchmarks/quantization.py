@@ -7,20 +7,13 @@ import statistics
 import sys
 
 import torch
-from _common import nbval_seconds, render_ms, table
+from _common import nbval_seconds, render_ms, table, trained
 
 from compresskit import data, int8, metrics, models, plots, quantize
-from compresskit.train import evaluate, set_seed, train
+from compresskit.train import evaluate
 from compresskit.widgets import panel, slider
 
 SEEDS = (0, 1, 2)
-
-
-def baseline(split, seed, hidden=(300, 100), epochs=30):
-    set_seed(seed)
-    model = models.mlp(hidden=hidden)
-    train(model, split.train, epochs=epochs, lr=1e-3, progress=False, seed=seed)
-    return model
 
 
 def slider_ms(base, split) -> list[float]:
@@ -44,13 +37,13 @@ def slider_ms(base, split) -> list[float]:
 def main() -> None:
     torch.set_num_threads(1)
     split = data.load_digits(seed=0)
-    ms = slider_ms(baseline(split, 0), split)
+    ms = slider_ms(trained(models.mlp, split, 0), split)
     table(["chapter 04 bits slider (quantize + evaluate + draw + PNG)", "median ms", "max ms", "target"],
           [["LeNet-300-100", f"{statistics.median(ms):.0f}", f"{max(ms):.0f}", "< 200"]], "Slider latency")
 
     rows = []
     for seed in SEEDS:
-        base = baseline(split, seed)
+        base = trained(models.mlp, split, seed)
         b = evaluate(base, split.test)
         acc = {
             "8-bit PTQ": evaluate(quantize.quantize_model(base, 8), split.test),
@@ -66,7 +59,7 @@ def main() -> None:
     table(["seed", "fp32 %"] + [f"{k} (pts)" for k in acc], rows,
           "Accuracy change against float32 (targets: 8b >= -0.5, 4b/ch >= -2, 2b QAT >= -3, k-means 4b >= -1)")
 
-    wide = baseline(split, 0, hidden=(1024, 1024), epochs=5)
+    wide = trained(lambda: models.mlp(hidden=(1024, 1024)), split, 0, epochs=5)
     x = split.test.tensors[0][:64]
     runs = {"torch float32": wide, "torch fake-quant 8 bit": quantize.quantize_model(wide, 8, per_channel=True)}
     runs.update(int8.int8_models(wide, x, calibration=split.train))
