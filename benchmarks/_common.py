@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 import subprocess
 import sys
 import time
@@ -33,12 +34,19 @@ def nbval_seconds(notebook: str) -> tuple[float, bool]:
     return time.perf_counter() - start, proc.returncode == 0
 
 
-def render_ms(panel, control: str, values) -> list[float]:
-    """ms of each ``panel.render`` (update + PNG, what a slider move costs) for each value of one control."""
+def slider_latency(what: str, update, control: str, widget, values, target_ms: float = 200) -> list[float]:
+    """Time a chapter's slider as the learner waits for it, ``Panel.render`` (update + PNG) once per value, and
+    print the median / max table; returns the times in ms."""
+    from compresskit.widgets import panel
+
+    p = panel(update, **{control: widget})
     times = []
     for value in values:
-        panel.render(**{control: value})
-        times.append(panel.last_ms)
+        p.render(**{control: value})
+        times.append(p.last_ms)
+    table([f"{what} (update + evaluate + draw + PNG)", "median ms", "max ms", "target"],
+          [["LeNet-300-100", f"{statistics.median(times):.0f}", f"{max(times):.0f}", f"< {target_ms:.0f}"]],
+          "Slider latency")
     return times
 
 

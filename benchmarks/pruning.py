@@ -3,18 +3,17 @@
     python benchmarks/pruning.py [--no-notebooks]
 """
 
-import statistics
 import sys
 
 import matplotlib
 
 matplotlib.use("Agg")
 import torch  # noqa: E402
-from _common import nbval_seconds, render_ms, table, trained  # noqa: E402
+from _common import nbval_seconds, slider_latency, table, trained  # noqa: E402
 
 from compresskit import data, metrics, models, plots, prune, sparsify  # noqa: E402
 from compresskit.train import evaluate, set_seed, train  # noqa: E402
-from compresskit.widgets import panel, slider  # noqa: E402
+from compresskit.widgets import slider  # noqa: E402
 
 SEEDS = (0, 1, 2)
 
@@ -35,8 +34,8 @@ def slider_update_ms(base, split) -> list[float]:
         plots.weight_histogram(base[1].weight, pruned[1].weight_mask, ax=right)
         return fig
 
-    p = panel(show, sparsity=slider(0.8, 0.0, 0.99, 0.01, "sparsity"))
-    return render_ms(p, "sparsity", (0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.5, 0.8, 0.9, 0.99))
+    return slider_latency("chapter 01 sparsity slider", show, "sparsity", slider(0.8, 0.0, 0.99, 0.01, "sparsity"),
+                          (0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.5, 0.8, 0.9, 0.99))
 
 
 def main() -> None:
@@ -44,9 +43,7 @@ def main() -> None:
     split = data.load_digits(seed=0)
 
     base = trained(models.mlp, split, 0)
-    ms = slider_update_ms(base, split)
-    table(["chapter 01 sparsity slider (prune + evaluate + draw + PNG)", "median ms", "max ms", "target"],
-          [["LeNet-300-100", f"{statistics.median(ms):.0f}", f"{max(ms):.0f}", "< 200"]], "Slider latency")
+    slider_update_ms(base, split)
 
     rows = []
     for seed in SEEDS:

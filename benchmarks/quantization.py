@@ -3,15 +3,14 @@
     python benchmarks/quantization.py [--no-notebooks]
 """
 
-import statistics
 import sys
 
 import torch
-from _common import nbval_seconds, render_ms, table, trained
+from _common import nbval_seconds, slider_latency, table, trained
 
 from compresskit import data, int8, metrics, models, plots, quantize
 from compresskit.train import evaluate
-from compresskit.widgets import panel, slider
+from compresskit.widgets import slider
 
 SEEDS = (0, 1, 2)
 
@@ -30,16 +29,14 @@ def slider_ms(base, split) -> list[float]:
         plots.accuracy_vs_size(reference + [current], highlight=-1, ax=right, annotate=False)
         return fig
 
-    p = panel(show, bits=slider(4, 2, 8, 1, "bits"))
-    return render_ms(p, "bits", (2, 3, 4, 5, 6, 7, 8, 4, 2, 8))
+    return slider_latency("chapter 04 bits slider", show, "bits", slider(4, 2, 8, 1, "bits"),
+                          (2, 3, 4, 5, 6, 7, 8, 4, 2, 8))
 
 
 def main() -> None:
     torch.set_num_threads(1)
     split = data.load_digits(seed=0)
-    ms = slider_ms(trained(models.mlp, split, 0), split)
-    table(["chapter 04 bits slider (quantize + evaluate + draw + PNG)", "median ms", "max ms", "target"],
-          [["LeNet-300-100", f"{statistics.median(ms):.0f}", f"{max(ms):.0f}", "< 200"]], "Slider latency")
+    slider_ms(trained(models.mlp, split, 0), split)
 
     rows = []
     for seed in SEEDS:
