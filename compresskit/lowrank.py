@@ -8,6 +8,9 @@
   HOSVD initialisation, optionally refined by HOOI (Kim et al., ICLR 2016).
 - ``cp_conv``: CP decomposition W ~= sum_r a_r o b_r o c_r o d_r by alternating least squares, as 1x1, depthwise
   kh x 1, depthwise 1 x kw, 1x1 (Lebedev et al., ICLR 2015).
+- ``svd_rnn``: the same truncated SVD on an RNN / GRU / LSTM's stacked gate matrices W_ih (gates*hidden x in) and
+  W_hh (gates*hidden x hidden), each chosen separately; the result is an ``rnn.UnrolledRNN`` whose maps are the
+  factor pairs (one shared projection read by every gate).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import torch
 from torch import nn
 
 from compresskit.models import copy_model
+from compresskit.rnn import UnrolledRNN
 
 
 def _check_rank(name: str, rank, high: int) -> None:
@@ -194,6 +198,34 @@ def cp_conv(conv: nn.Conv2d, rank: int, *, iters: int = 100, seed: int = 0) -> n
     return nn.Sequential(first, vertical, horizontal, last).to(w.device)
 
 
+# ------------------------------------------------------------------------------------------------ RNN
+
+
+def svd_rnn(rnn: nn.RNNBase | UnrolledRNN, *, rank_ih: int | None = None, rank_hh: int | None = None) -> UnrolledRNN:
+    """An ``UnrolledRNN`` with every layer's input-to-hidden (``rank_ih``) and hidden-to-hidden (``rank_hh``)
+    matrix replaced by its truncated SVD (``svd_linear``); ``None`` keeps that matrix dense. ``rnn`` is not changed.
+    """
+    if not isinstance(rnn, (nn.RNNBase, UnrolledRNN)):
+        raise TypeError(f"rnn must be an nn.RNN/GRU/LSTM or an UnrolledRNN, got {type(rnn).__name__}")
+    new = UnrolledRNN.from_torch(rnn) if isinstance(rnn, nn.RNNBase) else copy_model(rnn)
+    for parts, rank, name in ((new.ih, rank_ih, "rank_ih"), (new.hh, rank_hh, "rank_hh")):
+        if rank is not None:
+            for k, layer in enumerate(parts):
+                if not isinstance(layer, nn.Linear):
+                    raise ValueError(f"{name}: layer {k}'s matrix is already factorized")
+                _check_rank(name, rank, min(layer.weight.shape))
+                parts[k] = svd_linear(layer, rank)
+    return new
+
+
+def _linear_rank(layer: nn.Linear, rank: int | None, energy: float | None, only_if_smaller: bool) -> int | None:
+    """The rank ``low_rank`` gives one matrix, or None to leave it dense."""
+    w = layer.weight.detach()
+    s = torch.linalg.svdvals(w.double())
+    r = min(rank, len(s)) if rank is not None else rank_for_energy(s, energy)
+    return None if only_if_smaller and r >= break_even_rank(*w.shape) else r
+
+
 # ------------------------------------------------------------------------------------------------ models
 
 
@@ -204,7 +236,8 @@ def _replace(model: nn.Module, name: str, new: nn.Module) -> None:
 
 def low_rank(model: nn.Module, *, rank: int | None = None, energy: float | None = None, only_if_smaller: bool = True,
              skip_last: bool = True, inplace: bool = False) -> nn.Module:
-    """Factorize the model's Linear layers (truncated SVD) and its kxk Conv2d layers (Tucker-2).
+    """Factorize the model's Linear layers (truncated SVD), its kxk Conv2d layers (Tucker-2), and the gate matrices
+    of its RNN / GRU / LSTM layers (``svd_rnn``: they become ``UnrolledRNN``s).
 
     Exactly one of ``rank`` (capped at each layer's largest possible rank) or ``energy`` in (0, 1] (per layer, the
     smallest rank keeping that share of sum s_i^2; for convolutions, of each channel mode). Layers whose
@@ -218,19 +251,27 @@ def low_rank(model: nn.Module, *, rank: int | None = None, energy: float | None 
     if energy is not None:
         _check_energy(energy)
     target = model if inplace else copy_model(model)
-    layers = [(n, m) for n, m in target.named_modules() if isinstance(m, nn.Linear)
+    layers = [(n, m) for n, m in target.named_modules() if isinstance(m, (nn.Linear, nn.RNNBase))
               or (isinstance(m, nn.Conv2d) and m.groups == 1 and max(m.kernel_size) > 1)]
     if skip_last and layers and isinstance(layers[-1][1], nn.Linear):
         layers = layers[:-1]
     for name, layer in layers:
-        w = layer.weight.detach()
         if isinstance(layer, nn.Linear):
-            s = torch.linalg.svdvals(w.double())
-            r = min(rank, len(s)) if rank is not None else rank_for_energy(s, energy)
-            if only_if_smaller and r >= break_even_rank(*w.shape):
-                continue
-            _replace(target, name, svd_linear(layer, r))
+            r = _linear_rank(layer, rank, energy, only_if_smaller)
+            if r is not None:
+                _replace(target, name, svd_linear(layer, r))
+        elif isinstance(layer, nn.RNNBase):
+            new = UnrolledRNN.from_torch(layer)
+            changed = False
+            for parts in (new.ih, new.hh):
+                for k, part in enumerate(parts):
+                    r = _linear_rank(part, rank, energy, only_if_smaller)
+                    if r is not None:
+                        parts[k], changed = svd_linear(part, r), True
+            if changed:
+                _replace(target, name, new)
         else:
+            w = layer.weight.detach()
             out_ch, in_ch = w.shape[:2]
             if rank is not None:
                 ranks = (min(rank, in_ch), min(rank, out_ch))

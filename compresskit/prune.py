@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -34,10 +34,12 @@ _RNN_WEIGHT_PREFIXES = ("weight_ih_l", "weight_hh_l")
 # ------------------------------------------------------------------------------------------------ targets
 
 
-def prunable(model: nn.Module) -> list[tuple[str, nn.Module, str]]:
+def prunable(model: nn.Module, tensors: str | Sequence[str] | None = None) -> list[tuple[str, nn.Module, str]]:
     """(qualified name, module, tensor name) of every prunable weight, in model order.
 
     Linear / Conv1d / Conv2d ``weight``; RNN / GRU / LSTM ``weight_ih_l*`` and ``weight_hh_l*``. Never biases.
+    ``tensors``: keep only those whose qualified name contains one of these strings (e.g. ``"weight_hh"``, or
+    ``"hh."`` for an ``UnrolledRNN``); naming nothing that exists is a ``ValueError``.
     """
     found = []
     for mod_name, module in model.named_modules():
@@ -49,7 +51,15 @@ def prunable(model: nn.Module) -> list[tuple[str, nn.Module, str]]:
         else:
             continue
         found += [(prefix + n, module, n) for n in names]
-    return found
+    if tensors is None:
+        return found
+    wanted = [tensors] if isinstance(tensors, str) else list(tensors) if isinstance(tensors, (list, tuple)) else None
+    if not wanted or not all(isinstance(w, str) and w for w in wanted):
+        raise TypeError(f"tensors must be a non-empty string or a sequence of them, got {tensors!r}")
+    chosen = [site for site in found if any(w in site[0] for w in wanted)]
+    if not chosen:
+        raise ValueError(f"tensors={tensors!r} matches none of the prunable tensors {[s[0] for s in found]}")
+    return chosen
 
 
 def _check_model(model) -> None:
@@ -95,6 +105,7 @@ def magnitude_prune(
     sparsity: float | None = None,
     threshold: float | None = None,
     scope: str = "layer",
+    tensors: str | Sequence[str] | None = None,
     inplace: bool = False,
 ) -> nn.Module:
     """Zero the smallest-magnitude weights of every prunable tensor; returns the pruned model.
@@ -104,6 +115,8 @@ def magnitude_prune(
             (``scope="layer"``) or over all prunable tensors ranked together (``scope="global"``).
         threshold: instead of ``sparsity``: remove every weight with ``|w| < threshold`` (``>= 0``; 0 prunes nothing).
         scope: ``"layer"`` or ``"global"`` (only with ``sparsity``).
+        tensors: prune only the tensors whose name contains one of these strings (see ``prunable``), e.g.
+            ``"weight_hh"`` for the recurrent matrices of an RNN; ``None`` (default) prunes every one.
         inplace: prune ``model`` itself; by default a copy is pruned and ``model`` is left untouched.
 
     Weights already pruned count as zeros (so pruning again only grows the set of zeros). The masks are kept
@@ -129,7 +142,7 @@ def magnitude_prune(
         raise TypeError(f"inplace must be a bool, got {inplace!r}")
 
     target = model if inplace else copy_model(model)
-    sites = prunable(target)
+    sites = prunable(target, tensors)
     if not sites:
         raise ValueError(f"model has no prunable weights (Linear, Conv1d/2d, RNN/GRU/LSTM): {type(model).__name__}")
     weights = [getattr(module, name) for _, module, name in sites]

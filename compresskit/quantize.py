@@ -14,6 +14,7 @@ Bengio et al., "Estimating or Propagating Gradients Through Stochastic Neurons" 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -198,12 +199,14 @@ def _quantized(w: torch.Tensor, bits: int, method: str, symmetric: bool, per_cha
 
 
 def quantize_model(model: nn.Module, bits: int, *, method: str = "uniform", symmetric: bool = True,
-                   per_channel: bool = False, inplace: bool = False) -> nn.Module:
+                   per_channel: bool = False, tensors: str | Sequence[str] | None = None,
+                   inplace: bool = False) -> nn.Module:
     """Post-training quantization of the weights of Linear, Conv1d/2d and RNN/GRU/LSTM layers (never biases).
 
     Each weight is replaced by its quantized value (what an integer kernel would compute with, in float32, so the
     model runs anywhere): ``method="uniform"`` (bits 2..16), ``"kmeans"`` (2^bits shared values, bits 1..8), or
-    ``"binary"`` (1 bit; ``bits`` must be 1). The caller's model is unchanged unless ``inplace=True``.
+    ``"binary"`` (1 bit; ``bits`` must be 1). ``tensors`` picks some weights by name, as in ``prune.prunable``
+    (e.g. ``"weight_hh"``). The caller's model is unchanged unless ``inplace=True``.
     Its real size: ``metrics.storage_bytes(q, **storage_kwargs(...))``.
     """
     if method not in METHODS:
@@ -215,7 +218,7 @@ def quantize_model(model: nn.Module, bits: int, *, method: str = "uniform", symm
     elif method == "kmeans":
         _check_bits(bits, 1, 8)
     target = model if inplace else copy_model(model)
-    sites = prunable(target)
+    sites = prunable(target, tensors)
     new = [_quantized(getattr(m, n).detach(), bits, method, symmetric, per_channel) for _, m, n in sites]
     with torch.no_grad():  # all computed first: a failure leaves the model as it was
         for (_, m, n), w in zip(sites, new):
