@@ -95,6 +95,14 @@ class OnnxModel(nn.Module):
     def file_bytes(self) -> int:
         return self.path.stat().st_size
 
+    @property
+    def op_types(self) -> list[str]:
+        """The graph's operator types, in order: shows which ops the quantizer really made integer (e.g.
+        ``DynamicQuantizeLSTM``, ``MatMulInteger``) and which it left in float (e.g. ``GRU``)."""
+        import onnx
+
+        return [node.op_type for node in onnx.load(str(self.path)).graph.node]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.session.run(None, {"x": np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)})[0]
         return torch.from_numpy(out)
