@@ -34,7 +34,8 @@ def nbval_seconds(notebook: str) -> tuple[float, bool]:
     return time.perf_counter() - start, proc.returncode == 0
 
 
-def slider_latency(what: str, update, control: str, widget, values, target_ms: float = 200) -> list[float]:
+def slider_latency(what: str, update, control: str, widget, values, target_ms: float = 200,
+                   model: str = "LeNet-300-100") -> list[float]:
     """Time a chapter's slider as the learner waits for it, ``Panel.render`` (update + PNG) once per value, and
     print the median / max table; returns the times in ms."""
     from compresskit.widgets import panel
@@ -45,7 +46,7 @@ def slider_latency(what: str, update, control: str, widget, values, target_ms: f
         p.render(**{control: value})
         times.append(p.last_ms)
     table([f"{what} (update + evaluate + draw + PNG)", "median ms", "max ms", "target"],
-          [["LeNet-300-100", f"{statistics.median(times):.0f}", f"{max(times):.0f}", f"< {target_ms:.0f}"]],
+          [[model, f"{statistics.median(times):.0f}", f"{max(times):.0f}", f"< {target_ms:.0f}"]],
           "Slider latency")
     return times
 

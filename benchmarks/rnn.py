@@ -1,0 +1,142 @@
+"""Targets of the recurrent-network issue, measured and printed as tables (chapter 07).
+
+    python benchmarks/rnn.py [--no-notebooks]
+"""
+
+import statistics
+import sys
+
+import torch
+from _common import nbval_seconds, slider_latency, table, trained
+
+from compresskit import data, distill, int8, lowrank, metrics, models, plots, prune, quantize, rnn
+from compresskit.train import evaluate, set_seed, train
+from compresskit.widgets import slider
+
+SEEDS = (0, 1, 2)
+
+
+def gru64():
+    return models.rnn_classifier("gru", hidden_size=64)
+
+
+def sliders(base, split) -> None:
+    """Chapter 07's two sliders, as the chapter draws them: prune + evaluate + drift + two plots + PNG."""
+    x = split.test.tensors[0]
+    steps = list(range(1, 9))
+    levels, bit_widths = [0.0, 0.3, 0.5, 0.7, 0.9], [2, 3, 4, 6, 8]
+    acc_sparsity = [100 * evaluate(prune.magnitude_prune(base, sparsity=s, tensors="weight_hh"), split.test)
+                    for s in levels]
+    acc_bits = [100 * evaluate(quantize.quantize_model(base, b), split.test) for b in bit_widths]
+
+    def show_sparsity(sparsity):
+        model = prune.magnitude_prune(base, sparsity=sparsity, tensors="weight_hh")
+        acc = 100 * evaluate(model, split.test)
+        fig, (left, right) = plots.figure(2)
+        plots.curves({"weight_hh": (steps, rnn.hidden_drift(base, model, x).tolist())}, xlabel="time step",
+                     ylabel="relative hidden-state drift", ax=left, hline=1.0, hline_label="drift = state size")
+        plots.curves({"weight_hh": ([100 * s for s in levels], acc_sparsity)}, xlabel="sparsity (%)",
+                     ylabel="test accuracy (%)", ax=right, title=f"{acc:.1f} %")
+        right.plot([100 * sparsity], [acc], "k*", ms=18)
+        return fig
+
+    def show_bits(bits):
+        fig, (left, right) = plots.figure(2)
+        drifts = {t or "all": (steps, rnn.hidden_drift(base, quantize.quantize_model(base, bits, tensors=t), x))
+                  for t in ("weight_ih", "weight_hh", None)}
+        plots.curves(drifts, xlabel="time step", ylabel="relative hidden-state drift", ax=left)
+        acc = 100 * evaluate(quantize.quantize_model(base, bits), split.test)
+        plots.curves({"all": (bit_widths, acc_bits)}, xlabel="bits", ylabel="test accuracy (%)", ax=right,
+                     title=f"{acc:.1f} %")
+        right.plot([bits], [acc], "k*", ms=18)
+        return fig
+
+    slider_latency("chapter 07 sparsity slider", show_sparsity, "sparsity", slider(0.5, 0.0, 0.95, 0.05, "s"),
+                   (0.0, 0.3, 0.5, 0.7, 0.9, 0.6, 0.4, 0.8), target_ms=300, model="GRU-64")
+    slider_latency("chapter 07 bits slider", show_bits, "bits", slider(4, 2, 8, 1, "bits"), (2, 3, 4, 5, 6, 8, 4),
+                   target_ms=300, model="GRU-64")
+
+
+def main() -> None:
+    torch.set_num_threads(1)
+    split = data.load_digits(seed=0)
+    bases = {seed: trained(gru64, split, seed, lr=3e-3) for seed in SEEDS}
+    sliders(bases[0], split)
+
+    rows = []
+    for seed, base in bases.items():
+        b = evaluate(base, split.test)
+        pruned = prune.magnitude_prune(base, sparsity=0.7, scope="global")
+        train(pruned, split.train, epochs=10, lr=3e-3, progress=False, seed=seed)
+        dense = models.copy_model(base)
+        train(dense, split.train, epochs=10, lr=3e-3, progress=False, seed=seed)
+        q8 = quantize.quantize_model(base, 8)
+        q8c = quantize.quantize_model(base, 8, per_channel=True)
+        change = [f"{100 * (evaluate(m, split.test) - b):+.2f}" for m in (pruned, dense, q8, q8c)]
+        rows.append([seed, f"{100 * b:.2f}", f"{prune.sparsity_report(pruned).total.sparsity:.1%}", *change])
+    table(["seed", "GRU-64 %", "sparsity", "pruned + 10 ep (pts)", "dense + 10 ep (pts)", "8-bit (pts)",
+           "8-bit per channel (pts)"], rows,
+          "GRU-64: 70 % global magnitude pruning + fine-tuning (target: within 1 point); 8-bit (target: within 0.5)")
+
+    rows = []
+    for seed, base in bases.items():
+        b = evaluate(base, split.test)
+        row = [seed]
+        for which in ("weight_ih", "weight_hh"):
+            model = prune.magnitude_prune(base, sparsity=0.7, tensors=which)
+            drift = rnn.hidden_drift(base, model, split.test.tensors[0])
+            row += [f"{100 * (evaluate(model, split.test) - b):+.1f}", f"{drift[0]:.2f} -> {drift[-1]:.2f}"]
+        rows.append(row)
+    table(["seed", "70 % of weight_ih (pts)", "drift step 1 -> 8", "70 % of weight_hh (pts)", "drift step 1 -> 8"],
+          rows, "Which matrix is more sensitive (no fine-tuning)")
+
+    rows = []
+    for rank in (8, 16, 32):
+        changes, shares = [], []
+        for seed, base in bases.items():
+            model = models.copy_model(base)
+            model.rnn = lowrank.svd_rnn(base.rnn, rank_hh=rank)
+            train(model, split.train, epochs=5, lr=1e-3, progress=False, seed=seed)
+            changes.append(100 * (evaluate(model, split.test) - evaluate(base, split.test)))
+            shares.append(metrics.count_params(model) / metrics.count_params(base))
+        rows.append([rank, f"{statistics.mean(shares):.1%}", " / ".join(f"{c:+.2f}" for c in changes)])
+    table(["rank_hh", "params kept", "change after 5 ep FT, seeds 0-2 (pts)"], rows, "SVD of weight_hh")
+
+    rows = []
+    for hidden in (8, 16, 32):
+        plain, student = [], []
+        for seed, base in bases.items():
+            plain.append(100 * evaluate(trained(lambda h=hidden: models.rnn_classifier("gru", hidden_size=h), split,
+                                                seed, lr=3e-3), split.test))
+            set_seed(seed)
+            s = models.rnn_classifier("gru", hidden_size=hidden)
+            distill.distill(s, base, split.train, temperature=2.0, alpha=0.5, epochs=30, lr=3e-3, progress=False,
+                            seed=seed)
+            student.append(100 * evaluate(s, split.test))
+        gap = [d - p for d, p in zip(student, plain)]
+        rows.append([hidden, f"{statistics.mean(plain):.1f} ± {statistics.stdev(plain):.1f}",
+                     f"{statistics.mean(student):.1f} ± {statistics.stdev(student):.1f}",
+                     f"{statistics.mean(gap):+.1f} ± {statistics.stdev(gap):.1f}"])
+    table(["student hidden", "labels only %", "distilled %", "gap (pts)"], rows,
+          "GRU-64 teacher -> smaller GRU, T = 2, alpha = 0.5, 30 epochs, seeds 0-2")
+
+    rows = []
+    x64 = split.test.tensors[0][:64]
+    for hidden in (64, 256):
+        lstm = trained(lambda h=hidden: models.rnn_classifier("lstm", hidden_size=h), split, 0, lr=3e-3)
+        sessions = int8.int8_models(lstm, x64)
+        for name, model, size in [("torch fp32", lstm, int8.torch_file_bytes(lstm))] + [
+                (name, session, session.file_bytes) for name, session in sessions.items()]:
+            rows.append([f"LSTM-{hidden} {name}", size, f"{100 * evaluate(model, split.test):.2f}",
+                         f"{metrics.latency(model, x64).ms:.3f}", f"{metrics.latency(model, x64[:1]).ms:.3f}"])
+    table(["model", "file bytes", "accuracy %", "ms batch 64", "ms batch 1"], rows,
+          "Real int8 LSTM through ONNX Runtime (dynamic quantization, DynamicQuantizeLSTM), 1 thread")
+
+    if "--no-notebooks" not in sys.argv:
+        seconds, ok = nbval_seconds("07_rnn_compression.ipynb")
+        table(["notebook", "nbval s (target < 90)", "result"],
+              [["07_rnn_compression.ipynb", f"{seconds:.1f}", "pass" if ok else "FAIL"]], "Notebook under nbval")
+
+
+if __name__ == "__main__":
+    main()
