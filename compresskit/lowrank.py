@@ -20,7 +20,7 @@ import math
 import torch
 from torch import nn
 
-from compresskit.models import copy_model
+from compresskit.models import copy_model, replace_module
 from compresskit.rnn import UnrolledRNN
 
 
@@ -229,11 +229,6 @@ def _linear_rank(layer: nn.Linear, rank: int | None, energy: float | None, only_
 # ------------------------------------------------------------------------------------------------ models
 
 
-def _replace(model: nn.Module, name: str, new: nn.Module) -> None:
-    parent_name, _, child = name.rpartition(".")
-    setattr(model.get_submodule(parent_name) if parent_name else model, child, new)
-
-
 def low_rank(model: nn.Module, *, rank: int | None = None, energy: float | None = None, only_if_smaller: bool = True,
              skip_last: bool = True, inplace: bool = False) -> nn.Module:
     """Factorize the model's Linear layers (truncated SVD), its kxk Conv2d layers (Tucker-2), and the gate matrices
@@ -259,7 +254,7 @@ def low_rank(model: nn.Module, *, rank: int | None = None, energy: float | None 
         if isinstance(layer, nn.Linear):
             r = _linear_rank(layer, rank, energy, only_if_smaller)
             if r is not None:
-                _replace(target, name, svd_linear(layer, r))
+                replace_module(target, name, svd_linear(layer, r))
         elif isinstance(layer, nn.RNNBase):
             new = UnrolledRNN.from_torch(layer)
             changed = False
@@ -269,7 +264,7 @@ def low_rank(model: nn.Module, *, rank: int | None = None, energy: float | None 
                     if r is not None:
                         parts[k], changed = svd_linear(part, r), True
             if changed:
-                _replace(target, name, new)
+                replace_module(target, name, new)
         else:
             w = layer.weight.detach()
             out_ch, in_ch = w.shape[:2]
@@ -281,5 +276,5 @@ def low_rank(model: nn.Module, *, rank: int | None = None, energy: float | None 
             new = tucker_conv(layer, ranks)
             if only_if_smaller and sum(p.numel() for p in new.parameters()) >= layer.weight.numel():
                 continue
-            _replace(target, name, new)
+            replace_module(target, name, new)
     return target

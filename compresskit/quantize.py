@@ -21,8 +21,9 @@ from torch import nn
 from torch.nn.utils import parametrize
 from torch.utils.data import Dataset
 
-from compresskit.models import copy_model
+from compresskit.models import copy_model, replace_module
 from compresskit.prune import prunable
+from compresskit.rnn import UnrolledRNN
 from compresskit.train import train
 
 EPS = torch.finfo(torch.float32).eps
@@ -264,8 +265,9 @@ def qat(model: nn.Module, dataset: Dataset, *, bits: int, method: str = "uniform
     """Quantization-aware training: fine-tune a copy whose Linear/Conv layers see fake-quantized weights (clipped
     STE in the backward pass), then freeze the quantized values. Returns the quantized copy.
 
-    ``method="uniform"`` (bits 2..16) or ``"binary"`` (bits 1). Recurrent layers are quantized after training, not
-    during it (their flat weight buffers do not take parametrizations).
+    ``method="uniform"`` (bits 2..16) or ``"binary"`` (bits 1). Recurrent layers (``nn.RNN/GRU/LSTM``) train as
+    ``rnn.UnrolledRNN`` (the same recurrence with ``Linear`` parts, which take the fake quantizer; torch's fused
+    layers do not) and are returned as the torch layer they were.
     """
     if method not in ("uniform", "binary"):
         raise ValueError(f"method must be 'uniform' or 'binary' for QAT, got {method!r}")
@@ -274,14 +276,17 @@ def qat(model: nn.Module, dataset: Dataset, *, bits: int, method: str = "uniform
     if method == "uniform":
         _check_bits(bits)
     target = copy_model(model)
+    recurrent = [name for name, m in target.named_modules() if isinstance(m, nn.RNNBase)]
+    for name in recurrent:
+        replace_module(target, name, UnrolledRNN.from_torch(target.get_submodule(name)))
     layers = [m for m in target.modules() if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d))]
     for layer in layers:
         parametrize.register_parametrization(layer, "weight", _FakeQuant(bits, method, symmetric, per_channel))
     train(target, dataset, epochs=epochs, lr=lr, **train_kwargs)
     for layer in layers:
         parametrize.remove_parametrizations(layer, "weight", leave_parametrized=True)
-    if any(isinstance(m, nn.RNNBase) for m in target.modules()):
-        quantize_model(target, bits, method=method, symmetric=symmetric, per_channel=per_channel, inplace=True)
+    for name in recurrent:
+        replace_module(target, name, target.get_submodule(name).to_torch())
     return target
 
 

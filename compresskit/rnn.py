@@ -61,6 +61,27 @@ class UnrolledRNN(nn.Module):
                         part.bias.copy_(getattr(rnn, f"bias_{kind}_l{k}"))
         return new.to(next(rnn.parameters()).device)
 
+    def to_torch(self) -> nn.RNNBase:
+        """Back to torch's fused ``nn.RNN`` / ``nn.GRU`` / ``nn.LSTM`` with the same weights (a copy). Only for dense
+        parts: a factorized matrix has no place in torch's layer (multiply the factors out first if you must)."""
+        for k in range(self.num_layers):
+            for kind, part in (("ih", self.ih[k]), ("hh", self.hh[k])):
+                if not isinstance(part, nn.Linear):
+                    raise ValueError(f"{kind}[{k}] is a {type(part).__name__}, not a dense nn.Linear: it has no "
+                                     "torch RNN equivalent")
+        kw = dict(num_layers=self.num_layers, bias=self.ih[0].bias is not None, batch_first=self.batch_first,
+                  dropout=self.dropout)
+        if self.mode.startswith("RNN"):
+            kw["nonlinearity"] = "tanh" if self.mode == "RNN_TANH" else "relu"
+        torch_rnn = {"GRU": nn.GRU, "LSTM": nn.LSTM}.get(self.mode, nn.RNN)(self.input_size, self.hidden_size, **kw)
+        with torch.no_grad():
+            for k in range(self.num_layers):
+                for kind, part in (("ih", self.ih[k]), ("hh", self.hh[k])):
+                    getattr(torch_rnn, f"weight_{kind}_l{k}").copy_(part.weight)
+                    if part.bias is not None:
+                        getattr(torch_rnn, f"bias_{kind}_l{k}").copy_(part.bias)
+        return torch_rnn.to(self.ih[0].weight.device)
+
     def _cell(self, gi: torch.Tensor, gh: torch.Tensor, h: torch.Tensor, c: torch.Tensor | None):
         if self.mode == "GRU":
             ir, iz, i_n = gi.chunk(3, -1)

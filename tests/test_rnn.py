@@ -194,3 +194,31 @@ def test_real_int8_lstm_is_smaller_and_agrees(tmp_path):
     assert torch.allclose(fp32(x), model(x), atol=1e-4)
     assert q8.file_bytes < 0.4 * fp32.file_bytes
     assert abs(evaluate(q8, split.test) - evaluate(model, split.test)) <= 0.01
+
+
+@pytest.mark.parametrize("mode", list(CELLS))
+def test_unrolled_rnn_goes_back_to_the_same_torch_layer(mode):
+    torch.manual_seed(0)
+    ref = CELLS[mode](5, 7, num_layers=2, batch_first=True)
+    back = rnn.UnrolledRNN.from_torch(ref).to_torch()
+    assert type(back) is type(ref) and back.mode == ref.mode and back.batch_first
+    assert all(torch.equal(v, ref.state_dict()[k]) for k, v in back.state_dict().items())
+    with pytest.raises(ValueError, match="not a dense nn.Linear"):
+        lowrank.svd_rnn(ref, rank_hh=3).to_torch()
+
+
+def test_qat_trains_recurrent_weights_through_the_fake_quantizer():
+    split = data.load_digits(seed=0)
+    set_seed(0)
+    model = models.rnn_classifier("gru", hidden_size=32)
+    train(model, split.train, epochs=15, lr=3e-3, progress=False, seed=0)
+    ptq = evaluate(quantize.quantize_model(model, 2, per_channel=True), split.test)
+    q = quantize.qat(model, split.train, bits=2, per_channel=True, epochs=6, lr=3e-3, progress=False, seed=0)
+    assert isinstance(q.rnn, nn.GRU) and isinstance(model.rnn, nn.GRU)  # returned as the torch layer it was
+    for name in ("weight_ih_l0", "weight_hh_l0"):
+        w = getattr(q.rnn, name).detach()
+        for row in w:  # each output channel on its own symmetric 2-bit grid: k * step, k in {-2, -1, 0, 1}
+            step = row[row != 0].abs().min()
+            assert len(row.unique()) <= 4 and torch.allclose(row / step, (row / step).round(), atol=1e-4)
+            assert set((row / step).round().int().tolist()) <= {-2, -1, 0, 1}
+    assert evaluate(q, split.test) > ptq + 0.05  # trained with the quantizer in the loop, not after it
