@@ -361,7 +361,9 @@ def prune_channels(model: nn.Sequential, amount: float, *, norm: int = 1) -> nn.
         norm: 1 (sum of |w|, Li et al. 2017) or 2.
     """
     if not isinstance(model, nn.Sequential):
-        raise TypeError(f"model must be an nn.Sequential (a plain MLP or CNN), got {type(model).__name__}")
+        hint = ("; for the hidden units of an RNN/GRU/LSTM use compresskit.rnn.prune_units"
+                if any(isinstance(m, nn.RNNBase) for m in model.modules()) else "")
+        raise TypeError(f"model must be an nn.Sequential (a plain MLP or CNN), got {type(model).__name__}{hint}")
     _check_fraction("amount", amount, high_open=True)
     if norm not in (1, 2):
         raise ValueError(f"norm must be 1 or 2, got {norm!r}")

@@ -10,6 +10,10 @@ them (gates stacked in this order in ``weight_ih`` / ``weight_hh``):
     GRU   r, z = sigmoid(gi_r + gh_r), sigmoid(gi_z + gh_z);  n = tanh(gi_n + r * gh_n);  h' = (1 - z) n + z h
     LSTM  i, f, g, o = sigmoid, sigmoid, tanh, sigmoid of (gi + gh);  c' = f c + i g;  h' = o tanh(c')
 
+``prune_units`` is structured pruning for recurrent layers: it removes whole hidden units (a row of every gate in
+``weight_ih`` / ``weight_hh``, the matching ``weight_hh`` column and the classifier's input column), so the result is
+a smaller fused ``nn.GRU`` that really runs faster.
+
 ``hidden_states`` / ``hidden_drift`` record the first recurrent layer's output at every time step, so one can see
 how a compressed network's state wanders away from the original's as errors compound through the recurrence.
 """
@@ -19,6 +23,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from compresskit.models import copy_model, replace_module
+from compresskit.prune import _check_fraction, _keep, _sliced
 
 GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "GRU": 3, "LSTM": 4}
 
@@ -161,3 +168,58 @@ def hidden_drift(reference: nn.Module, compressed: nn.Module, x: torch.Tensor) -
         raise ValueError(f"the hidden states differ in shape: {tuple(a.shape)} vs {tuple(b.shape)} (same hidden size "
                          "needed; a distilled student has its own state space)")
     return torch.linalg.vector_norm(b - a, dim=(0, 2)) / torch.linalg.vector_norm(a, dim=(0, 2)).clamp_min(1e-12)
+
+
+def _unit_rows(keep: torch.Tensor, gates: int, hidden: int) -> torch.Tensor:
+    """Rows of a gate-stacked matrix (gates * hidden rows) that belong to the kept units."""
+    return torch.cat([g * hidden + keep for g in range(gates)])
+
+
+def prune_units(model: nn.Module, amount: float, *, norm: int = 1) -> nn.Module:
+    """Remove the ``round(amount * hidden)`` hidden units of lowest L-``norm`` from every layer of each recurrent
+    layer (``nn.RNN/GRU/LSTM``), and the matching inputs of the next recurrent layer and of the ``nn.Linear`` that
+    reads the hidden state. A unit's score is the norm of all weights that compute it (its row in every gate of
+    ``weight_ih`` and ``weight_hh``). Returns a smaller dense copy; ``model`` is not changed.
+    """
+    _check_fraction("amount", amount, high_open=True)
+    if norm not in (1, 2):
+        raise ValueError(f"norm must be 1 or 2, got {norm!r}")
+    target = copy_model(model)
+    found = recurrent_layers(target)
+    if not found:
+        raise ValueError(f"model has no recurrent layer (nn.RNN/GRU/LSTM): {type(model).__name__}")
+    names = [n for n, _ in target.named_modules()]
+    for name, old in found:
+        if not isinstance(old, nn.RNNBase):
+            raise TypeError(f"{name} is an {type(old).__name__}: convert it back with to_torch() first")
+        if old.bidirectional or getattr(old, "proj_size", 0):
+            raise ValueError(f"{name}: bidirectional or projected RNNs are not supported")
+        gates, hidden = GATES[old.mode], old.hidden_size
+        readers = [m for n, m in target.named_modules() if names.index(n) > names.index(name)
+                   and isinstance(m, nn.Linear) and m.in_features == hidden and not n.startswith(f"{name}.")]
+        if not readers:
+            raise ValueError(f"no nn.Linear after {name} reads its {hidden} hidden units: cannot remove any")
+        keeps = []
+        for k in range(old.num_layers):
+            rows = torch.cat([getattr(old, f"weight_{kind}_l{k}").detach().reshape(gates, hidden, -1)
+                              for kind in ("ih", "hh")], dim=-1)  # (gates, hidden, in + hidden)
+            scores = torch.linalg.vector_norm(rows.transpose(0, 1).reshape(hidden, -1), ord=norm, dim=1)
+            keeps.append(_keep(scores, amount))
+        kw = dict(num_layers=old.num_layers, bias=old.bias, batch_first=old.batch_first, dropout=old.dropout)
+        if old.mode.startswith("RNN"):
+            kw["nonlinearity"] = old.nonlinearity
+        new = type(old)(old.input_size, len(keeps[0]), **kw).to(old.weight_ih_l0.device)
+        with torch.no_grad():
+            for k, keep in enumerate(keeps):
+                rows = _unit_rows(keep, gates, hidden)
+                w_ih = getattr(old, f"weight_ih_l{k}").detach()[rows]
+                getattr(new, f"weight_ih_l{k}").copy_(w_ih if k == 0 else w_ih[:, keeps[k - 1]])
+                getattr(new, f"weight_hh_l{k}").copy_(getattr(old, f"weight_hh_l{k}").detach()[rows][:, keep])
+                if old.bias:
+                    for kind in ("ih", "hh"):
+                        getattr(new, f"bias_{kind}_l{k}").copy_(getattr(old, f"bias_{kind}_l{k}").detach()[rows])
+        reader = readers[0]
+        reader_name = next(n for n, m in target.named_modules() if m is reader)
+        replace_module(target, name, new)
+        replace_module(target, reader_name, _sliced(reader, None, keeps[-1]))
+    return target
