@@ -34,6 +34,39 @@ def nbval_seconds(notebook: str) -> tuple[float, bool]:
     return time.perf_counter() - start, proc.returncode == 0
 
 
+def notebook_times(*notebooks: str, target_s: float = 90) -> None:
+    """Print the nbval wall-clock time of each notebook, and whether it passed."""
+    rows = [[name, f"{seconds:.1f}", "pass" if ok else "FAIL"] for name in notebooks
+            for seconds, ok in [nbval_seconds(name)]]
+    table(["notebook", f"nbval s (target < {target_s:.0f})", "result"], rows, "Notebooks under pytest --nbval-lax")
+
+
+def distillation_gaps(make_student, teacher, dataset, test, sizes, seeds, *, temperature: float = 2.0,
+                      alpha: float = 0.5, epochs: int = 30, lr: float = 3e-3) -> list[list[str]]:
+    """For each size: the student trained from labels only and by distillation (same seed, init and schedule),
+    over the seeds; rows of [size, labels mean ± sd, distilled mean ± sd, gap mean ± sd] in points."""
+    from compresskit import distill
+    from compresskit.train import evaluate
+
+    rows = []
+    for size in sizes:
+        plain, student = [], []
+        for seed in seeds:
+            set_seed(seed)
+            model = make_student(size)
+            train(model, dataset, epochs=epochs, lr=lr, progress=False, seed=seed)
+            plain.append(100 * evaluate(model, test))
+            set_seed(seed)
+            model = make_student(size)
+            distill.distill(model, teacher, dataset, temperature=temperature, alpha=alpha, epochs=epochs, lr=lr,
+                            progress=False, seed=seed)
+            student.append(100 * evaluate(model, test))
+        gap = [d - p for d, p in zip(student, plain)]
+        rows.append([size, *(f"{statistics.mean(v):+.1f} ± {statistics.stdev(v):.1f}" if v is gap else
+                             f"{statistics.mean(v):.1f} ± {statistics.stdev(v):.1f}" for v in (plain, student, gap))])
+    return rows
+
+
 def slider_latency(what: str, update, control: str, widget, values, target_ms: float = 200,
                    model: str = "LeNet-300-100") -> list[float]:
     """Time a chapter's slider as the learner waits for it, ``Panel.render`` (update + PNG) once per value, and

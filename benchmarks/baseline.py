@@ -12,7 +12,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
-from _common import ROOT, nbval_seconds, table  # noqa: E402
+from _common import ROOT, notebook_times, table  # noqa: E402
 
 from compresskit import data, metrics, models, plots  # noqa: E402
 from compresskit.train import evaluate, set_seed, train  # noqa: E402
@@ -60,10 +60,7 @@ def main() -> None:
     table(["panel update (train + measure + draw)", "ms"], times, "Chapter 00 panel (target < 2000 ms)")
 
     if "--no-notebooks" not in sys.argv:
-        nb = [[name, f"{s:.1f}", "pass" if ok else "FAIL"] for name in ("00_baseline.ipynb",)
-              for s, ok in [nbval_seconds(name)]]
-        table(["notebook", "nbval s (target < 60)", "result"], nb, "Notebooks under pytest --nbval-lax")
-
+        notebook_times("00_baseline.ipynb", target_s=60)
 
 if __name__ == "__main__":
     main()

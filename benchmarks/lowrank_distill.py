@@ -7,7 +7,7 @@ import statistics
 import sys
 
 import torch
-from _common import nbval_seconds, slider_latency, table, trained
+from _common import distillation_gaps, notebook_times, slider_latency, table, trained
 
 from compresskit import data, distill, lowrank, metrics, models, plots
 from compresskit.train import evaluate, set_seed, train
@@ -62,21 +62,8 @@ def main() -> None:
           f"2048x2048 Linear, batch 64, 1 thread, dense {dense_ms:.3f} ms (target: rank 256 >= 2x)")
 
     teacher = trained(models.lenet, split, 0, epochs=20, lr=3e-3)
-    rows = []
-    for width in (2, 4, 8, 16, 32):
-        plain, student = [], []
-        for seed in SEEDS:
-            plain.append(100 * evaluate(trained(lambda w=width: models.mlp(hidden=(w,)), split, seed, lr=3e-3),
-                                        split.test))
-            set_seed(seed)
-            s = models.mlp(hidden=(width,))
-            distill.distill(s, teacher, split.train, temperature=2.0, alpha=0.5, epochs=30, lr=3e-3, progress=False,
-                            seed=seed)
-            student.append(100 * evaluate(s, split.test))
-        gap = [d - p for d, p in zip(student, plain)]
-        rows.append([width, f"{statistics.mean(plain):.1f} ± {statistics.stdev(plain):.1f}",
-                     f"{statistics.mean(student):.1f} ± {statistics.stdev(student):.1f}",
-                     f"{statistics.mean(gap):+.1f} ± {statistics.stdev(gap):.1f}"])
+    rows = distillation_gaps(lambda w: models.mlp(hidden=(w,)), teacher, split.train, split.test, (2, 4, 8, 16, 32),
+                             SEEDS)
     table(["student width", "labels only %", "distilled %", "gap (pts)"], rows,
           f"Distillation from LeNet ({100 * evaluate(teacher, split.test):.2f} %), T = 2, alpha = 0.5, 3 seeds")
 
@@ -101,12 +88,7 @@ def main() -> None:
           "distilled - labels only")
 
     if "--no-notebooks" not in sys.argv:
-        nb = []
-        for name in ("05_low_rank.ipynb", "06_distillation.ipynb"):
-            seconds, ok = nbval_seconds(name)
-            nb.append([name, f"{seconds:.1f}", "pass" if ok else "FAIL"])
-        table(["notebook", "nbval s (target < 90)", "result"], nb, "Notebooks under nbval")
-
+        notebook_times("05_low_rank.ipynb", "06_distillation.ipynb")
 
 if __name__ == "__main__":
     main()

@@ -9,7 +9,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import torch  # noqa: E402
-from _common import nbval_seconds, slider_latency, table, trained  # noqa: E402
+from _common import notebook_times, slider_latency, table, trained  # noqa: E402
 
 from compresskit import data, metrics, models, plots, prune, sparsify  # noqa: E402
 from compresskit.train import evaluate, set_seed, train  # noqa: E402
@@ -101,12 +101,7 @@ def main() -> None:
           "1024x1024 weight @ batch 64, one thread")
 
     if "--no-notebooks" not in sys.argv:
-        nb = []
-        for name in ("01_pruning.ipynb", "02_structured_pruning.ipynb", "03_sparsity_l1.ipynb"):
-            seconds, ok = nbval_seconds(name)
-            nb.append([name, f"{seconds:.1f}", "pass" if ok else "FAIL"])
-        table(["notebook", "nbval s (target < 60)", "result"], nb, "Notebooks under pytest --nbval-lax")
-
+        notebook_times("01_pruning.ipynb", "02_structured_pruning.ipynb", "03_sparsity_l1.ipynb", target_s=60)
 
 if __name__ == "__main__":
     main()

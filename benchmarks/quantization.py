@@ -6,7 +6,7 @@
 import sys
 
 import torch
-from _common import nbval_seconds, slider_latency, table, trained
+from _common import notebook_times, slider_latency, table, trained
 
 from compresskit import data, int8, metrics, models, plots, quantize
 from compresskit.train import evaluate
@@ -71,10 +71,7 @@ def main() -> None:
           "Real int8 (targets: file <= 0.3x, speed-up >= 1.5x)")
 
     if "--no-notebooks" not in sys.argv:
-        seconds, ok = nbval_seconds("04_quantization.ipynb")
-        table(["notebook", "nbval s (target < 90)", "result"],
-              [["04_quantization.ipynb", f"{seconds:.1f}", "pass" if ok else "FAIL"]], "Notebook under nbval")
-
+        notebook_times("04_quantization.ipynb")
 
 if __name__ == "__main__":
     main()

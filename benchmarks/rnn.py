@@ -7,10 +7,10 @@ import statistics
 import sys
 
 import torch
-from _common import nbval_seconds, slider_latency, table, trained
+from _common import distillation_gaps, notebook_times, slider_latency, table, trained
 
-from compresskit import data, distill, int8, lowrank, metrics, models, plots, prune, quantize, rnn
-from compresskit.train import evaluate, set_seed, train
+from compresskit import data, int8, lowrank, metrics, models, plots, prune, quantize, rnn
+from compresskit.train import evaluate, train
 from compresskit.widgets import slider
 
 SEEDS = (0, 1, 2)
@@ -127,23 +127,10 @@ def main() -> None:
         rows.append([rank, f"{statistics.mean(shares):.1%}", " / ".join(f"{c:+.2f}" for c in changes)])
     table(["rank_hh", "params kept", "change after 5 ep FT, seeds 0-2 (pts)"], rows, "SVD of weight_hh")
 
-    rows = []
-    for hidden in (8, 16, 32):
-        plain, student = [], []
-        for seed, base in bases.items():
-            plain.append(100 * evaluate(trained(lambda h=hidden: models.rnn_classifier("gru", hidden_size=h), split,
-                                                seed, lr=3e-3), split.test))
-            set_seed(seed)
-            s = models.rnn_classifier("gru", hidden_size=hidden)
-            distill.distill(s, base, split.train, temperature=2.0, alpha=0.5, epochs=30, lr=3e-3, progress=False,
-                            seed=seed)
-            student.append(100 * evaluate(s, split.test))
-        gap = [d - p for d, p in zip(student, plain)]
-        rows.append([hidden, f"{statistics.mean(plain):.1f} ± {statistics.stdev(plain):.1f}",
-                     f"{statistics.mean(student):.1f} ± {statistics.stdev(student):.1f}",
-                     f"{statistics.mean(gap):+.1f} ± {statistics.stdev(gap):.1f}"])
+    rows = distillation_gaps(lambda h: models.rnn_classifier("gru", hidden_size=h), bases[0], split.train,
+                             split.test, (8, 16, 32), SEEDS)
     table(["student hidden", "labels only %", "distilled %", "gap (pts)"], rows,
-          "GRU-64 teacher -> smaller GRU, T = 2, alpha = 0.5, 30 epochs, seeds 0-2")
+          "GRU-64 teacher (seed 0) -> smaller GRU, T = 2, alpha = 0.5, 30 epochs, student seeds 0-2")
 
     rows = []
     for hidden in (64, 256):
@@ -157,10 +144,7 @@ def main() -> None:
           "Real int8 LSTM through ONNX Runtime (dynamic quantization, DynamicQuantizeLSTM), 1 thread")
 
     if "--no-notebooks" not in sys.argv:
-        seconds, ok = nbval_seconds("07_rnn_compression.ipynb")
-        table(["notebook", "nbval s (target < 90)", "result"],
-              [["07_rnn_compression.ipynb", f"{seconds:.1f}", "pass" if ok else "FAIL"]], "Notebook under nbval")
-
+        notebook_times("07_rnn_compression.ipynb")
 
 if __name__ == "__main__":
     main()
