@@ -269,3 +269,24 @@ def test_prune_units_validates():
         rnn.prune_units(lowrank.low_rank(model, rank=2), 0.5)
     with pytest.raises(TypeError, match="rnn.prune_units"):
         prune.prune_channels(model, 0.5)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_l1_penalty_and_proximal_step_reach_recurrent_weights(seed):
+    from compresskit import sparsify
+
+    torch.manual_seed(seed)
+    model = models.rnn_classifier("lstm", hidden_size=10)
+    r = model.rnn
+    expected = 0.01 * sum(float(w.detach().abs().sum()) for w in (r.weight_ih_l0, r.weight_hh_l0, model.fc.weight))
+    assert float(sparsify.l1_penalty(model, 0.01).detach()) == pytest.approx(expected, rel=1e-5)  # no biases
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    with torch.no_grad():
+        sparsify.proximal_l1_step(model, 0.05)
+    for name in ("rnn.weight_ih_l0", "rnn.weight_hh_l0", "fc.weight"):
+        w0, w = before[name], dict(model.named_parameters())[name]
+        assert torch.equal(w, torch.sign(w0) * (w0.abs() - 0.05).clamp_min(0))  # the prox of the L1 norm
+    assert torch.equal(model.rnn.bias_hh_l0, before["rnn.bias_hh_l0"])
+    assert sparsify.exact_zero_fraction(model) > 0.1
+    x = torch.rand(3, 1, 8, 8)
+    assert model(x).shape == (3, 10)  # the fused LSTM still runs on the thresholded weights
