@@ -59,6 +59,36 @@ def test_panel_draws_at_creation_is_callable_timed_and_marks_main():
         p(nope=1)
 
 
+def test_slider_moves_hold_the_garbage_collector_until_the_plot_is_shown():
+    import gc
+
+    states = []
+
+    def update(k):
+        states.append(gc.isenabled())
+        return plt.subplots()[0]
+
+    assert gc.isenabled()
+    p = widgets.panel(update, k=widgets.slider(1, 0, 5, 1, "k"))
+    p.render(k=2)
+    p.controls["k"].value = 4  # the observer's redraw
+    assert states == [False, False, False] and gc.isenabled()  # off while computing, back on after
+    gc.disable()
+    try:
+        p.render(k=3)
+        assert not gc.isenabled()  # a caller that had it off keeps it off
+    finally:
+        gc.enable()
+
+    def broken(k):
+        raise RuntimeError("broken")
+
+    with pytest.raises(RuntimeError):
+        with widgets.collect_later():
+            broken(1)
+    assert gc.isenabled()  # restored after an error too
+
+
 def test_broken_update_fails_at_creation():
     def update(k):
         raise RuntimeError("broken panel")
