@@ -290,3 +290,36 @@ def test_l1_penalty_and_proximal_step_reach_recurrent_weights(seed):
     assert sparsify.exact_zero_fraction(model) > 0.1
     x = torch.rand(3, 1, 8, 8)
     assert model(x).shape == (3, 10)  # the fused LSTM still runs on the thresholded weights
+
+
+def test_low_rank_by_energy_picks_each_gate_matrix_rank():
+    torch.manual_seed(0)
+    model = models.rnn_classifier("gru", hidden_size=32)
+    small = lowrank.low_rank(model, energy=0.6)
+    for kind, part in (("ih", small.rnn.ih[0]), ("hh", small.rnn.hh[0])):
+        s = torch.linalg.svdvals(getattr(model.rnn, f"weight_{kind}_l0").detach().double())
+        share = torch.cumsum(s**2, 0) / (s**2).sum()
+        wanted = int((share < 0.6 - 1e-12).sum()) + 1  # the smallest r keeping 60 % of sum s_i^2, written out
+        m, n = getattr(model.rnn, f"weight_{kind}_l0").shape
+        if wanted < m * n / (m + n):
+            assert isinstance(part, nn.Sequential) and part[0].out_features == wanted
+        else:
+            assert isinstance(part, nn.Linear)
+
+
+class _TimeMajor(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.rnn, self.fc = nn.GRU(8, 6), nn.Linear(6, 10)  # batch_first=False: (T, N, F)
+
+    def forward(self, x):
+        return self.fc(self.rnn(x[:, 0].transpose(0, 1))[0][-1])
+
+
+def test_hidden_states_are_batch_major_whatever_the_layer_uses():
+    torch.manual_seed(0)
+    model, x = _TimeMajor(), torch.rand(5, 1, 8, 8)
+    with torch.no_grad():
+        expected = model.rnn(x[:, 0].transpose(0, 1))[0].transpose(0, 1)
+    assert torch.equal(rnn.hidden_states(model, x), expected)
+    assert rnn.hidden_states(model, x).shape == (5, 8, 6)
