@@ -128,6 +128,23 @@ def main() -> None:
     table(["matrix, rank", "params kept", "change after 5 ep FT, seeds 0-2 (pts)"], rows,
           "SVD of one gate matrix (the other dense)")
 
+    rows = []
+    for seed in SEEDS:
+        lstm = trained(lambda: models.rnn_classifier("lstm", hidden_size=64), split, seed, lr=3e-3)
+        b = evaluate(lstm, split.test)
+        pruned = prune.magnitude_prune(lstm, sparsity=0.7, scope="global")
+        train(pruned, split.train, epochs=10, lr=3e-3, progress=False, seed=seed)
+        halved = rnn.prune_units(lstm, 0.5)
+        train(halved, split.train, epochs=10, lr=3e-3, progress=False, seed=seed)
+        low = models.copy_model(lstm)
+        low.rnn = lowrank.svd_rnn(lstm.rnn, rank_hh=16)
+        train(low, split.train, epochs=5, lr=1e-3, progress=False, seed=seed)
+        q8 = quantize.quantize_model(lstm, 8, per_channel=True)
+        rows.append([seed, f"{100 * b:.2f}", *(f"{100 * (evaluate(m, split.test) - b):+.2f}"
+                                              for m in (pruned, halved, q8, low))])
+    table(["seed", "LSTM-64 %", "70 % + 10 ep", "half the units + 10 ep", "8-bit per channel", "SVD rank_hh 16 + 5 ep"],
+          rows, "The same calls on an LSTM-64 (change in points)")
+
     rows = distillation_gaps(lambda h: models.rnn_classifier("gru", hidden_size=h), bases[0], split.train,
                              split.test, (8, 16, 32), SEEDS)
     table(["student hidden", "labels only %", "distilled %", "gap (pts)"], rows,
