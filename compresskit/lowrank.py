@@ -20,7 +20,7 @@ import math
 import torch
 from torch import nn
 
-from compresskit.models import copy_model, replace_module
+from compresskit.models import copy_model, refresh_pruned, replace_module
 from compresskit.rnn import UnrolledRNN
 
 
@@ -62,7 +62,7 @@ def svd_linear(layer: nn.Linear, rank: int) -> nn.Sequential:
     """
     if not isinstance(layer, nn.Linear):
         raise TypeError(f"layer must be an nn.Linear, got {type(layer).__name__}")
-    w = layer.weight.detach()
+    w = refresh_pruned(layer).weight.detach()
     _check_rank("rank", rank, min(w.shape))
     u, s, vh = torch.linalg.svd(w.double(), full_matrices=False)
     root = s[:rank].sqrt()
@@ -125,7 +125,7 @@ def tucker_conv(conv: nn.Conv2d, ranks: tuple[int, int], *, hooi_iters: int = 5)
     ``ranks=(r_in, r_out)``; full ranks ``(in, out)`` reproduce the layer (up to rounding).
     """
     _check_conv(conv)
-    w = conv.weight.detach()
+    w = refresh_pruned(conv).weight.detach()
     out_ch, in_ch, kh, kwid = w.shape
     r_in, r_out = ranks
     _check_rank("ranks[0] (r_in)", r_in, in_ch)
@@ -178,7 +178,7 @@ def cp_conv(conv: nn.Conv2d, rank: int, *, iters: int = 100, seed: int = 0) -> n
     _check_conv(conv)
     if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
         raise ValueError(f"rank must be an int >= 1, got {rank!r}")
-    w = conv.weight.detach()
+    w = refresh_pruned(conv).weight.detach()
     out_ch, in_ch, kh, kwid = w.shape
     a, b, c, d = cp_als(w, rank, iters=iters, seed=seed)
     (sh, sw), (ph, pw), (dh, dw) = conv.stride, conv.padding, conv.dilation
@@ -245,7 +245,7 @@ def low_rank(model: nn.Module, *, rank: int | None = None, energy: float | None 
         raise ValueError(f"rank must be an int >= 1, got {rank!r}")
     if energy is not None:
         _check_energy(energy)
-    target = model if inplace else copy_model(model)
+    target = refresh_pruned(model if inplace else copy_model(model))
     layers = [(n, m) for n, m in target.named_modules() if isinstance(m, (nn.Linear, nn.RNNBase))
               or (isinstance(m, nn.Conv2d) and m.groups == 1 and max(m.kernel_size) > 1)]
     if skip_last and layers and isinstance(layers[-1][1], nn.Linear):

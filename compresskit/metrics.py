@@ -20,6 +20,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from compresskit.models import refresh_pruned
 from compresskit.train import evaluate
 
 # ---------------------------------------------------------------------------------------------- tensors
@@ -29,8 +30,10 @@ def named_tensors(model: nn.Module) -> Iterator[tuple[str, torch.Tensor]]:
     """(name, tensor) of every parameter and buffer as the model *uses* it.
 
     A module pruned with ``torch.nn.utils.prune`` holds ``weight_orig`` and ``weight_mask``; its effective
-    weight is ``weight`` (= orig * mask), which is what is yielded, under the name ``...weight``.
+    weight is ``weight`` (= orig * mask, recomputed first: see ``models.refresh_pruned``), which is what is
+    yielded, under the name ``...weight``.
     """
+    refresh_pruned(model)
     for mod_name, module in model.named_modules():
         prefix = f"{mod_name}." if mod_name else ""
         for name, p in module.named_parameters(recurse=False):

@@ -31,6 +31,19 @@ def copy_model(model: nn.Module) -> nn.Module:
     return copy.deepcopy(model, memo)
 
 
+def refresh_pruned(model: nn.Module) -> nn.Module:
+    """Recompute every tensor pruned with ``torch.nn.utils.prune`` (``w = w_orig * w_mask``) now, exactly as the next
+    forward would (with autograd, so a penalty on ``w`` still reaches ``w_orig``). After an optimizer step the
+    attribute ``w`` still holds its value from *before* the step; everything that reads weights (sizes, masks,
+    quantization, factorization) calls this first. Returns ``model``.
+    """
+    for module in model.modules():
+        for hook in module._forward_pre_hooks.values():
+            if isinstance(hook, BasePruningMethod):
+                setattr(module, hook._tensor_name, hook.apply_mask(module))
+    return model
+
+
 def replace_module(model: nn.Module, name: str, new: nn.Module) -> None:
     """Put ``new`` where the submodule called ``name`` (as in ``named_modules``) is, in place."""
     parent, _, child = name.rpartition(".")

@@ -24,7 +24,7 @@ from torch.nn.utils import prune as torch_prune
 from torch.utils.data import Dataset
 
 from compresskit.metrics import latency
-from compresskit.models import copy_model
+from compresskit.models import copy_model, refresh_pruned
 from compresskit.train import evaluate, train
 
 SCOPES = ("layer", "global")
@@ -41,6 +41,7 @@ def prunable(model: nn.Module, tensors: str | Sequence[str] | None = None) -> li
     ``tensors``: keep only those whose qualified name contains one of these strings (e.g. ``"weight_hh"``, or
     ``"hh."`` for an ``UnrolledRNN``); naming nothing that exists is a ``ValueError``.
     """
+    refresh_pruned(model)  # pruned weights as they are now, not as the last forward left them
     found = []
     for mod_name, module in model.named_modules():
         prefix = f"{mod_name}." if mod_name else ""
@@ -367,6 +368,7 @@ def prune_channels(model: nn.Sequential, amount: float, *, norm: int = 1) -> nn.
     _check_fraction("amount", amount, high_open=True)
     if norm not in (1, 2):
         raise ValueError(f"norm must be 1 or 2, got {norm!r}")
+    refresh_pruned(model)
     layers = list(model)
     weighted = [i for i, m in enumerate(layers) if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d))]
     if len(weighted) < 2:

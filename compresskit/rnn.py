@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from compresskit.models import copy_model, replace_module
+from compresskit.models import copy_model, refresh_pruned, replace_module
 from compresskit.prune import _check_fraction, _keep, _sliced
 
 GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "GRU": 3, "LSTM": 4}
@@ -58,6 +58,7 @@ class UnrolledRNN(nn.Module):
             raise ValueError("bidirectional=True is not supported (the chapter's models read rows left to right)")
         if getattr(rnn, "proj_size", 0):
             raise ValueError(f"proj_size must be 0 (an LSTM without projection), got {rnn.proj_size}")
+        refresh_pruned(rnn)
         new = cls(rnn.mode, rnn.input_size, rnn.hidden_size, rnn.num_layers, bias=rnn.bias,
                   batch_first=rnn.batch_first, dropout=rnn.dropout)
         with torch.no_grad():
@@ -184,7 +185,7 @@ def prune_units(model: nn.Module, amount: float, *, norm: int = 1) -> nn.Module:
     _check_fraction("amount", amount, high_open=True)
     if norm not in (1, 2):
         raise ValueError(f"norm must be 1 or 2, got {norm!r}")
-    target = copy_model(model)
+    target = refresh_pruned(copy_model(model))
     found = recurrent_layers(target)
     if not found:
         raise ValueError(f"model has no recurrent layer (nn.RNN/GRU/LSTM): {type(model).__name__}")

@@ -21,6 +21,8 @@ from torch import nn
 from torch.utils.data import Dataset, TensorDataset
 from tqdm.auto import tqdm
 
+from compresskit.models import refresh_pruned
+
 OPTIMIZERS = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}
 
 
@@ -121,6 +123,7 @@ def train(
             total += loss.item() * len(idx)
         history.append(total / n)
     model.eval()
+    refresh_pruned(model)  # pruned weights as they are after the last step, not before it
     return history
 
 

@@ -285,3 +285,58 @@ def test_half_sparse_csr_with_32_bit_indices_is_bigger_than_dense():
     model = prune.magnitude_prune(models.mlp(), sparsity=0.5)
     assert metrics.storage_bytes(model, format="csr") > metrics.storage_bytes(model)
     assert metrics.storage_bytes(model, format="bitmask") < metrics.storage_bytes(model)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_weights_are_read_as_they_are_after_an_optimizer_step(seed):
+    """torch's pruned ``weight`` attribute is only recomputed on a forward; after ``opt.step()`` it is stale. Every
+    reader must see ``weight_orig * weight_mask`` as it is now."""
+    from compresskit import lowrank
+
+    torch.manual_seed(seed)
+    model = prune.magnitude_prune(models.mlp(hidden=(32,)), sparsity=0.5)
+    x = torch.rand(8, 1, 8, 8)
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    model(x).square().sum().backward()
+    opt.step()  # weight_orig moves; the attribute `weight` does not until the next forward
+    fresh = (model[1].weight_orig * model[1].weight_mask).detach().clone()
+    assert not torch.equal(model[1].weight.detach(), fresh)  # the trap this test is about
+    assert torch.equal(dict(metrics.named_tensors(model))["1.weight"].detach(), fresh)
+    again = prune.magnitude_prune(model, sparsity=0.7)  # ranks the fresh values, like torch on them
+    reference = nn.Linear(64, 32)
+    with torch.no_grad():
+        reference.weight.copy_(fresh)
+    torch_prune.l1_unstructured(reference, "weight", amount=0.7)
+    assert torch.equal(again[1].weight_mask, reference.weight_mask)
+    svd = lowrank.svd_linear(model[1], 32)
+    assert torch.allclose(svd[1].weight @ svd[0].weight, fresh, atol=1e-5)
+
+
+@pytest.mark.parametrize("bits", [2, 4])
+def test_quantizing_a_pruned_model_survives_the_next_forward(bits):
+    from compresskit import quantize
+
+    torch.manual_seed(0)
+    pruned = prune.magnitude_prune(models.mlp(), sparsity=0.6)
+    q = quantize.quantize_model(pruned, bits)
+    q(torch.rand(3, 1, 8, 8))  # the forward recomputes weight = weight_orig * weight_mask
+    for i in (1, 3, 5):
+        w = q[i].weight.detach()
+        assert len(w.unique()) <= 2**bits  # still quantized
+        assert bool((w[pruned[i].weight_mask == 0] == 0).all())  # pruned weights stay zero
+        assert torch.equal(w, quantize.fake_quantize(pruned[i].weight.detach(), bits))
+        assert prune.is_pruned(q)
+
+
+def test_train_leaves_pruned_weights_current_and_penalties_still_reach_weight_orig():
+    from compresskit import sparsify
+
+    split = data.load_digits(seed=0)
+    torch.manual_seed(0)
+    model = prune.magnitude_prune(models.mlp(hidden=(16,)), sparsity=0.5)
+    train(model, split.train, epochs=1, lr=1e-2, progress=False)
+    assert torch.equal(model[1].weight, model[1].weight_orig * model[1].weight_mask)
+    model.zero_grad()
+    sparsify.l1_penalty(model, 0.1).backward()  # computed through the refreshed weight: gradient reaches the orig
+    expected = 0.1 * torch.sign(model[1].weight_orig.detach() * model[1].weight_mask) * model[1].weight_mask
+    assert torch.allclose(model[1].weight_orig.grad, expected)
