@@ -1,7 +1,9 @@
-"""Shared by the benchmark scripts: a plain table printer and an nbval timer."""
+"""Shared by the benchmark scripts: tables, nbval timings, the chapters' own panels, seeded baselines."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import statistics
 import subprocess
 import sys
@@ -67,17 +69,44 @@ def distillation_gaps(make_student, teacher, dataset, test, sizes, seeds, *, tem
     return rows
 
 
-def slider_latency(what: str, update, control: str, widget, values, target_ms: float = 200,
+def chapter_panels(notebook: str) -> dict:
+    """Run a chapter's code cells in this process, headless, up to the last one that builds a panel, and return its
+    panels keyed by their first control's name: the benchmarks time the chapter's own update functions, not copies
+    of them."""
+    import matplotlib.pyplot as plt
+    import nbformat
+
+    from compresskit import widgets
+
+    book = nbformat.read(ROOT / "notebooks" / notebook, as_version=4)
+    cells = [c.source for c in book.cells if c.cell_type == "code"]
+    last = max(i for i, source in enumerate(cells) if "panel(" in source)
+    built, original = [], widgets.panel
+
+    def recording(*args, **kwargs):
+        built.append(original(*args, **kwargs))
+        return built[-1]
+
+    widgets.panel = recording  # the chapter's `from compresskit.widgets import panel` picks this up
+    try:
+        namespace = {"__name__": "__main__"}
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            for source in cells[: last + 1]:
+                exec(compile(source, notebook, "exec"), namespace)
+    finally:
+        widgets.panel = original
+        plt.close("all")
+    return {next(iter(p.controls)): p for p in built}
+
+
+def slider_latency(what: str, panel, control: str, values, target_ms: float = 200,
                    model: str = "LeNet-300-100") -> list[float]:
     """Time a chapter's slider as the learner waits for it, ``Panel.render`` (update + PNG) once per value, and
     print the median / max table; returns the times in ms."""
-    from compresskit.widgets import panel
-
-    p = panel(update, **{control: widget})
     times = []
     for value in values:
-        p.render(**{control: value})
-        times.append(p.last_ms)
+        panel.render(**{control: value})
+        times.append(panel.last_ms)
     table([f"{what} (update + evaluate + draw + PNG)", "median ms", "max ms", "target"],
           [[model, f"{statistics.median(times):.0f}", f"{max(times):.0f}", f"< {target_ms:.0f}"]],
           "Slider latency")

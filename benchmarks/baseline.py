@@ -10,11 +10,10 @@ import time
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
-from _common import ROOT, notebook_times, table  # noqa: E402
+from _common import chapter_panels, notebook_times, slider_latency, table  # noqa: E402
 
-from compresskit import data, metrics, models, plots  # noqa: E402
+from compresskit import data, metrics, models  # noqa: E402
 from compresskit.train import evaluate, set_seed, train  # noqa: E402
 
 BASELINES = {  # name: (constructor, epochs, lr), as chapter 00 trains them
@@ -45,19 +44,8 @@ def main() -> None:
     table(["model", "train s (1 thread)", "test acc % (3 seeds)", "params", "bytes", "MACs", "latency ms (b=1)"],
           rows, "Baselines on digits")
 
-    # one update of chapter 00's panel: train a one-hidden-layer MLP, measure it, redraw
-    times = []
-    for width in (32, 128, 512):
-        start = time.perf_counter()
-        set_seed(0)
-        model = models.mlp(hidden=(width,))
-        train(model, split.train, epochs=15, lr=3e-3, progress=False)
-        fig = plots.accuracy_vs_size([metrics.measure(model, split, name=f"MLP-{width}")], highlight=-1)
-        fig.savefig(ROOT / "build-bench.png")
-        plt.close(fig)
-        times.append([f"width {width}", f"{1e3 * (time.perf_counter() - start):.0f}"])
-    (ROOT / "build-bench.png").unlink()
-    table(["panel update (train + measure + draw)", "ms"], times, "Chapter 00 panel (target < 2000 ms)")
+    slider_latency("chapter 00 width slider", chapter_panels("00_baseline.ipynb")["width"], "width",
+                   (64, 128, 256, 512), target_ms=2000, model="MLP, one hidden layer (trains on every move)")
 
     if "--no-notebooks" not in sys.argv:
         notebook_times("00_baseline.ipynb", target_s=60)

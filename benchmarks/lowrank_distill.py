@@ -7,36 +7,19 @@ import statistics
 import sys
 
 import torch
-from _common import distillation_gaps, notebook_times, slider_latency, table, trained
+from _common import chapter_panels, distillation_gaps, notebook_times, slider_latency, table, trained
 
-from compresskit import data, distill, lowrank, metrics, models, plots
+from compresskit import data, distill, lowrank, metrics, models
 from compresskit.train import evaluate, set_seed, train
-from compresskit.widgets import slider
 
 SEEDS = (0, 1, 2)
-
-
-def rank_slider_ms(base, split) -> list[float]:
-    """Chapter 05's rank slider: low_rank + measure + spectrum and accuracy plots + PNG."""
-    reference = [metrics.measure(lowrank.low_rank(base, rank=r), split) for r in (4, 16, 64)]
-    s = torch.linalg.svdvals(base[1].weight.detach())
-
-    def show(rank):
-        current = metrics.measure(lowrank.low_rank(base, rank=rank), split, group="slider")
-        fig, (left, right) = plots.figure(2)
-        plots.curves({"all": (range(1, len(s) + 1), s), "kept": (range(1, rank + 1), s[:rank])}, xlabel="index i",
-                     ylabel="singular value", logy=True, marker="", ax=left)
-        plots.accuracy_vs_size(reference + [current], highlight=-1, ax=right, annotate=False)
-        return fig
-
-    return slider_latency("chapter 05 rank slider", show, "rank", slider(16, 1, 64, 1, "rank"),
-                          (1, 4, 8, 16, 24, 32, 48, 64, 16, 8))
 
 
 def main() -> None:
     torch.set_num_threads(1)
     split = data.load_digits(seed=0)
-    rank_slider_ms(trained(models.mlp, split, 0), split)
+    slider_latency("chapter 05 rank slider", chapter_panels("05_low_rank.ipynb")["rank"], "rank",
+                   (1, 4, 8, 16, 24, 32, 48, 64, 16, 8))
 
     rows = []
     for seed in SEEDS:

@@ -9,41 +9,20 @@ import matplotlib
 
 matplotlib.use("Agg")
 import torch  # noqa: E402
-from _common import notebook_times, slider_latency, table, trained  # noqa: E402
+from _common import chapter_panels, notebook_times, slider_latency, table, trained  # noqa: E402
 
-from compresskit import data, metrics, models, plots, prune, sparsify  # noqa: E402
+from compresskit import data, metrics, models, prune, sparsify  # noqa: E402
 from compresskit.train import evaluate, set_seed, train  # noqa: E402
-from compresskit.widgets import slider  # noqa: E402
 
 SEEDS = (0, 1, 2)
-
-
-def slider_update_ms(base, split) -> list[float]:
-    """Chapter 01's sparsity slider as the learner waits for it: prune + measure (evaluate) + draw + PNG.
-
-    The update is the chapter's; ``Panel.render`` is exactly what the slider's observer runs.
-    """
-    sweep = [metrics.measure(prune.magnitude_prune(base, sparsity=s, scope="global"), split, format="bitmask")
-             for s in (0.5, 0.8, 0.9)]
-
-    def show(sparsity):
-        pruned = prune.magnitude_prune(base, sparsity=sparsity, scope="global")
-        current = metrics.measure(pruned, split, group="slider", format="bitmask")
-        fig, (left, right) = plots.figure(2)
-        plots.accuracy_vs_size(sweep + [current], highlight=-1, ax=left, annotate=False)
-        plots.weight_histogram(base[1].weight, pruned[1].weight_mask, ax=right)
-        return fig
-
-    return slider_latency("chapter 01 sparsity slider", show, "sparsity", slider(0.8, 0.0, 0.99, 0.01, "sparsity"),
-                          (0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.5, 0.8, 0.9, 0.99))
 
 
 def main() -> None:
     torch.set_num_threads(1)
     split = data.load_digits(seed=0)
 
-    base = trained(models.mlp, split, 0)
-    slider_update_ms(base, split)
+    slider_latency("chapter 01 sparsity slider", chapter_panels("01_pruning.ipynb")["sparsity"], "sparsity",
+                   (0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.5, 0.8, 0.9, 0.99))
 
     rows = []
     for seed in SEEDS:

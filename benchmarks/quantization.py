@@ -6,37 +6,19 @@
 import sys
 
 import torch
-from _common import notebook_times, slider_latency, table, trained
+from _common import chapter_panels, notebook_times, slider_latency, table, trained
 
-from compresskit import data, int8, metrics, models, plots, quantize
+from compresskit import data, int8, metrics, models, quantize
 from compresskit.train import evaluate
-from compresskit.widgets import slider
 
 SEEDS = (0, 1, 2)
-
-
-def slider_ms(base, split) -> list[float]:
-    """Chapter 04's bits slider (quantize + measure + histogram with levels + accuracy plot + PNG)."""
-    reference = [metrics.measure(quantize.quantize_model(base, b, per_channel=True), split, group="ref",
-                                 **quantize.storage_kwargs("uniform", b, per_channel=True)) for b in (8, 4, 2)]
-
-    def show(bits):
-        model = quantize.quantize_model(base, bits, per_channel=True)
-        current = metrics.measure(model, split, group="slider", **quantize.storage_kwargs("uniform", bits))
-        fig, (left, right) = plots.figure(2)
-        plots.weight_histogram(base[1].weight, ax=left)
-        left.vlines(model[1].weight[0].unique().detach().numpy(), 0.7, 2e3, colors="red")
-        plots.accuracy_vs_size(reference + [current], highlight=-1, ax=right, annotate=False)
-        return fig
-
-    return slider_latency("chapter 04 bits slider", show, "bits", slider(4, 2, 8, 1, "bits"),
-                          (2, 3, 4, 5, 6, 7, 8, 4, 2, 8))
 
 
 def main() -> None:
     torch.set_num_threads(1)
     split = data.load_digits(seed=0)
-    slider_ms(trained(models.mlp, split, 0), split)
+    slider_latency("chapter 04 bits slider", chapter_panels("04_quantization.ipynb")["bits"], "bits",
+                   (2, 3, 4, 5, 6, 7, 8, 4, 2, 8))
 
     rows = []
     for seed in SEEDS:

@@ -7,11 +7,10 @@ import statistics
 import sys
 
 import torch
-from _common import distillation_gaps, notebook_times, slider_latency, table, trained
+from _common import chapter_panels, distillation_gaps, notebook_times, slider_latency, table, trained
 
-from compresskit import data, int8, lowrank, metrics, models, plots, prune, quantize, rnn
+from compresskit import data, int8, lowrank, metrics, models, prune, quantize, rnn
 from compresskit.train import evaluate, train
-from compresskit.widgets import slider
 
 SEEDS = (0, 1, 2)
 
@@ -20,48 +19,15 @@ def gru64():
     return models.rnn_classifier("gru", hidden_size=64)
 
 
-def sliders(base, split) -> None:
-    """Chapter 07's two sliders, as the chapter draws them: prune + evaluate + drift + two plots + PNG."""
-    x = split.test.tensors[0]
-    steps = list(range(1, 9))
-    levels, bit_widths = [0.0, 0.3, 0.5, 0.7, 0.9], [2, 3, 4, 6, 8]
-    acc_sparsity = [100 * evaluate(prune.magnitude_prune(base, sparsity=s, tensors="weight_hh"), split.test)
-                    for s in levels]
-    acc_bits = [100 * evaluate(quantize.quantize_model(base, b), split.test) for b in bit_widths]
-
-    def show_sparsity(sparsity):
-        model = prune.magnitude_prune(base, sparsity=sparsity, tensors="weight_hh")
-        acc = 100 * evaluate(model, split.test)
-        fig, (left, right) = plots.figure(2)
-        plots.curves({"weight_hh": (steps, rnn.hidden_drift(base, model, x).tolist())}, xlabel="time step",
-                     ylabel="relative hidden-state drift", ax=left, hline=1.0, hline_label="drift = state size")
-        plots.curves({"weight_hh": ([100 * s for s in levels], acc_sparsity)}, xlabel="sparsity (%)",
-                     ylabel="test accuracy (%)", ax=right, title=f"{acc:.1f} %")
-        right.plot([100 * sparsity], [acc], "k*", ms=18)
-        return fig
-
-    def show_bits(bits):
-        fig, (left, right) = plots.figure(2)
-        drifts = {t or "all": (steps, rnn.hidden_drift(base, quantize.quantize_model(base, bits, tensors=t), x))
-                  for t in ("weight_ih", "weight_hh", None)}
-        plots.curves(drifts, xlabel="time step", ylabel="relative hidden-state drift", ax=left)
-        acc = 100 * evaluate(quantize.quantize_model(base, bits), split.test)
-        plots.curves({"all": (bit_widths, acc_bits)}, xlabel="bits", ylabel="test accuracy (%)", ax=right,
-                     title=f"{acc:.1f} %")
-        right.plot([bits], [acc], "k*", ms=18)
-        return fig
-
-    slider_latency("chapter 07 sparsity slider", show_sparsity, "sparsity", slider(0.5, 0.0, 0.95, 0.05, "s"),
-                   (0.0, 0.3, 0.5, 0.7, 0.9, 0.6, 0.4, 0.8), target_ms=300, model="GRU-64")
-    slider_latency("chapter 07 bits slider", show_bits, "bits", slider(4, 2, 8, 1, "bits"), (2, 3, 4, 5, 6, 8, 4),
-                   target_ms=300, model="GRU-64")
-
-
 def main() -> None:
     torch.set_num_threads(1)
     split = data.load_digits(seed=0)
     bases = {seed: trained(gru64, split, seed, lr=3e-3) for seed in SEEDS}
-    sliders(bases[0], split)
+    panels = chapter_panels("07_rnn_compression.ipynb")
+    slider_latency("chapter 07 sparsity slider", panels["sparsity"], "sparsity",
+                   (0.0, 0.3, 0.5, 0.7, 0.9, 0.6, 0.4, 0.8), target_ms=300, model="GRU-64")
+    slider_latency("chapter 07 bits slider", panels["bits"], "bits", (2, 3, 4, 5, 6, 8, 4), target_ms=300,
+                   model="GRU-64")
 
     rows = []
     for seed, base in bases.items():
