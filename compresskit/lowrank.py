@@ -208,14 +208,28 @@ def svd_rnn(rnn: nn.RNNBase | UnrolledRNN, *, rank_ih: int | None = None, rank_h
     if not isinstance(rnn, (nn.RNNBase, UnrolledRNN)):
         raise TypeError(f"rnn must be an nn.RNN/GRU/LSTM or an UnrolledRNN, got {type(rnn).__name__}")
     new = UnrolledRNN.from_torch(rnn) if isinstance(rnn, nn.RNNBase) else copy_model(rnn)
-    for parts, rank, name in ((new.ih, rank_ih, "rank_ih"), (new.hh, rank_hh, "rank_hh")):
-        if rank is not None:
-            for k, layer in enumerate(parts):
-                if not isinstance(layer, nn.Linear):
-                    raise ValueError(f"{name}: layer {k}'s matrix is already factorized")
-                _check_rank(name, rank, min(layer.weight.shape))
-                parts[k] = svd_linear(layer, rank)
+    ranks = {"ih": rank_ih, "hh": rank_hh}
+
+    def rank_of(kind: str, k: int, part: nn.Module) -> int | None:
+        if ranks[kind] is not None:
+            if not isinstance(part, nn.Linear):
+                raise ValueError(f"rank_{kind}: layer {k}'s matrix is already factorized")
+            _check_rank(f"rank_{kind}", ranks[kind], min(part.weight.shape))
+        return ranks[kind]
+
+    _factorize_gates(new, rank_of)
     return new
+
+
+def _factorize_gates(unrolled: UnrolledRNN, rank_of) -> bool:
+    """Replace each ``ih[k]`` / ``hh[k]`` by its truncated SVD at ``rank_of(kind, k, part)`` (None: keep it); whether
+    any was replaced. Every rank is asked for before the first replacement, so a bad one changes nothing."""
+    chosen = [(parts, k, rank_of(kind, k, part)) for kind, parts in (("ih", unrolled.ih), ("hh", unrolled.hh))
+              for k, part in enumerate(parts)]
+    for parts, k, r in chosen:
+        if r is not None:
+            parts[k] = svd_linear(parts[k], r)
+    return any(r is not None for _, _, r in chosen)
 
 
 def _linear_rank(layer: nn.Linear, rank: int | None, energy: float | None, only_if_smaller: bool) -> int | None:
@@ -257,13 +271,7 @@ def low_rank(model: nn.Module, *, rank: int | None = None, energy: float | None 
                 replace_module(target, name, svd_linear(layer, r))
         elif isinstance(layer, nn.RNNBase):
             new = UnrolledRNN.from_torch(layer)
-            changed = False
-            for parts in (new.ih, new.hh):
-                for k, part in enumerate(parts):
-                    r = _linear_rank(part, rank, energy, only_if_smaller)
-                    if r is not None:
-                        parts[k], changed = svd_linear(part, r), True
-            if changed:
+            if _factorize_gates(new, lambda kind, k, part: _linear_rank(part, rank, energy, only_if_smaller)):
                 replace_module(target, name, new)
         else:
             w = layer.weight.detach()

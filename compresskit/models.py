@@ -31,6 +31,13 @@ def copy_model(model: nn.Module) -> nn.Module:
     return copy.deepcopy(model, memo)
 
 
+def stored_tensor(module: nn.Module, name: str) -> torch.Tensor:
+    """The tensor that holds ``module.<name>``'s values: ``<name>_orig`` under a ``torch.nn.utils.prune`` mask (the
+    attribute ``<name>`` is recomputed from it on every forward, so writing there is lost), else the parameter."""
+    orig = getattr(module, f"{name}_orig", None)
+    return orig if orig is not None else getattr(module, name)
+
+
 def refresh_pruned(model: nn.Module) -> nn.Module:
     """Recompute every tensor pruned with ``torch.nn.utils.prune`` (``w = w_orig * w_mask``) now, exactly as the next
     forward would (with autograd, so a penalty on ``w`` still reaches ``w_orig``). After an optimizer step the

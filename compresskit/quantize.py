@@ -21,7 +21,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 from torch.utils.data import Dataset
 
-from compresskit.models import copy_model, refresh_pruned, replace_module
+from compresskit.models import copy_model, refresh_pruned, replace_module, stored_tensor
 from compresskit.prune import prunable
 from compresskit.rnn import UnrolledRNN
 from compresskit.train import train
@@ -223,9 +223,7 @@ def quantize_model(model: nn.Module, bits: int, *, method: str = "uniform", symm
     new = [_quantized(getattr(m, n).detach(), bits, method, symmetric, per_channel) for _, m, n in sites]
     with torch.no_grad():  # all computed first: a failure leaves the model as it was
         for (_, m, n), w in zip(sites, new):
-            # under a pruning mask the stored tensor is n_orig (n itself is recomputed from it on every forward)
-            stored = getattr(m, f"{n}_orig", None)
-            (stored if stored is not None else getattr(m, n)).copy_(w)
+            stored_tensor(m, n).copy_(w)
     return refresh_pruned(target)
 
 

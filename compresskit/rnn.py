@@ -164,7 +164,12 @@ def hidden_states(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 def hidden_drift(reference: nn.Module, compressed: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """Relative distance of the compressed model's hidden state from the reference's at every time step:
     ``||H_c(t) - H(t)||_F / ||H(t)||_F`` over the batch, a tensor of shape ``(time,)``."""
-    a, b = hidden_states(reference, x), hidden_states(compressed, x)
+    return state_drift(hidden_states(reference, x), hidden_states(compressed, x))
+
+
+def state_drift(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``hidden_drift`` on states already computed, ``(batch, time, hidden)`` each: ``a`` the reference's, ``b`` the
+    compressed model's. A panel computes the reference's states once, not on every slider move."""
     if a.shape != b.shape:
         raise ValueError(f"the hidden states differ in shape: {tuple(a.shape)} vs {tuple(b.shape)} (same hidden size "
                          "needed; a distilled student has its own state space)")
@@ -174,6 +179,17 @@ def hidden_drift(reference: nn.Module, compressed: nn.Module, x: torch.Tensor) -
 def _unit_rows(keep: torch.Tensor, gates: int, hidden: int) -> torch.Tensor:
     """Rows of a gate-stacked matrix (gates * hidden rows) that belong to the kept units."""
     return torch.cat([g * hidden + keep for g in range(gates)])
+
+
+def _first_reader(model: nn.Module, name: str, hidden: int) -> str | None:
+    """Name of the first ``nn.Linear`` after module ``name`` (in registration order) taking ``hidden`` inputs."""
+    after = False
+    for n, m in model.named_modules():
+        if n == name:
+            after = True
+        elif after and isinstance(m, nn.Linear) and m.in_features == hidden:
+            return n
+    return None
 
 
 def prune_units(model: nn.Module, amount: float, *, norm: int = 1) -> nn.Module:
@@ -189,16 +205,14 @@ def prune_units(model: nn.Module, amount: float, *, norm: int = 1) -> nn.Module:
     found = recurrent_layers(target)
     if not found:
         raise ValueError(f"model has no recurrent layer (nn.RNN/GRU/LSTM): {type(model).__name__}")
-    names = [n for n, _ in target.named_modules()]
     for name, old in found:
         if not isinstance(old, nn.RNNBase):
             raise TypeError(f"{name} is an {type(old).__name__}: convert it back with to_torch() first")
         if old.bidirectional or getattr(old, "proj_size", 0):
             raise ValueError(f"{name}: bidirectional or projected RNNs are not supported")
         gates, hidden = GATES[old.mode], old.hidden_size
-        readers = [m for n, m in target.named_modules() if names.index(n) > names.index(name)
-                   and isinstance(m, nn.Linear) and m.in_features == hidden and not n.startswith(f"{name}.")]
-        if not readers:
+        reader_name = _first_reader(target, name, hidden)
+        if reader_name is None:
             raise ValueError(f"no nn.Linear after {name} reads its {hidden} hidden units: cannot remove any")
         keeps = []
         for k in range(old.num_layers):
@@ -219,8 +233,6 @@ def prune_units(model: nn.Module, amount: float, *, norm: int = 1) -> nn.Module:
                 if old.bias:
                     for kind in ("ih", "hh"):
                         getattr(new, f"bias_{kind}_l{k}").copy_(getattr(old, f"bias_{kind}_l{k}").detach()[rows])
-        reader = readers[0]
-        reader_name = next(n for n, m in target.named_modules() if m is reader)
         replace_module(target, name, new)
-        replace_module(target, reader_name, _sliced(reader, None, keeps[-1]))
+        replace_module(target, reader_name, _sliced(target.get_submodule(reader_name), None, keeps[-1]))
     return target

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from compresskit.models import stored_tensor
 from compresskit.prune import prunable
 from compresskit.train import train
 
@@ -62,9 +63,7 @@ def proximal_l1_step(model: nn.Module, threshold: float) -> None:
     """Soft-threshold every prunable weight in place (call after each optimizer step, t = lr * lam)."""
     _check_lam(threshold)
     for _, module, name in prunable(model):
-        # under a pruning mask the trainable tensor is weight_orig; thresholding it keeps the mask's zeros too
-        target = getattr(module, name + "_orig", None)
-        target = getattr(module, name) if target is None else target
+        target = stored_tensor(module, name)  # weight_orig under a mask: thresholding it keeps the mask's zeros too
         target.copy_(soft_threshold(target, threshold))
 
 

@@ -167,6 +167,10 @@ def test_hidden_drift_matches_the_formula(seed):
     expected = [float(torch.sqrt(((b[:, t] - a[:, t]) ** 2).sum() / (a[:, t] ** 2).sum())) for t in range(8)]
     assert drift.shape == (8,) and drift.tolist() == pytest.approx(expected, rel=1e-5)
     assert float(rnn.hidden_drift(model, model, x).abs().max()) == 0.0
+    states = rnn.hidden_states(model, x), rnn.hidden_states(noisy, x)
+    assert torch.equal(rnn.state_drift(*states), drift)  # the same on states computed beforehand
+    with pytest.raises(ValueError, match="differ in shape"):
+        rnn.state_drift(states[0], states[1][:, :, :5])
     unrolled = models.copy_model(model)
     unrolled.rnn = rnn.UnrolledRNN.from_torch(model.rnn)
     assert float(rnn.hidden_drift(model, unrolled, x).max()) < 1e-5
