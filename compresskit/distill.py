@@ -15,9 +15,9 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, TensorDataset
 
-from compresskit.train import train
+from compresskit.train import _device, _tensors, predict, train
 
 
 def _check(temperature, alpha) -> None:
@@ -54,19 +54,23 @@ def distill(student: nn.Module, teacher: nn.Module, dataset: Dataset, *, tempera
             epochs: int, lr: float = 1e-3, **train_kwargs) -> list[float]:
     """Train ``student`` in place on ``kd_loss`` against a frozen teacher; returns the per-epoch losses.
 
-    The teacher runs in eval mode under ``torch.no_grad()`` (no dropout or BatchNorm updates, no gradients); its
-    own mode is restored afterwards and its weights are never touched.
+    The teacher runs once over the dataset, in eval mode under ``torch.no_grad()`` (no dropout or BatchNorm updates,
+    no gradients), and the student learns from those logits. A frozen teacher gives the same logits for an image at
+    every epoch and the training loop does no augmentation, so this is the loss of asking the teacher batch by batch,
+    at a fraction of the cost. The teacher's own mode is restored and its weights are never touched.
     """
     _check(temperature, alpha)
-    was_training = teacher.training
-    teacher.eval()
+    if not isinstance(teacher, nn.Module):
+        raise TypeError(f"teacher must be an nn.Module, got {type(teacher).__name__}")
+    inputs, labels = _tensors(dataset)
+    teacher_logits = predict(teacher, dataset)  # eval mode and no_grad inside; the teacher's mode is restored
+    if teacher_logits.shape[0] != len(labels):
+        raise ValueError(f"the teacher gave {teacher_logits.shape[0]} rows of logits for {len(labels)} images")
+    device = _device(student)
+    teacher_logits, labels = teacher_logits.to(device), labels.to(device)
+    rows = TensorDataset(inputs, torch.arange(len(labels)))  # the "label" the loop hands over is the row number
 
-    def objective(model, x, y):
-        with torch.no_grad():
-            teacher_logits = teacher(x)
-        return kd_loss(model(x), teacher_logits, y, temperature=temperature, alpha=alpha)
+    def objective(model, x, row):
+        return kd_loss(model(x), teacher_logits[row], labels[row], temperature=temperature, alpha=alpha)
 
-    try:
-        return train(student, dataset, epochs=epochs, lr=lr, objective=objective, desc="distill", **train_kwargs)
-    finally:
-        teacher.train(was_training)
+    return train(student, rows, epochs=epochs, lr=lr, objective=objective, desc="distill", **train_kwargs)

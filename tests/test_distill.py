@@ -1,10 +1,11 @@
+import copy
 import math
 
 import pytest
 import torch
 
 from compresskit import data, distill, models
-from compresskit.train import set_seed
+from compresskit.train import predict, set_seed, train
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -54,3 +55,34 @@ def test_distill_trains_the_student_and_leaves_the_teacher_alone():
     assert len(history) == 2 and history[1] < history[0]
     assert all(torch.equal(before[k], v) for k, v in teacher.state_dict().items())  # BN statistics untouched too
     assert teacher.training
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_distill_equals_the_loop_that_asks_the_teacher_every_batch(seed):
+    """distill computes the teacher's logits once; the student must end where asking the frozen teacher on every
+    minibatch (the textbook loop, written out with train's objective hook) ends."""
+    split = data.load_digits()
+    set_seed(seed)
+    teacher = models.lenet()
+    train(teacher, split.train, epochs=1, lr=3e-3, progress=False, seed=seed)
+    set_seed(seed + 10)
+    a = models.lenet(channels=(2, 4), hidden=8)
+    b = copy.deepcopy(a)
+    distill.distill(a, teacher, split.train, temperature=3.0, alpha=0.8, epochs=3, lr=3e-3, progress=False, seed=seed)
+    teacher.eval()
+
+    def every_batch(model, x, y):
+        with torch.no_grad():
+            t = teacher(x)
+        return distill.kd_loss(model(x), t, y, temperature=3.0, alpha=0.8)
+
+    train(b, split.train, epochs=3, lr=3e-3, objective=every_batch, progress=False, seed=seed)
+    for (name, p), q in zip(a.state_dict().items(), b.state_dict().values()):
+        torch.testing.assert_close(p, q, atol=1e-4, rtol=1e-4, msg=name)
+    torch.testing.assert_close(predict(a, split.test), predict(b, split.test), atol=1e-4, rtol=1e-4)
+
+
+def test_distill_rejects_a_teacher_that_is_not_a_module():
+    split = data.load_digits()
+    with pytest.raises(TypeError, match="teacher must be an nn.Module"):
+        distill.distill(models.mlp(hidden=(8,)), lambda x: x, split.train, temperature=2.0, alpha=0.5, epochs=1)
