@@ -43,29 +43,38 @@ def notebook_times(*notebooks: str, target_s: float = 90) -> None:
     table(["notebook", f"nbval s (target < {target_s:.0f})", "result"], rows, "Notebooks under pytest --nbval-lax")
 
 
+# the columns after the size in distillation_gaps' rows
+GAP_COLUMNS = ["params", "labels only %", "distilled %", "gap (pts)", "seeds", "train - test: labels / distilled"]
+
+
 def distillation_gaps(make_student, teacher, dataset, test, sizes, seeds, *, temperature: float = 2.0,
-                      alpha: float = 0.5, epochs: int = 30, lr: float = 3e-3) -> list[list[str]]:
+                      alpha: float = 0.5, epochs: int = 30, lr: float = 3e-3) -> list[list]:
     """For each size: the student trained from labels only and by distillation (same seed, init and schedule),
-    over the seeds; rows of [size, labels mean ± sd, distilled mean ± sd, gap mean ± sd] in points."""
-    from compresskit import distill
+    over the seeds; rows of [size, parameters, labels mean ± sd, distilled mean ± sd, gap mean ± sd, seeds won,
+    train - test accuracy of each arm] in points."""
+    from compresskit import distill, metrics
     from compresskit.train import evaluate
 
     rows = []
     for size in sizes:
-        plain, student = [], []
+        plain, student, overfit = [], [], {"labels": [], "distilled": []}
         for seed in seeds:
-            set_seed(seed)
-            model = make_student(size)
-            train(model, dataset, epochs=epochs, lr=lr, progress=False, seed=seed)
-            plain.append(100 * evaluate(model, test))
-            set_seed(seed)
-            model = make_student(size)
-            distill.distill(model, teacher, dataset, temperature=temperature, alpha=alpha, epochs=epochs, lr=lr,
-                            progress=False, seed=seed)
-            student.append(100 * evaluate(model, test))
+            for arm, accs in (("labels", plain), ("distilled", student)):
+                set_seed(seed)
+                model = make_student(size)
+                if arm == "labels":
+                    train(model, dataset, epochs=epochs, lr=lr, progress=False, seed=seed)
+                else:
+                    distill.distill(model, teacher, dataset, temperature=temperature, alpha=alpha, epochs=epochs,
+                                    lr=lr, progress=False, seed=seed)
+                accs.append(100 * evaluate(model, test))
+                overfit[arm].append(100 * evaluate(model, dataset) - accs[-1])
         gap = [d - p for d, p in zip(student, plain)]
-        rows.append([size, *(f"{statistics.mean(v):+.1f} ± {statistics.stdev(v):.1f}" if v is gap else
-                             f"{statistics.mean(v):.1f} ± {statistics.stdev(v):.1f}" for v in (plain, student, gap))])
+        rows.append([size, f"{metrics.count_params(model):,}",
+                     *(f"{statistics.mean(v):.1f} ± {statistics.stdev(v):.1f}" for v in (plain, student)),
+                     f"{statistics.mean(gap):+.2f} ± {statistics.stdev(gap):.2f}",
+                     f"{sum(g > 0 for g in gap)} won, {sum(g < 0 for g in gap)} lost",
+                     " / ".join(f"{statistics.mean(v):+.1f}" for v in overfit.values())])
     return rows
 
 

@@ -7,7 +7,7 @@ import statistics
 import sys
 
 import torch
-from _common import chapter_panels, distillation_gaps, notebook_times, slider_latency, table, trained
+from _common import GAP_COLUMNS, chapter_panels, distillation_gaps, notebook_times, slider_latency, table, trained
 
 from compresskit import data, int8, lowrank, metrics, models, prune, quantize, rnn
 from compresskit.train import evaluate, train
@@ -113,7 +113,7 @@ def main() -> None:
 
     rows = distillation_gaps(lambda h: models.rnn_classifier("gru", hidden_size=h), bases[0], split.train,
                              split.test, (8, 16, 32), SEEDS)
-    table(["student hidden", "labels only %", "distilled %", "gap (pts)"], rows,
+    table(["student hidden", *GAP_COLUMNS], rows,
           "GRU-64 teacher (seed 0) -> smaller GRU, T = 2, alpha = 0.5, 30 epochs, student seeds 0-2")
 
     rows = []
