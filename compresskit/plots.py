@@ -216,10 +216,20 @@ def _finish(fig, ax, xlabel: str, ylabel: str, title: str, logx: bool, logy: boo
 
 
 def errorbars(series: dict[str, tuple[Sequence[float], Sequence[float], Sequence[float]]], *, xlabel: str,
-              ylabel: str, title: str = "", ax=None, logx: bool = False) -> Figure:
-    """Named (x, mean, spread) series drawn as lines with error bars, e.g. accuracy over seeds against size."""
+              ylabel: str, title: str = "", ax=None, logx: bool = False,
+              styles: dict[str, dict] | None = None) -> Figure:
+    """Named (x, mean, spread) series drawn as lines with error bars, e.g. accuracy over seeds against size.
+
+    ``styles`` maps a series' name to matplotlib keywords that override its defaults (e.g. the same ``color`` for
+    one method and a ``linestyle`` per model family, so that pairs read at a glance); unknown names are an error.
+    """
+    styles = styles or {}
+    unknown = set(styles) - set(series)
+    if unknown:
+        raise ValueError(f"styles names series that are not plotted: {sorted(unknown)}; series: {list(series)}")
     fig, ax = _axes(ax)
     for i, (name, (xs, means, spreads)) in enumerate(series.items()):
-        ax.errorbar(list(xs), list(means), yerr=list(spreads), marker="o", lw=2, ms=6, capsize=5, label=name,
-                    color=COLORS[i % len(COLORS)])
+        kwargs = {"marker": "o", "lw": 2, "ms": 6, "capsize": 5, "color": COLORS[i % len(COLORS)],
+                  **styles.get(name, {})}
+        ax.errorbar(list(xs), list(means), yerr=list(spreads), label=name, **kwargs)
     return _finish(fig, ax, xlabel, ylabel, title, logx, False)

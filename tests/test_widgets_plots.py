@@ -35,6 +35,24 @@ def test_digit_grid_and_bars():
     plt.close(fig)
 
 
+def test_errorbars_draws_means_spreads_and_styles():
+    series = {"a, labels": ([1, 4], [90.0, 95.0], [1.0, 0.5]), "a, distilled": ([1, 4], [91.0, 96.0], [2.0, 0.2])}
+    fig = plots.errorbars(series, xlabel="size (KB)", ylabel="accuracy (%)", logx=True,
+                          styles={"a, distilled": {"color": "C0", "linestyle": "--"}})
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log" and ax.get_xlabel() == "size (KB)"
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == list(series)
+    lines = [c.lines[0] for c in ax.containers]
+    assert [list(line.get_ydata()) for line in lines] == [[90.0, 95.0], [91.0, 96.0]]
+    assert lines[1].get_linestyle() == "--"
+    assert all(matplotlib.colors.same_color(line.get_color(), "C0") for line in lines)
+    bars = ax.containers[1].lines[2][0].get_segments()  # the vertical error bars: mean -/+ spread
+    assert [(seg[0][1], seg[1][1]) for seg in bars] == [(89.0, 93.0), (95.8, 96.2)]
+    plt.close(fig)
+    with pytest.raises(ValueError, match="styles names series that are not plotted"):
+        plots.errorbars(series, xlabel="x", ylabel="y", styles={"b": {}})
+
+
 def test_panel_draws_at_creation_is_callable_timed_and_marks_main():
     seen = []
 
