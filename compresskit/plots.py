@@ -12,7 +12,10 @@ from collections.abc import Sequence
 import matplotlib
 
 matplotlib.rcParams.update(
-    {"font.size": 13, "axes.titlesize": 15, "axes.labelsize": 14, "legend.fontsize": 12, "figure.dpi": 90}
+    {"font.size": 13, "axes.titlesize": 15, "axes.labelsize": 14, "legend.fontsize": 12, "figure.dpi": 90,
+     # titles at a fixed height above the axes: matplotlib otherwise measures every tick label on each draw to lift
+     # titles over top-side labels, which no plot here has (~6 % of a two-axes slider redraw, measured)
+     "axes.titley": 1.0}
 )
 import matplotlib.pyplot as plt  # noqa: E402  (after the rcParams above)
 import numpy as np  # noqa: E402
@@ -127,6 +130,20 @@ def bars(labels: Sequence[str], series: dict[str, Sequence[float]], *, ylabel: s
     ax.grid(True, axis="y", alpha=0.3)
     ax.legend()
     return fig
+
+
+def vlines(ax, xs, ymin: float, ymax: float, **style):
+    """Vertical lines at ``xs`` from ``ymin`` to ``ymax`` as one NaN-separated ``Line2D``; returns it.
+
+    Looks like ``ax.vlines`` but costs the same for 2 or 256 lines: ``ax.vlines`` makes one path per line and, on a
+    log axis, transforms each to update the data limits (~12 ms for the 255 levels of 8 bits, in a slider's update).
+    """
+    xs = np.asarray(xs, dtype=float).reshape(-1)
+    x = np.repeat(xs, 3)
+    x[2::3] = np.nan
+    y = np.tile([ymin, ymax, np.nan], len(xs))
+    (line,) = ax.plot(x, y, **style)
+    return line
 
 
 def png(fig: Figure) -> bytes:

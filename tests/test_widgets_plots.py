@@ -53,6 +53,19 @@ def test_errorbars_draws_means_spreads_and_styles():
         plots.errorbars(series, xlabel="x", ylabel="y", styles={"b": {}})
 
 
+def test_vlines_is_one_line_through_each_x():
+    fig, ax = plt.subplots()
+    ax.set_yscale("log")
+    line = plots.vlines(ax, torch.tensor([-0.5, 0.0, 0.25]), 0.7, 2e3, color="red", label="levels")
+    assert ax.get_lines() == [line] and line.get_label() == "levels"
+    x, y = line.get_xdata(), line.get_ydata()
+    assert len(x) == 9
+    assert list(x[0::3]) == list(x[1::3]) == [-0.5, 0.0, 0.25]  # each segment is vertical
+    assert list(y[0::3]) == [0.7] * 3 and list(y[1::3]) == [2e3] * 3
+    assert all(v != v for v in list(x[2::3]) + list(y[2::3]))  # NaN breaks between segments
+    plt.close(fig)
+
+
 def test_panel_draws_at_creation_is_callable_timed_and_marks_main():
     seen = []
 
