@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import statistics
 import subprocess
@@ -49,32 +50,22 @@ GAP_COLUMNS = ["params", "labels only %", "distilled %", "gap (pts)", "seeds", "
 
 def distillation_gaps(make_student, teacher, dataset, test, sizes, seeds, *, temperature: float = 2.0,
                       alpha: float = 0.5, epochs: int = 30, lr: float = 3e-3) -> list[list]:
-    """For each size: the student trained from labels only and by distillation (same seed, init and schedule),
-    over the seeds; rows of [size, parameters, labels mean ± sd, distilled mean ± sd, gap mean ± sd, seeds won,
-    train - test accuracy of each arm] in points."""
+    """For each size, ``distill.compare_with_labels`` over the seeds; rows of [size, parameters, labels mean ± sd,
+    distilled mean ± sd, gap mean ± sd, seeds won / lost, train - test of each arm] in points."""
     from compresskit import distill, metrics
-    from compresskit.train import evaluate
 
     rows = []
     for size in sizes:
-        plain, student, overfit = [], [], {"labels": [], "distilled": []}
-        for seed in seeds:
-            for arm, accs in (("labels", plain), ("distilled", student)):
-                set_seed(seed)
-                model = make_student(size)
-                if arm == "labels":
-                    train(model, dataset, epochs=epochs, lr=lr, progress=False, seed=seed)
-                else:
-                    distill.distill(model, teacher, dataset, temperature=temperature, alpha=alpha, epochs=epochs,
-                                    lr=lr, progress=False, seed=seed)
-                accs.append(100 * evaluate(model, test))
-                overfit[arm].append(100 * evaluate(model, dataset) - accs[-1])
-        gap = [d - p for d, p in zip(student, plain)]
-        rows.append([size, f"{metrics.count_params(model):,}",
-                     *(f"{statistics.mean(v):.1f} ± {statistics.stdev(v):.1f}" for v in (plain, student)),
+        result = distill.compare_with_labels(functools.partial(make_student, size), teacher, dataset, test,
+                                             seeds=seeds, temperature=temperature, alpha=alpha, epochs=epochs,
+                                             lr=lr, progress=False)
+        tests = [[t for _, t in runs] for runs in (result.labels_only, result.distilled)]
+        gap = result.gaps
+        rows.append([size, f"{metrics.count_params(result.student):,}",
+                     *(f"{statistics.mean(v):.1f} ± {statistics.stdev(v):.1f}" for v in tests),
                      f"{statistics.mean(gap):+.2f} ± {statistics.stdev(gap):.2f}",
                      f"{sum(g > 0 for g in gap)} won, {sum(g < 0 for g in gap)} lost",
-                     " / ".join(f"{statistics.mean(v):+.1f}" for v in overfit.values())])
+                     " / ".join(f"{result.overfit(arm):+.1f}" for arm in ("labels only", "distilled"))])
     return rows
 
 

@@ -11,13 +11,16 @@ Network", 2015).
 from __future__ import annotations
 
 import math
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset, TensorDataset
 
-from compresskit.train import _device, _tensors, predict, train
+from compresskit.train import _device, _tensors, evaluate, predict, set_seed, train
 
 
 def _check(temperature, alpha) -> None:
@@ -74,3 +77,51 @@ def distill(student: nn.Module, teacher: nn.Module, dataset: Dataset, *, tempera
         return kd_loss(model(x), teacher_logits[row], labels[row], temperature=temperature, alpha=alpha)
 
     return train(student, rows, epochs=epochs, lr=lr, objective=objective, desc="distill", **train_kwargs)
+
+
+@dataclass
+class Comparison:
+    """One student design trained per seed from labels only and by distillation; accuracies in percent."""
+
+    labels_only: list[tuple[float, float]]  # (train %, test %) per seed
+    distilled: list[tuple[float, float]]  # (train %, test %) per seed, same seeds in the same order
+    student: nn.Module  # the last distilled student
+
+    @property
+    def gaps(self) -> list[float]:
+        """Test accuracy distilled - labels only, per seed, in points."""
+        return [d[1] - p[1] for p, d in zip(self.labels_only, self.distilled)]
+
+    def overfit(self, arm: str) -> float:
+        """Mean over seeds of train - test accuracy (points) of ``arm``: ``"labels only"`` or ``"distilled"``."""
+        runs = {"labels only": self.labels_only, "distilled": self.distilled}
+        if arm not in runs:
+            raise ValueError(f"arm must be one of {tuple(runs)}, got {arm!r}")
+        return statistics.mean(train_acc - test_acc for train_acc, test_acc in runs[arm])
+
+
+def compare_with_labels(make_student: Callable[[], nn.Module], teacher: nn.Module, dataset: Dataset, test: Dataset,
+                        *, seeds: Sequence[int], temperature: float, alpha: float, epochs: int, lr: float = 1e-3,
+                        **train_kwargs) -> Comparison:
+    """Does distillation beat the labels for this student? The fair experiment, per seed: ``set_seed(seed)`` then
+    ``make_student()`` for each arm (the same initial weights), the same epochs, learning rate and minibatch order;
+    only the loss differs. Returns every seed's train and test accuracy of both arms.
+    """
+    _check(temperature, alpha)
+    seeds = list(seeds)
+    if len(seeds) < 2:
+        raise ValueError(f"seeds must hold at least 2 seeds (a spread needs two), got {seeds!r}")
+    labels_only, distilled = [], []
+    for seed in seeds:
+        for runs in (labels_only, distilled):
+            set_seed(seed)
+            student = make_student()
+            if not isinstance(student, nn.Module):
+                raise TypeError(f"make_student must return an nn.Module, got {type(student).__name__}")
+            if runs is labels_only:
+                train(student, dataset, epochs=epochs, lr=lr, seed=seed, **train_kwargs)
+            else:
+                distill(student, teacher, dataset, temperature=temperature, alpha=alpha, epochs=epochs, lr=lr,
+                        seed=seed, **train_kwargs)
+            runs.append((100 * evaluate(student, dataset), 100 * evaluate(student, test)))
+    return Comparison(labels_only, distilled, student)

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from compresskit import data, distill, models
-from compresskit.train import predict, set_seed, train
+from compresskit.train import evaluate, predict, set_seed, train
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -86,3 +86,42 @@ def test_distill_rejects_a_teacher_that_is_not_a_module():
     split = data.load_digits()
     with pytest.raises(TypeError, match="teacher must be an nn.Module"):
         distill.distill(models.mlp(hidden=(8,)), lambda x: x, split.train, temperature=2.0, alpha=0.5, epochs=1)
+
+
+def test_compare_with_labels_is_the_experiment_written_out():
+    split = data.load_digits()
+    set_seed(0)
+    teacher = models.lenet()
+    train(teacher, split.train, epochs=2, lr=3e-3, progress=False)
+    make = lambda: models.mlp(hidden=(8,))  # noqa: E731
+    got = distill.compare_with_labels(make, teacher, split.train, split.test, seeds=[3, 4], temperature=4.0,
+                                      alpha=0.9, epochs=2, lr=3e-3, progress=False)
+    for i, seed in enumerate([3, 4]):
+        set_seed(seed)
+        plain = make()
+        train(plain, split.train, epochs=2, lr=3e-3, seed=seed, progress=False)
+        set_seed(seed)
+        taught = make()
+        distill.distill(taught, teacher, split.train, temperature=4.0, alpha=0.9, epochs=2, lr=3e-3, seed=seed,
+                        progress=False)
+        assert got.labels_only[i] == (100 * evaluate(plain, split.train), 100 * evaluate(plain, split.test))
+        assert got.distilled[i] == (100 * evaluate(taught, split.train), 100 * evaluate(taught, split.test))
+    assert torch.equal(predict(got.student, split.test), predict(taught, split.test))  # the last distilled one
+    assert got.gaps == [d[1] - p[1] for p, d in zip(got.labels_only, got.distilled)]
+    assert math.isclose(got.overfit("distilled"), sum(a - b for a, b in got.distilled) / 2)
+    with pytest.raises(ValueError, match="arm must be one of"):
+        got.overfit("teacher")
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    ({"seeds": [0]}, ValueError, "at least 2 seeds"),
+    ({"alpha": 1.5}, ValueError, r"alpha must be in \[0, 1\]"),
+    ({"make_student": lambda: "not a model"}, TypeError, "make_student must return an nn.Module"),
+])
+def test_compare_with_labels_bad_arguments(kwargs, error, match):
+    split = data.load_digits()
+    args = {"make_student": lambda: models.mlp(hidden=(4,)), "teacher": models.mlp(hidden=(4,)),
+            "dataset": split.train, "test": split.test, "seeds": [0, 1], "temperature": 2.0, "alpha": 0.5,
+            "epochs": 1, "progress": False, **kwargs}
+    with pytest.raises(error, match=match):
+        distill.compare_with_labels(**args)
