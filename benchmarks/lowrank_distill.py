@@ -52,7 +52,8 @@ def main() -> None:
     rows = distillation_gaps(lambda shape: models.lenet(channels=shape[:2], hidden=shape[2]), teacher, split.train,
                              split.test, CNN_STUDENTS, range(10), **KD)
     table(["student (c1, c2, hidden)", *GAP_COLUMNS], rows,
-          f"Distillation into LeNet-shaped students ({label}), T = 4, alpha = 0.9, 60 epochs, seeds 0-9 "
+          f"Distillation into LeNet-shaped students ({label}), T = {KD['temperature']:g}, alpha = {KD['alpha']:g}, "
+          f"{KD['epochs']} epochs, seeds 0-9 "
           "(target: distilled > labels only on average at the smallest sizes)")
     rows = distillation_gaps(lambda w: models.mlp(hidden=(w,)), teacher, split.train, split.test, (4, 8, 16, 32),
                              range(10), **KD)

@@ -65,13 +65,13 @@ def distill(student: nn.Module, teacher: nn.Module, dataset: Dataset, *, tempera
     _check(temperature, alpha)
     if not isinstance(teacher, nn.Module):
         raise TypeError(f"teacher must be an nn.Module, got {type(teacher).__name__}")
-    inputs, labels = _tensors(dataset)
-    teacher_logits = predict(teacher, dataset)  # eval mode and no_grad inside; the teacher's mode is restored
+    inputs, labels = _tensors(dataset)  # read once: the teacher and the loop both use these tensors
+    rows = TensorDataset(inputs, torch.arange(len(labels)))  # the "label" the loop hands over is the row number
+    teacher_logits = predict(teacher, rows)  # eval mode and no_grad inside; the teacher's mode is restored
     if teacher_logits.shape[0] != len(labels):
         raise ValueError(f"the teacher gave {teacher_logits.shape[0]} rows of logits for {len(labels)} images")
     device = _device(student)
     teacher_logits, labels = teacher_logits.to(device), labels.to(device)
-    rows = TensorDataset(inputs, torch.arange(len(labels)))  # the "label" the loop hands over is the row number
 
     def objective(model, x, row):
         return kd_loss(model(x), teacher_logits[row], labels[row], temperature=temperature, alpha=alpha)
