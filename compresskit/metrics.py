@@ -10,18 +10,21 @@ biases, BatchNorm entries and other 1-d tensors stay dense float32, as every rea
 
 from __future__ import annotations
 
+import io
 import math
 import statistics
 import time
-from collections.abc import Callable, Iterator
+import warnings
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from compresskit.models import refresh_pruned
-from compresskit.train import evaluate
+from compresskit.checks import check_bool, check_fraction, check_int, check_module, check_tensor, check_threads
+from compresskit.layers import GATES, effective_weight, pruning_hook
+from compresskit.train import _tensors, evaluate
 
 # ---------------------------------------------------------------------------------------------- tensors
 
@@ -30,16 +33,20 @@ def named_tensors(model: nn.Module) -> Iterator[tuple[str, torch.Tensor]]:
     """(name, tensor) of every parameter and buffer as the model *uses* it.
 
     A module pruned with ``torch.nn.utils.prune`` holds ``weight_orig`` and ``weight_mask``; its effective
-    weight is ``weight`` (= orig * mask, recomputed first: see ``models.refresh_pruned``), which is what is
-    yielded, under the name ``...weight``.
+    weight (``orig * mask``, computed now: ``layers.effective_weight``) is what is yielded, under the name
+    ``...weight``. A tensor shared by several modules (tied weights) is yielded once, as a file stores it once.
     """
-    refresh_pruned(model)
+    check_module("model", model)
+    seen = set()
     for mod_name, module in model.named_modules():
         prefix = f"{mod_name}." if mod_name else ""
         for name, p in module.named_parameters(recurse=False):
-            if name.endswith("_orig"):
+            if id(p) in seen:
+                continue
+            seen.add(id(p))
+            if name.endswith("_orig") and pruning_hook(module, name[: -len("_orig")]) is not None:
                 name = name[: -len("_orig")]
-                p = getattr(module, name)
+                p = effective_weight(module, name)
             yield prefix + name, p
         for name, b in module.named_buffers(recurse=False):
             if b is None or name.endswith("_mask"):
@@ -53,7 +60,7 @@ def is_compressible(name: str, tensor: torch.Tensor) -> bool:
 
 
 def _parameters(model: nn.Module) -> Iterator[tuple[str, torch.Tensor]]:
-    names = {n.removesuffix("_orig") for n, _ in model.named_parameters()}
+    names = {n.removesuffix("_orig") for n, _ in model.named_parameters(remove_duplicate=False)}
     return ((n, t) for n, t in named_tensors(model) if n in names)
 
 
@@ -123,21 +130,16 @@ FORMATS: dict[str, Format] = {
 """Storage formats by name: how a compressible tensor's values and positions are written."""
 
 
-def _check_bits(name: str, value: int, low: int, high: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int in [{low}, {high}], got {type(value).__name__} {value!r}")
-    if not low <= value <= high:
-        raise ValueError(f"{name} must be in [{low}, {high}], got {value}")
-
-
 def tensor_bits(
     w: torch.Tensor, *, format: str = "dense", value_bits: int = 32, index_bits: int = 32, codebook_bits: int = 0
 ) -> int:
     """Bits one compressible tensor takes in ``format``, plus ``codebook_bits`` (shared-weight tables)."""
+    check_tensor("w", w, floating=False, finite=False)
     if format not in FORMATS:
         raise ValueError(f"format must be one of {tuple(FORMATS)}, got {format!r}")
-    _check_bits("value_bits", value_bits, 1, 64)
-    _check_bits("index_bits", index_bits, 1, 64)
+    check_int("value_bits", value_bits, 1, 64)
+    check_int("index_bits", index_bits, 1, 64)
+    check_int("codebook_bits", codebook_bits, 0)
     return FORMATS[format](w.detach(), value_bits, index_bits) + codebook_bits
 
 
@@ -160,6 +162,9 @@ def storage_bytes(
     Every other tensor (biases, BatchNorm) is priced dense at its own dtype's width. Each tensor is rounded
     up to whole bytes, as it would be in a file.
     """
+    check_module("model", model)
+    if not callable(codebook_bits):
+        check_int("codebook_bits", codebook_bits, 0)
     total_bits = 0
     for name, t in named_tensors(model):
         if is_compressible(name, t):
@@ -172,9 +177,6 @@ def storage_bytes(
 
 
 # ---------------------------------------------------------------------------------------------- compute
-
-_GATES = {"RNN": 1, "GRU": 3, "LSTM": 4}
-
 
 def _linear_macs(m: nn.Linear, inp, out) -> int:
     return out.numel() // m.out_features * m.in_features * m.out_features
@@ -193,7 +195,7 @@ def _rnn_macs(m: nn.RNNBase, inp, out) -> int:
     per_step = 0
     for layer in range(m.num_layers):
         in_size = m.input_size if layer == 0 else m.hidden_size * dirs
-        per_step += dirs * _GATES[m.mode.split("_")[0]] * m.hidden_size * (in_size + m.hidden_size)
+        per_step += dirs * GATES[m.mode] * m.hidden_size * (in_size + m.hidden_size)
     return batch * steps * per_step
 
 
@@ -213,7 +215,9 @@ def macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
     the element-wise gate arithmetic are left out: they are a few percent of the total here.
     Zeros in a pruned weight still count: a dense kernel multiplies them too.
     """
-    if not all(isinstance(d, int) and d > 0 for d in input_shape):
+    check_module("model", model)
+    if not isinstance(input_shape, (tuple, list)) or not all(
+            isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in input_shape):
         raise ValueError(f"input_shape must be positive ints without the batch dim, got {input_shape!r}")
     total = [0]
 
@@ -266,11 +270,15 @@ def latency(
     """Median wall-clock time of ``model(example_input)`` (``model()`` when the input is None), in ms, threads pinned.
 
     One thread by default: the figure then compares models, not how busy the other core was. The previous
-    thread setting is restored afterwards.
+    thread setting is restored afterwards. ``threads`` may not exceed the machine's cores (``checks.check_threads``).
     """
-    for name, v, low in (("repeats", repeats, 1), ("warmup", warmup, 0), ("threads", threads, 1)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < low:
-            raise ValueError(f"{name} must be an int >= {low}, got {v!r}")
+    if not callable(model):
+        raise TypeError(f"model must be an nn.Module or a callable, got {type(model).__name__}")
+    if example_input is not None:
+        check_tensor("example_input", example_input, floating=False)
+    check_int("repeats", repeats, 1)
+    check_int("warmup", warmup, 0)
+    check_threads(threads)
     was_training = getattr(model, "training", False)
     if isinstance(model, nn.Module):
         model.eval()
@@ -332,8 +340,11 @@ def measure(
         timed: also measure latency on a batch of ``batch_size`` test inputs (slow-ish: leave off on sliders).
         **storage: passed to ``storage_bytes`` (``format``, ``value_bits``, ``index_bits``, ``codebook_bits``).
     """
+    check_module("model", model)
+    check_bool("timed", timed)
+    check_int("batch_size", batch_size, 1)
     dataset = getattr(dataset, "test", dataset)
-    x = dataset.tensors[0]
+    x, _ = _tensors(dataset)
     return Record(
         name=name,
         group=group,
@@ -344,3 +355,50 @@ def measure(
         macs=macs(model, tuple(x.shape[1:])),
         latency_ms=latency(model, x[:batch_size]).ms if timed else None,
     )
+
+
+# ---------------------------------------------------------------------------------------------- files and kernels
+
+
+def torch_file_bytes(model: nn.Module) -> int:
+    """Bytes of ``torch.save(model.state_dict())``: the float32 file a learner would ship from PyTorch."""
+    check_module("model", model)
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    return buffer.getbuffer().nbytes
+
+
+def sparse_matmul_timings(
+    size: int = 1024, batch: int = 64, sparsities: Iterable[float] = (0.0, 0.5, 0.8, 0.9, 0.95, 0.99), *,
+    seed: int = 0, threads: int = 1,
+) -> list[dict]:
+    """Measured CPU time of ``W @ X`` with W (size x size) at each sparsity: dense kernel vs ``torch.sparse`` CSR/COO.
+
+    Returns one ``{"sparsity", "dense_ms", "csr_ms", "coo_ms"}`` per sparsity (medians, ``threads`` threads). The
+    dense kernel's time does not depend on how many entries are zero: zeros are multiplied like any number.
+    """
+    from compresskit.prune import magnitude_mask  # prune imports this module
+
+    check_int("size", size, 1, 8192)
+    check_int("batch", batch, 1, 8192)
+    check_int("seed", seed)
+    check_threads(threads)
+    sparsities = list(sparsities)
+    for i, s in enumerate(sparsities):
+        check_fraction(f"sparsities[{i}]", s)
+    gen = torch.Generator().manual_seed(seed)
+    w = torch.randn(size, size, generator=gen)
+    x = torch.randn(size, batch, generator=gen)
+    rows = []
+    for s in sparsities:
+        ws = w * magnitude_mask(w, sparsity=s)
+        with warnings.catch_warnings():  # "sparse CSR support is in beta": known, and the point of the measurement
+            warnings.simplefilter("ignore", UserWarning)
+            csr, coo = ws.to_sparse_csr(), ws.to_sparse()
+        rows.append({
+            "sparsity": s,
+            "dense_ms": latency(lambda ws=ws: ws @ x, None, threads=threads).ms,
+            "csr_ms": latency(lambda csr=csr: csr @ x, None, threads=threads).ms,
+            "coo_ms": latency(lambda coo=coo: torch.sparse.mm(coo, x), None, threads=threads).ms,
+        })
+    return rows

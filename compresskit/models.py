@@ -5,63 +5,17 @@
 
 from __future__ import annotations
 
-import copy
-
 import torch
 from torch import nn
-from torch.nn.utils.prune import BasePruningMethod
+
+from compresskit.checks import check_int
+from compresskit.layers import copy_model, refresh_pruned, replace_module, stored_tensor  # noqa: F401 (public here)
 
 RNN_CELLS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
 
 
-def copy_model(model: nn.Module) -> nn.Module:
-    """A deep copy that also works for models pruned with ``torch.nn.utils.prune`` after a forward pass.
-
-    Such a module holds its masked weight as a plain attribute computed in the last forward, a non-leaf tensor
-    that ``copy.deepcopy`` refuses. Those tensors are given to deepcopy as detached copies (the copy's own hook
-    recomputes them on its first forward); the caller's model is not touched.
-    """
-    memo = {}
-    for module in model.modules():
-        for hook in module._forward_pre_hooks.values():
-            if isinstance(hook, BasePruningMethod):
-                t = getattr(module, hook._tensor_name, None)
-                if isinstance(t, torch.Tensor) and t.grad_fn is not None:
-                    memo[id(t)] = t.detach().clone()
-    return copy.deepcopy(model, memo)
-
-
-def stored_tensor(module: nn.Module, name: str) -> torch.Tensor:
-    """The tensor that holds ``module.<name>``'s values: ``<name>_orig`` under a ``torch.nn.utils.prune`` mask (the
-    attribute ``<name>`` is recomputed from it on every forward, so writing there is lost), else the parameter."""
-    orig = getattr(module, f"{name}_orig", None)
-    return orig if orig is not None else getattr(module, name)
-
-
-def refresh_pruned(model: nn.Module) -> nn.Module:
-    """Recompute every tensor pruned with ``torch.nn.utils.prune`` (``w = w_orig * w_mask``) now, exactly as the next
-    forward would (with autograd, so a penalty on ``w`` still reaches ``w_orig``). After an optimizer step the
-    attribute ``w`` still holds its value from *before* the step; everything that reads weights (sizes, masks,
-    quantization, factorization) calls this first. Returns ``model``.
-    """
-    for module in model.modules():
-        for hook in module._forward_pre_hooks.values():
-            if isinstance(hook, BasePruningMethod):
-                setattr(module, hook._tensor_name, hook.apply_mask(module))
-    return model
-
-
-def replace_module(model: nn.Module, name: str, new: nn.Module) -> None:
-    """Put ``new`` where the submodule called ``name`` (as in ``named_modules``) is, in place."""
-    parent, _, child = name.rpartition(".")
-    setattr(model.get_submodule(parent) if parent else model, child, new)
-
-
 def _check_width(name: str, value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int >= 1, got {type(value).__name__} {value!r}")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
+    check_int(name, value, 1)
 
 
 def mlp(hidden: tuple[int, ...] = (300, 100), *, in_features: int = 64, num_classes: int = 10) -> nn.Sequential:

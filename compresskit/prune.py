@@ -1,20 +1,18 @@
-"""Pruning (剪枝): unstructured magnitude pruning, structured channel pruning, sensitivity and schedules.
+"""Pruning (剪枝): unstructured magnitude pruning, sensitivity and schedules.
 
 Unstructured pruning follows torch.nn.utils.prune's split: a *score* (|w|), a *mask* computed from the scores,
 and *applying* the mask. Masks are applied with ``torch.nn.utils.prune.custom_from_mask``, so a pruned module
 holds ``weight_orig`` and ``weight_mask`` and zeros stay zero through fine-tuning until ``finalize``.
 
-Structured pruning (``prune_channels``) instead builds a smaller dense model: fewer rows, fewer filters, fewer
-MACs, really faster, where masks only write zeros that a dense kernel still multiplies.
+Structured pruning (neurons, filters, recurrent units) builds a smaller dense model instead; it lives in
+``compresskit.structured`` and ``prune_channels`` is re-exported here.
 
 References: Han et al., "Learning both Weights and Connections for Efficient Neural Networks" (NeurIPS 2015);
-Li et al., "Pruning Filters for Efficient ConvNets" (ICLR 2017); Zhu & Gupta, "To prune, or not to prune" (2017).
+Zhu & Gupta, "To prune, or not to prune" (2017).
 """
 
 from __future__ import annotations
 
-import math
-import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
@@ -23,57 +21,26 @@ from torch import nn
 from torch.nn.utils import prune as torch_prune
 from torch.utils.data import Dataset
 
-from compresskit.metrics import latency
-from compresskit.models import copy_model, refresh_pruned
+from compresskit.checks import check_bool, check_choice, check_fraction, check_int, check_module, check_number
+from compresskit.layers import copy_model, require_sites, sites, unique_sites
+from compresskit.metrics import sparse_matmul_timings  # noqa: F401 (measurements live in metrics; public here too)
+from compresskit.structured import _check_fraction, channel_scores, prune_channels  # noqa: F401 (public here)
 from compresskit.train import evaluate, train
 
 SCOPES = ("layer", "global")
-_RNN_WEIGHT_PREFIXES = ("weight_ih_l", "weight_hh_l")
 
 
 # ------------------------------------------------------------------------------------------------ targets
 
 
 def prunable(model: nn.Module, tensors: str | Sequence[str] | None = None) -> list[tuple[str, nn.Module, str]]:
-    """(qualified name, module, tensor name) of every prunable weight, in model order.
+    """(qualified name, module, tensor name) of every prunable weight, in model order (``layers.sites``).
 
     Linear / Conv1d / Conv2d ``weight``; RNN / GRU / LSTM ``weight_ih_l*`` and ``weight_hh_l*``. Never biases.
     ``tensors``: keep only those whose qualified name contains one of these strings (e.g. ``"weight_hh"``, or
     ``"hh."`` for an ``UnrolledRNN``); naming nothing that exists is a ``ValueError``.
     """
-    refresh_pruned(model)  # pruned weights as they are now, not as the last forward left them
-    found = []
-    for mod_name, module in model.named_modules():
-        prefix = f"{mod_name}." if mod_name else ""
-        if isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d)):
-            names = ["weight"]
-        elif isinstance(module, nn.RNNBase):
-            names = [n for n in module._flat_weights_names if n.startswith(_RNN_WEIGHT_PREFIXES)]
-        else:
-            continue
-        found += [(prefix + n, module, n) for n in names]
-    if tensors is None:
-        return found
-    wanted = [tensors] if isinstance(tensors, str) else list(tensors) if isinstance(tensors, (list, tuple)) else None
-    if not wanted or not all(isinstance(w, str) and w for w in wanted):
-        raise TypeError(f"tensors must be a non-empty string or a sequence of them, got {tensors!r}")
-    chosen = [site for site in found if any(w in site[0] for w in wanted)]
-    if not chosen:
-        raise ValueError(f"tensors={tensors!r} matches none of the prunable tensors {[s[0] for s in found]}")
-    return chosen
-
-
-def _check_model(model) -> None:
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
-
-
-def _check_fraction(name: str, value, *, high_open: bool = False) -> None:
-    upper = "1)" if high_open else "1]"
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a float in [0, {upper}, got {type(value).__name__} {value!r}")
-    if not (0.0 <= value < 1.0 if high_open else 0.0 <= value <= 1.0) or math.isnan(value):
-        raise ValueError(f"{name} must be in [0, {upper}, got {value!r}")
+    return [(s.name, s.module, s.tensor) for s in sites(model, tensors)]
 
 
 # ------------------------------------------------------------------------------------------------ masks
@@ -95,9 +62,9 @@ def magnitude_mask(w: torch.Tensor, *, sparsity: float | None = None, threshold:
 
 def _global_masks(weights: list[torch.Tensor], sparsity: float) -> list[torch.Tensor]:
     """One ranking over all tensors (torch's ``global_unstructured`` with ``L1Unstructured``)."""
-    flat = torch.cat([w.detach().abs().reshape(-1) for w in weights])
+    flat = torch.cat([w.detach().abs().reshape(-1).float() for w in weights])
     masks = magnitude_mask(flat, sparsity=sparsity).split([w.numel() for w in weights])
-    return [m.view_as(w) for m, w in zip(masks, weights)]
+    return [m.view_as(w).to(w.dtype) for m, w in zip(masks, weights)]
 
 
 def magnitude_prune(
@@ -122,38 +89,33 @@ def magnitude_prune(
 
     Weights already pruned count as zeros (so pruning again only grows the set of zeros). The masks are kept
     (``weight_orig`` / ``weight_mask``), so fine-tuning cannot revive a pruned weight; ``finalize`` makes them
-    permanent. Same masks as ``torch.nn.utils.prune.l1_unstructured`` / ``global_unstructured``.
+    permanent. Same masks as ``torch.nn.utils.prune.l1_unstructured`` / ``global_unstructured``. A tensor shared by
+    several layers (tied weights) is ranked once and gets one mask, so the layers stay tied.
     """
-    _check_model(model)
+    check_module("model", model)
     if (sparsity is None) == (threshold is None):
         raise ValueError(
             f"give exactly one of sparsity or threshold, got sparsity={sparsity!r}, threshold={threshold!r}")
     if sparsity is not None:
-        _check_fraction("sparsity", sparsity)
+        check_fraction("sparsity", sparsity)
     else:
-        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
-            raise TypeError(f"threshold must be a float >= 0, got {type(threshold).__name__} {threshold!r}")
-        if not threshold >= 0 or math.isinf(threshold):
-            raise ValueError(f"threshold must be a finite float >= 0, got {threshold!r}")
-    if scope not in SCOPES:
-        raise ValueError(f"scope must be one of {SCOPES}, got {scope!r}")
+        check_number("threshold", threshold, 0)
+    check_choice("scope", scope, SCOPES)
     if scope == "global" and threshold is not None:
         raise ValueError("scope='global' ranks by sparsity; a threshold is the same for every layer already")
-    if not isinstance(inplace, bool):
-        raise TypeError(f"inplace must be a bool, got {inplace!r}")
+    check_bool("inplace", inplace)
 
     target = model if inplace else copy_model(model)
-    sites = prunable(target, tensors)
-    if not sites:
-        raise ValueError(f"model has no prunable weights (Linear, Conv1d/2d, RNN/GRU/LSTM): {type(model).__name__}")
-    weights = [getattr(module, name) for _, module, name in sites]
+    groups = unique_sites(require_sites(target, tensors))
+    weights = [group[0].effective().detach() for group in groups]
     if scope == "global":
         masks = _global_masks(weights, sparsity)
     else:
         masks = [magnitude_mask(w, sparsity=sparsity, threshold=threshold) for w in weights]
     # every mask is computed before the first is applied: a failure cannot leave the model half pruned
-    for (_, module, name), mask in zip(sites, masks):
-        torch_prune.custom_from_mask(module, name, mask)
+    for group, mask in zip(groups, masks):
+        for site in group:
+            torch_prune.custom_from_mask(site.module, site.tensor, mask)
     return target
 
 
@@ -163,10 +125,13 @@ def freeze_zeros(model: nn.Module, *, inplace: bool = False) -> nn.Module:
     What to do after proximal L1 training: its soft threshold made the zeros; the mask keeps them while a short
     fine-tune without the penalty undoes the shrinkage of the surviving weights (the L1 "debiasing" step).
     """
-    _check_model(model)
+    check_module("model", model)
+    check_bool("inplace", inplace)
     target = model if inplace else copy_model(model)
-    for _, module, name in prunable(target):
-        torch_prune.custom_from_mask(module, name, (getattr(module, name) != 0).to(getattr(module, name).dtype))
+    for group in unique_sites(require_sites(target)):
+        mask = (group[0].effective().detach() != 0).to(group[0].stored.dtype)
+        for site in group:
+            torch_prune.custom_from_mask(site.module, site.tensor, mask)
     return target
 
 
@@ -176,7 +141,7 @@ def finalize(model: nn.Module) -> nn.Module:
     Like ``torch.nn.utils.prune.remove``, which it calls; it acts on the model given (a pruned model you own),
     and returns it. After it, the zeros are ordinary weights: further training can change them.
     """
-    _check_model(model)
+    check_module("model", model)
     for module in model.modules():
         for hook in list(module._forward_pre_hooks.values()):
             if isinstance(hook, torch_prune.BasePruningMethod):
@@ -186,6 +151,7 @@ def finalize(model: nn.Module) -> nn.Module:
 
 def is_pruned(model: nn.Module) -> bool:
     """True when some module still carries pruning masks."""
+    check_module("model", model)
     return any(name.endswith("_mask") for name, _ in model.named_buffers())
 
 
@@ -220,10 +186,9 @@ class SparsityReport(list):
 
 def sparsity_report(model: nn.Module) -> SparsityReport:
     """Per prunable tensor: shape, weights, nonzeros, sparsity (after any mask); ``.total`` sums them."""
-    _check_model(model)
     return SparsityReport(
-        LayerSparsity(name, tuple(getattr(m, n).shape), getattr(m, n).numel(), int(torch.count_nonzero(getattr(m, n))))
-        for name, m, n in prunable(model)
+        LayerSparsity(s.name, tuple(w.shape), w.numel(), int(torch.count_nonzero(w)))
+        for s in sites(model) for w in [s.effective().detach()]
     )
 
 
@@ -241,18 +206,18 @@ def sensitivity_scan(
     Returns ``{tensor name: [(sparsity, accuracy), ...]}``; a flat curve is a tensor that tolerates pruning,
     a steep one a tensor to spare (Han et al. 2015, figure 6). ``model`` is not changed.
     """
-    _check_model(model)
+    check_module("model", model)
     sparsities = list(sparsities)
-    for s in sparsities:
-        _check_fraction("sparsities[i]", s)
+    for i, s in enumerate(sparsities):
+        check_fraction(f"sparsities[{i}]", s)
     curves: dict[str, list[tuple[float, float]]] = {}
-    for index, (name, _, _) in enumerate(prunable(model)):
-        curves[name] = []
+    for index, site in enumerate(require_sites(model)):
+        curves[site.name] = []
         for s in sparsities:
             trial = copy_model(model)
-            _, module, tensor = prunable(trial)[index]
-            torch_prune.custom_from_mask(module, tensor, magnitude_mask(getattr(module, tensor), sparsity=s))
-            curves[name].append((s, evaluate(trial, dataset)))
+            mine = sites(trial)[index]
+            torch_prune.custom_from_mask(mine.module, mine.tensor, magnitude_mask(mine.effective(), sparsity=s))
+            curves[site.name].append((s, evaluate(trial, dataset)))
     return curves
 
 
@@ -262,13 +227,29 @@ def sensitivity_scan(
 def cubic_schedule(final_sparsity: float, steps: int, *, initial_sparsity: float = 0.0) -> list[float]:
     """Zhu & Gupta's gradual schedule: s_t = s_f + (s_i - s_f) (1 - t / n)^3 for t = 1..n.
 
-    Prunes fast while many redundant weights remain and slowly near the end.
+    Prunes fast while many redundant weights remain and slowly near the end. Pruning only adds zeros, so a
+    schedule that decreases (``initial_sparsity > final_sparsity``) is refused.
     """
-    _check_fraction("final_sparsity", final_sparsity)
-    _check_fraction("initial_sparsity", initial_sparsity)
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be an int >= 1, got {steps!r}")
+    check_fraction("final_sparsity", final_sparsity)
+    check_fraction("initial_sparsity", initial_sparsity)
+    check_int("steps", steps, 1)
+    if initial_sparsity > final_sparsity:
+        raise ValueError(f"initial_sparsity ({initial_sparsity}) must be <= final_sparsity ({final_sparsity}): "
+                         "pruning cannot give weights back")
     return [final_sparsity + (initial_sparsity - final_sparsity) * (1 - t / steps) ** 3 for t in range(1, steps + 1)]
+
+
+def _check_schedule(levels, final_sparsity: float) -> list[float]:
+    """A schedule's sparsities: fractions that never decrease and end at the final sparsity."""
+    if not isinstance(levels, (list, tuple)) or not levels:
+        raise TypeError(f"schedule must return a non-empty list of sparsities, got {levels!r}")
+    for i, s in enumerate(levels):
+        check_fraction(f"schedule[{i}]", s)
+    if any(b < a for a, b in zip(levels, levels[1:])):
+        raise ValueError(f"schedule decreases ({[round(s, 4) for s in levels]}): pruning cannot give weights back")
+    if abs(levels[-1] - final_sparsity) > 1e-9:
+        raise ValueError(f"schedule ends at {levels[-1]}, not at final_sparsity={final_sparsity}")
+    return list(levels)
 
 
 def iterative_prune(
@@ -289,144 +270,20 @@ def iterative_prune(
     Returns the pruned, fine-tuned copy (masks kept: call ``finalize`` to make them permanent) and one
     ``{"step", "sparsity", "accuracy"}`` entry per step (accuracy on ``test`` when given, else ``None``).
     """
+    check_module("model", model)
+    check_fraction("final_sparsity", final_sparsity)
+    check_int("steps", steps, 1)
+    check_int("epochs_per_step", epochs_per_step, 1)
+    check_number("lr", lr, 0, low_open=True)
+    check_choice("scope", scope, SCOPES)
+    check_bool("progress", progress)
+    if not callable(schedule):
+        raise TypeError(f"schedule must be callable (final_sparsity, steps) -> list, got {type(schedule).__name__}")
+    levels = _check_schedule(schedule(final_sparsity, steps), final_sparsity)
     pruned = copy_model(model)
     history = []
-    for step, s in enumerate(schedule(final_sparsity, steps), start=1):
+    for step, s in enumerate(levels, start=1):
         magnitude_prune(pruned, sparsity=s, scope=scope, inplace=True)
         train(pruned, dataset, epochs=epochs_per_step, lr=lr, seed=step, progress=progress, desc=f"step {step}")
         history.append({"step": step, "sparsity": s, "accuracy": evaluate(pruned, test) if test is not None else None})
     return pruned, history
-
-
-# ------------------------------------------------------------------------------------------------ structured
-
-
-def channel_scores(weight: torch.Tensor, norm: int = 1) -> torch.Tensor:
-    """L-``norm`` of each output unit: a row of a Linear weight, a whole filter of a Conv weight."""
-    return torch.linalg.vector_norm(weight.detach().reshape(weight.shape[0], -1), ord=norm, dim=1)
-
-
-def _keep(scores: torch.Tensor, amount: float) -> torch.Tensor:
-    """Indices (sorted) of the units kept: all but the ``round(amount * n)`` lowest-scoring."""
-    n = scores.numel()
-    drop = round(amount * n)
-    if drop >= n:
-        raise ValueError(f"amount={amount} would remove all {n} units of a layer; use amount < {(n - 0.5) / n:.3f}")
-    return torch.sort(torch.topk(scores, n - drop, largest=True).indices).values
-
-
-def _sliced(layer: nn.Module, out_idx: torch.Tensor | None, in_idx: torch.Tensor | None) -> nn.Module:
-    """A new dense copy of a Linear / Conv / BatchNorm keeping the given output and input indices."""
-    w = layer.weight.detach()
-    b = layer.bias.detach() if getattr(layer, "bias", None) is not None else None
-    if isinstance(layer, nn.modules.batchnorm._BatchNorm):
-        idx = out_idx
-        new = type(layer)(len(idx), eps=layer.eps, momentum=layer.momentum, affine=layer.affine,
-                          track_running_stats=layer.track_running_stats)
-        with torch.no_grad():
-            if layer.affine:
-                new.weight.copy_(w[idx])
-                new.bias.copy_(b[idx])
-            if layer.track_running_stats:
-                new.running_mean.copy_(layer.running_mean[idx])
-                new.running_var.copy_(layer.running_var[idx])
-                new.num_batches_tracked.copy_(layer.num_batches_tracked)
-        return new.to(w.device)
-    if out_idx is not None:
-        w, b = w[out_idx], (b[out_idx] if b is not None else None)
-    if in_idx is not None:
-        w = w[:, in_idx]
-    if isinstance(layer, nn.Linear):
-        new = nn.Linear(w.shape[1], w.shape[0], bias=b is not None)
-    else:
-        new = type(layer)(w.shape[1], w.shape[0], layer.kernel_size, stride=layer.stride, padding=layer.padding,
-                          dilation=layer.dilation, bias=b is not None, padding_mode=layer.padding_mode)
-    with torch.no_grad():
-        new.weight.copy_(w)
-        if b is not None:
-            new.bias.copy_(b)
-    return new.to(w.device)
-
-
-def prune_channels(model: nn.Sequential, amount: float, *, norm: int = 1) -> nn.Sequential:
-    """Structured pruning: remove the ``round(amount * n)`` lowest-norm neurons / filters of every hidden layer.
-
-    Works on an ``nn.Sequential`` of Linear / Conv1d / Conv2d layers with element-wise layers (ReLU, pooling,
-    dropout), BatchNorm and one Flatten between them, e.g. ``Conv -> BN -> ReLU -> Pool -> Flatten -> Linear``.
-    Each hidden layer loses output units; the next layer loses the matching inputs (after a Flatten, the
-    ``H*W`` features of each removed channel); BatchNorm loses the matching entries. The output layer keeps
-    its size. Returns a new, smaller *dense* model; ``model`` is not changed.
-
-    Args:
-        amount: fraction in [0, 1) of the units of each hidden layer to remove.
-        norm: 1 (sum of |w|, Li et al. 2017) or 2.
-    """
-    if not isinstance(model, nn.Sequential):
-        hint = ("; for the hidden units of an RNN/GRU/LSTM use compresskit.rnn.prune_units"
-                if any(isinstance(m, nn.RNNBase) for m in model.modules()) else "")
-        raise TypeError(f"model must be an nn.Sequential (a plain MLP or CNN), got {type(model).__name__}{hint}")
-    _check_fraction("amount", amount, high_open=True)
-    if norm not in (1, 2):
-        raise ValueError(f"norm must be 1 or 2, got {norm!r}")
-    refresh_pruned(model)
-    layers = list(model)
-    weighted = [i for i, m in enumerate(layers) if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d))]
-    if len(weighted) < 2:
-        raise ValueError("model needs at least two Linear/Conv layers: only hidden layers are pruned")
-    for i in weighted:
-        if getattr(layers[i], "groups", 1) != 1:
-            raise ValueError(f"layer {i} is a grouped convolution (groups={layers[i].groups}): not supported")
-    new_layers = [copy_model(m) for m in layers]
-    in_idx = None  # indices of the inputs the current layer keeps
-    for pos, i in enumerate(weighted):
-        layer = layers[i]
-        weight = layer.weight  # effective weight, also under a pruning mask
-        out_idx = _keep(channel_scores(weight, norm), amount) if pos < len(weighted) - 1 else None
-        new_layers[i] = _sliced(layer, out_idx, in_idx)
-        if out_idx is None:
-            break
-        in_idx = out_idx
-        for j in range(i + 1, weighted[pos + 1]):  # between this layer and the next weighted one
-            between = layers[j]
-            if isinstance(between, nn.modules.batchnorm._BatchNorm):
-                new_layers[j] = _sliced(between, out_idx, None)
-            elif isinstance(between, nn.Flatten):
-                nxt = layers[weighted[pos + 1]]
-                per_channel, rest = divmod(nxt.weight.shape[1], weight.shape[0])
-                if rest or not isinstance(nxt, nn.Linear):
-                    raise ValueError(f"cannot map {weight.shape[0]} channels through Flatten to {type(nxt).__name__}")
-                in_idx = (out_idx[:, None] * per_channel + torch.arange(per_channel, device=out_idx.device)).reshape(-1)
-            elif any(p.numel() for p in between.parameters()):
-                raise ValueError(f"layer {j} ({type(between).__name__}) has weights that prune_channels cannot slice")
-    return nn.Sequential(*new_layers)
-
-
-# ------------------------------------------------------------------------------------------------ sparse kernels
-
-
-def sparse_matmul_timings(
-    size: int = 1024, batch: int = 64, sparsities: Iterable[float] = (0.0, 0.5, 0.8, 0.9, 0.95, 0.99), *,
-    seed: int = 0, threads: int = 1,
-) -> list[dict]:
-    """Measured CPU time of ``W @ X`` with W (size x size) at each sparsity: dense kernel vs ``torch.sparse`` CSR/COO.
-
-    Returns one ``{"sparsity", "dense_ms", "csr_ms", "coo_ms"}`` per sparsity (medians, ``threads`` threads). The
-    dense kernel's time does not depend on how many entries are zero: zeros are multiplied like any number.
-    """
-    gen = torch.Generator().manual_seed(seed)
-    w = torch.randn(size, size, generator=gen)
-    x = torch.randn(size, batch, generator=gen)
-    rows = []
-    for s in sparsities:
-        _check_fraction("sparsities[i]", s)
-        ws = w * magnitude_mask(w, sparsity=s)
-        with warnings.catch_warnings():  # "sparse CSR support is in beta": known, and the point of the measurement
-            warnings.simplefilter("ignore", UserWarning)
-            csr, coo = ws.to_sparse_csr(), ws.to_sparse()
-        rows.append({
-            "sparsity": s,
-            "dense_ms": latency(lambda ws=ws: ws @ x, None, threads=threads).ms,
-            "csr_ms": latency(lambda csr=csr: csr @ x, None, threads=threads).ms,
-            "coo_ms": latency(lambda coo=coo: torch.sparse.mm(coo, x), None, threads=threads).ms,
-        })
-    return rows

@@ -18,13 +18,11 @@ from collections.abc import Sequence
 
 import torch
 from torch import nn
-from torch.nn.utils import parametrize
 from torch.utils.data import Dataset
 
-from compresskit.models import copy_model, refresh_pruned, replace_module, stored_tensor
-from compresskit.prune import prunable
-from compresskit.rnn import UnrolledRNN
-from compresskit.train import train
+from compresskit.checks import check_bool, check_choice, check_int, check_module, check_tensor
+from compresskit.layers import copy_model, refresh_pruned, require_sites, unique_sites
+from compresskit.train import _tensors
 
 EPS = torch.finfo(torch.float32).eps
 METHODS = ("uniform", "kmeans", "binary")
@@ -34,16 +32,26 @@ METHODS = ("uniform", "kmeans", "binary")
 
 
 def _check_bits(bits, low: int = 2, high: int = 16) -> None:
-    if isinstance(bits, bool) or not isinstance(bits, int):
-        raise TypeError(f"bits must be an int in [{low}, {high}], got {type(bits).__name__} {bits!r}")
-    if not low <= bits <= high:
-        extra = " (1 bit is binarize(w))" if bits == 1 and low == 2 else ""
-        raise ValueError(f"bits must be in [{low}, {high}], got {bits}{extra}")
+    if bits == 1 and low == 2 and not isinstance(bits, bool):
+        raise ValueError("bits must be in [2, 16], got 1 (1 bit is binarize(w))")
+    check_int("bits", bits, low, high)
 
 
-def _check_tensor(w) -> None:
-    if not isinstance(w, torch.Tensor) or not w.is_floating_point():
-        raise TypeError(f"w must be a floating-point torch.Tensor, got {type(w).__name__}")
+def _check_kept(w: torch.Tensor, mask) -> torch.Tensor | None:
+    """``mask`` as a boolean map of ``w``'s kept entries (None: all kept)."""
+    if mask is None:
+        return None
+    if not isinstance(mask, torch.Tensor):
+        raise TypeError(f"mask must be a tensor of w's shape (1 = kept) or None, got {type(mask).__name__}")
+    if mask.shape != w.shape:
+        raise ValueError(f"mask must have w's shape {tuple(w.shape)}, got {tuple(mask.shape)}")
+    return mask.bool().to(w.device)
+
+
+def _check_w(w) -> None:
+    check_tensor("w", w)
+    if w.dim() == 0:
+        raise ValueError("w must have at least one dimension, got a 0-d tensor")
 
 
 def code_range(bits: int, symmetric: bool) -> tuple[int, int]:
@@ -54,26 +62,28 @@ def code_range(bits: int, symmetric: bool) -> tuple[int, int]:
 # ------------------------------------------------------------------------------------------------ uniform
 
 
-def _reduce_dims(w: torch.Tensor, per_channel: bool, axis: int) -> tuple[int, ...] | None:
-    return tuple(d for d in range(w.dim()) if d != axis % w.dim()) if per_channel else None
-
-
-def qparams(w: torch.Tensor, bits: int, *, symmetric: bool = True, per_channel: bool = False, axis: int = 0):
+def qparams(w: torch.Tensor, bits: int, *, symmetric: bool = True, per_channel: bool = False, axis: int = 0,
+            mask: torch.Tensor | None = None):
     """Scale and zero point of w, as torch's (PerChannel)MinMaxObserver computes them.
 
     Affine: the range [min, max] is widened to include 0, scale = (max - min) / (q_max - q_min), zero point =
     q_min - round(min / scale), clamped to the code range. Symmetric: scale = max|w| / ((q_max - q_min) / 2), zero
     point 0. Scale is at least float32 eps. Per channel, both have size C along ``axis`` and 1 elsewhere (so they
-    broadcast against w).
+    broadcast against w); a 1-d tensor per channel has one scale per entry. With a ``mask``, only the kept entries
+    set the range (pruned weights are not data; the range includes 0 anyway, so 0 stays exactly representable).
     """
     q_min, q_max = code_range(bits, symmetric)
-    dims = _reduce_dims(w, per_channel, axis)
     w = w.detach().float()
-    lo = (w.amin(dim=dims, keepdim=True) if dims else w.min()).clamp(max=0.0)
-    hi = (w.amax(dim=dims, keepdim=True) if dims else w.max()).clamp(min=0.0)
+    if mask is not None:
+        w = torch.where(mask, w, torch.zeros((), device=w.device))
+    if per_channel:
+        dims = tuple(d for d in range(w.dim()) if d != axis % w.dim())
+        lo = (w.amin(dim=dims, keepdim=True) if dims else w).clamp(max=0.0)
+        hi = (w.amax(dim=dims, keepdim=True) if dims else w).clamp(min=0.0)
+    else:
+        lo, hi = w.min().clamp(max=0.0), w.max().clamp(min=0.0)
     if symmetric:
-        scale = torch.maximum(-lo, hi) / ((q_max - q_min) / 2)
-        scale = scale.clamp(min=EPS)
+        scale = (torch.maximum(-lo, hi) / ((q_max - q_min) / 2)).clamp(min=EPS)
         zero_point = torch.zeros_like(scale, dtype=torch.int32)
     else:
         scale = ((hi - lo) / float(q_max - q_min)).clamp(min=EPS)
@@ -81,122 +91,206 @@ def qparams(w: torch.Tensor, bits: int, *, symmetric: bool = True, per_channel: 
     return scale, zero_point
 
 
-def quantize_tensor(w: torch.Tensor, bits: int, *, symmetric: bool = True, per_channel: bool = False, axis: int = 0):
+def _check_uniform(w, bits, symmetric, per_channel, axis, mask) -> torch.Tensor | None:
+    _check_w(w)
+    _check_bits(bits)
+    check_bool("symmetric", symmetric)
+    check_bool("per_channel", per_channel)
+    check_int("axis", axis, -w.dim(), w.dim() - 1)
+    return _check_kept(w, mask)
+
+
+def _codes(w: torch.Tensor, scale, zero_point) -> torch.Tensor:
+    """round(w / scale) + zero_point before clamping, as torch's kernels compute it: w times the float32 inverse
+    scale, rounded half to even (nearbyint)."""
+    return torch.round(w.detach().float() * (1.0 / scale)) + zero_point
+
+
+def quantize_tensor(w: torch.Tensor, bits: int, *, symmetric: bool = True, per_channel: bool = False, axis: int = 0,
+                    mask: torch.Tensor | None = None):
     """Integer codes of w and their parameters: ``(q, scale, zero_point)``, with ``w ~= (q - zero_point) * scale``.
 
     Args:
         bits: 2..16 (1 bit: use ``binarize``).
         symmetric: codes in [-2^(b-1), 2^(b-1) - 1] and zero point 0; else affine, codes in [0, 2^b - 1].
         per_channel: one scale / zero point per slice along ``axis`` (output channels for axis 0).
+        mask: kept entries (1) of a pruned tensor: only they set the range, the others get the code of 0.
     Returns:
         q (int32, shape of w), scale (float32), zero_point (int32); per channel, the parameters have size C along
         ``axis`` and 1 elsewhere.
     """
-    _check_tensor(w)
-    _check_bits(bits)
-    if per_channel and not -w.dim() <= axis < w.dim():
-        raise ValueError(f"axis must be in [{-w.dim()}, {w.dim() - 1}] for a {w.dim()}-d tensor, got {axis}")
-    scale, zero_point = qparams(w, bits, symmetric=symmetric, per_channel=per_channel, axis=axis)
+    kept = _check_uniform(w, bits, symmetric, per_channel, axis, mask)
+    scale, zero_point = qparams(w, bits, symmetric=symmetric, per_channel=per_channel, axis=axis, mask=kept)
     q_min, q_max = code_range(bits, symmetric)
-    # torch's kernels multiply by the float32 inverse scale and round half to even (nearbyint)
-    q = torch.round(w.detach().float() * (1.0 / scale)) + zero_point
-    return q.clamp(q_min, q_max).to(torch.int32), scale, zero_point
+    q = _codes(w, scale, zero_point).clamp(q_min, q_max).to(torch.int32)
+    if kept is not None:
+        q = torch.where(kept, q, zero_point.expand_as(q))
+    return q, scale, zero_point
 
 
 def dequantize(q: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor) -> torch.Tensor:
     """``(q - zero_point) * scale`` as float32 (parameters broadcast, as ``quantize_tensor`` shapes them)."""
+    for name, t in (("q", q), ("scale", scale), ("zero_point", zero_point)):
+        check_tensor(name, t, floating=False)
     return (q - zero_point).float() * scale
 
 
 def fake_quantize(w: torch.Tensor, bits: int, *, symmetric: bool = True, per_channel: bool = False,
-                  axis: int = 0) -> torch.Tensor:
-    """``dequantize(*quantize_tensor(w, ...))``: w rounded to the nearest representable value (float32)."""
-    return dequantize(*quantize_tensor(w, bits, symmetric=symmetric, per_channel=per_channel, axis=axis)).to(w.dtype)
+                  axis: int = 0, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """``dequantize(*quantize_tensor(w, ...))``: w rounded to the nearest representable value (in w's dtype)."""
+    q = quantize_tensor(w, bits, symmetric=symmetric, per_channel=per_channel, axis=axis, mask=mask)
+    return dequantize(*q).to(w.dtype)
 
 
-def ste_fake_quantize(w: torch.Tensor, bits: int, **kw) -> torch.Tensor:
-    """Fake quantization with the clipped straight-through estimator: the forward value is fake_quantize(w); the
-    gradient passes unchanged where w is inside the representable range and is 0 where it was clamped
-    (what torch's fake-quant ops do)."""
-    symmetric = kw.get("symmetric", True)
-    scale, zero_point = qparams(w, bits, symmetric=symmetric, per_channel=kw.get("per_channel", False),
-                                axis=kw.get("axis", 0))
+def ste_fake_quantize(w: torch.Tensor, bits: int, *, symmetric: bool = True, per_channel: bool = False,
+                      axis: int = 0, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Fake quantization with the clipped straight-through estimator, as torch's fake-quant ops do it: the forward
+    value is ``fake_quantize(w)``; the gradient passes unchanged where the *rounded* code ``round(w / s) + z`` lies
+    in ``[q_min, q_max]`` and is 0 where it was clamped (so a weight half a step beyond the range still learns).
+    With a ``mask``, pruned entries are 0 forward and get no gradient."""
+    kept = _check_uniform(w, bits, symmetric, per_channel, axis, mask)
+    scale, zero_point = qparams(w, bits, symmetric=symmetric, per_channel=per_channel, axis=axis, mask=kept)
     q_min, q_max = code_range(bits, symmetric)
-    inside = (w >= (q_min - zero_point) * scale) & (w <= (q_max - zero_point) * scale)
-    wq = fake_quantize(w.detach(), bits, **kw)
-    return torch.where(inside, w + (wq - w).detach(), wq)
+    codes = _codes(w, scale, zero_point)
+    inside = (codes >= q_min) & (codes <= q_max)
+    wq = (codes.clamp(q_min, q_max) - zero_point) * scale
+    out = torch.where(inside, w + (wq.to(w.dtype) - w).detach(), wq.to(w.dtype))
+    return out * kept.to(w.dtype) if kept is not None else out
 
 
 # ------------------------------------------------------------------------------------------------ k-means
 
 
-def kmeans_quantize(w: torch.Tensor, bits: int, *, init: str = "linear", max_iter: int = 100):
-    """Weight sharing (Deep Compression): 2^bits shared values (a codebook) and, per weight, the index of its value.
+def _nearest(x: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
+    """Index of the nearest centroid of every x (1-d): through the midpoints of the sorted codebook, O(n log k).
+    A value exactly halfway goes to the smaller centroid."""
+    values, order = torch.sort(codebook)
+    return order[torch.searchsorted((values[1:] + values[:-1]) / 2, x)]
 
-    Lloyd's algorithm in 1-d: centroids start evenly spaced over [min, max] (``init="linear"``, the paper's best
-    choice: it keeps the rare large weights) or at quantiles of w (``"density"``), then alternate assigning each
-    weight to its nearest centroid and moving each centroid to the mean of its members, until no assignment changes.
-    Returns ``(codebook (2^bits,) float32, indices (shape of w) int64)``; ``codebook[indices]`` is the shared weight.
-    """
-    _check_tensor(w)
-    _check_bits(bits, 1, 8)
-    if init not in ("linear", "density"):
-        raise ValueError(f"init must be 'linear' or 'density', got {init!r}")
-    flat = w.detach().float().reshape(-1)
-    k = 2**bits
-    if init == "linear":
-        codebook = torch.linspace(float(flat.min()), float(flat.max()), k, device=flat.device)
-    else:
-        codebook = torch.quantile(flat, torch.linspace(0, 1, k, device=flat.device))
-    assign = None
+
+def _lloyd_1d(x: torch.Tensor, codebook: torch.Tensor, max_iter: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Lloyd's algorithm on 1-d data to a fixed point: every x at its nearest centroid, every centroid the mean of
+    its members. An empty cluster takes the point farthest from its own centroid (as scikit-learn's k-means does),
+    so no centroid is wasted while data could fill it."""
+    k = len(codebook)
+    assign = _nearest(x, codebook)
     for _ in range(max_iter):
-        new = torch.argmin((flat[:, None] - codebook[None, :]).abs(), dim=1)
-        if assign is not None and torch.equal(new, assign):
+        sums = torch.zeros(k, dtype=x.dtype).index_add_(0, assign, x)
+        counts = torch.bincount(assign, minlength=k).to(x.dtype)
+        empty = torch.nonzero(counts == 0).flatten()
+        if len(empty):
+            far = torch.topk((x - codebook[assign]) ** 2, len(empty)).indices
+            for cluster, point in zip(empty.tolist(), far.tolist()):
+                sums[assign[point]] -= x[point]
+                counts[assign[point]] -= 1
+                sums[cluster], counts[cluster] = x[point], 1
+        codebook = torch.where(counts > 0, sums / counts.clamp(min=1), codebook)
+        new = _nearest(x, codebook)
+        if torch.equal(new, assign):
             break
         assign = new
-        sums = torch.zeros(k, device=flat.device).index_add_(0, assign, flat)
-        counts = torch.bincount(assign, minlength=k).float()
-        codebook = torch.where(counts > 0, sums / counts.clamp(min=1), codebook)  # empty clusters stay put
-    return codebook, assign.reshape(w.shape)
+    return codebook, assign
+
+
+def kmeans_quantize(w: torch.Tensor, bits: int, *, init: str = "linear", max_iter: int = 1000,
+                    mask: torch.Tensor | None = None):
+    """Weight sharing (Deep Compression): 2^bits shared values (a codebook) and, per weight, the index of its value.
+
+    Lloyd's algorithm in 1-d (in float64), run to a fixed point: centroids start evenly spaced over [min, max]
+    (``init="linear"``, the paper's best choice: it keeps the rare large weights) or at quantiles of w
+    (``"density"``); each weight goes to its nearest centroid, each centroid to the mean of its members, and an empty
+    cluster is moved to the weight farthest from its centroid. With fewer distinct values than 2^bits, the codebook
+    is those values (the rest repeat the last one). With a ``mask`` (a pruned tensor), only the kept weights are
+    clustered (Deep Compression clusters the survivors); the shared weight is then ``codebook[indices] * mask``.
+    Returns ``(codebook (2^bits,) float32, indices (shape of w) int64)``.
+    """
+    _check_w(w)
+    check_int("bits", bits, 1, 8)
+    check_choice("init", init, ("linear", "density"))
+    check_int("max_iter", max_iter, 1)
+    kept = _check_kept(w, mask)
+    all_values = w.detach().double().reshape(-1).cpu()
+    data = all_values[kept.reshape(-1).cpu()] if kept is not None else all_values
+    k = 2**bits
+    if data.numel() == 0:  # everything pruned: nothing to share
+        return torch.zeros(k, dtype=torch.float32, device=w.device), torch.zeros(w.shape, dtype=torch.int64,
+                                                                                 device=w.device)
+    distinct = torch.unique(data)
+    if len(distinct) <= k:
+        codebook = torch.cat([distinct, distinct[-1:].expand(k - len(distinct))])
+    else:
+        if init == "linear":
+            codebook = torch.linspace(float(data.min()), float(data.max()), k, dtype=torch.float64)
+        else:
+            codebook = torch.quantile(data, torch.linspace(0, 1, k, dtype=torch.float64))
+        codebook, _ = _lloyd_1d(data, codebook, max_iter)
+    indices = _nearest(all_values, codebook).reshape(w.shape)
+    return codebook.float().to(w.device), indices.to(w.device)
 
 
 def centroid_gradients(grad: torch.Tensor, indices: torch.Tensor, k: int) -> torch.Tensor:
     """Deep Compression's codebook fine-tuning: each centroid's gradient is the sum of its members' gradients."""
-    return torch.zeros(k, device=grad.device).index_add_(0, indices.reshape(-1), grad.reshape(-1))
+    check_tensor("grad", grad)
+    check_tensor("indices", indices, floating=False)
+    check_int("k", k, 1)
+    return torch.zeros(k, device=grad.device, dtype=grad.dtype).index_add_(0, indices.reshape(-1), grad.reshape(-1))
 
 
 # ------------------------------------------------------------------------------------------------ binary
 
 
-def binarize(w: torch.Tensor) -> torch.Tensor:
+def binarize(w: torch.Tensor, *, mask: torch.Tensor | None = None) -> torch.Tensor:
     """``alpha * sign(w)`` with sign(0) = +1 and alpha = mean |w| per output channel (slice along dim 0).
 
     alpha minimizes ||w - alpha * sign(w)||^2 for each channel (XNOR-Net). ``torch.sign(0) == 0`` would leave
-    zeros as a third value, so sign is taken as ``w >= 0``.
+    zeros as a third value, so sign is taken as ``w >= 0``. With a ``mask`` (a pruned tensor), alpha is the mean
+    |w| of each channel's *kept* weights and pruned entries stay 0 (averaging the zeros in would shrink alpha
+    towards 0 and ruin the model).
     """
-    _check_tensor(w)
-    if w.dim() == 0:
-        raise ValueError("w must have at least one dimension")
+    _check_w(w)
+    kept = _check_kept(w, mask)
     dims = tuple(range(1, w.dim()))
-    alpha = w.detach().abs().mean(dim=dims, keepdim=True) if dims else w.detach().abs()
-    return torch.where(w >= 0, 1.0, -1.0).to(w.dtype) * alpha
+    magnitude = w.detach().abs()
+    if kept is None:
+        alpha = magnitude.mean(dim=dims, keepdim=True) if dims else magnitude
+        return torch.where(w >= 0, 1.0, -1.0).to(w.dtype) * alpha
+    k = kept.to(w.dtype)
+    count = k.sum(dim=dims, keepdim=True) if dims else k
+    alpha = (magnitude * k).sum(dim=dims, keepdim=True) / count.clamp(min=1) if dims else magnitude * k
+    return torch.where(w >= 0, 1.0, -1.0).to(w.dtype) * alpha * k
 
 
-def ste_binarize(w: torch.Tensor) -> torch.Tensor:
-    """binarize with the clipped STE (BinaryConnect): gradient 1 where |w| <= 1, else 0."""
-    return torch.where(w.abs() <= 1, w + (binarize(w) - w).detach(), binarize(w).detach())
+def ste_binarize(w: torch.Tensor, *, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """binarize with the clipped STE (BinaryConnect): gradient 1 where |w| <= 1, else 0 (and 0 where pruned)."""
+    b = binarize(w, mask=mask)
+    out = torch.where(w.abs() <= 1, w + (b - w).detach(), b.detach())
+    return out * mask.to(w.dtype) if mask is not None else out
 
 
 # ------------------------------------------------------------------------------------------------ models
 
 
-def _quantized(w: torch.Tensor, bits: int, method: str, symmetric: bool, per_channel: bool) -> torch.Tensor:
+def _quantized(w: torch.Tensor, bits: int, method: str, symmetric: bool, per_channel: bool,
+               kept: torch.Tensor) -> torch.Tensor:
+    mask = None if bool(kept.all()) else kept
     if method == "binary":
-        return binarize(w)
+        return binarize(w, mask=mask)
     if method == "kmeans":
-        codebook, indices = kmeans_quantize(w, bits)
-        return codebook[indices].to(w.dtype)
-    return fake_quantize(w, bits, symmetric=symmetric, per_channel=per_channel, axis=0)
+        codebook, indices = kmeans_quantize(w, bits, mask=mask)
+        shared = codebook[indices].to(w.dtype)
+        return shared * mask.to(w.dtype) if mask is not None else shared
+    return fake_quantize(w, bits, symmetric=symmetric, per_channel=per_channel, axis=0, mask=mask)
+
+
+def _check_method(method: str, bits, allowed=METHODS) -> None:
+    check_choice("method", method, allowed)
+    if method == "binary":
+        if bits != 1 or isinstance(bits, bool):
+            raise ValueError(f"method='binary' stores 1 bit per weight: bits must be 1, got {bits!r}")
+    elif method == "kmeans":
+        check_int("bits", bits, 1, 8)
+    else:
+        _check_bits(bits)
 
 
 def quantize_model(model: nn.Module, bits: int, *, method: str = "uniform", symmetric: bool = True,
@@ -208,22 +302,22 @@ def quantize_model(model: nn.Module, bits: int, *, method: str = "uniform", symm
     model runs anywhere): ``method="uniform"`` (bits 2..16), ``"kmeans"`` (2^bits shared values, bits 1..8), or
     ``"binary"`` (1 bit; ``bits`` must be 1). ``tensors`` picks some weights by name, as in ``prune.prunable``
     (e.g. ``"weight_hh"``). The caller's model is unchanged unless ``inplace=True``.
+
+    On a pruned model the scale, zero point, codebook or alpha is fitted to the *kept* weights only (the pruning
+    mask, or the nonzero entries of a model without masks) and the pruned weights stay exactly 0; masks are kept,
+    so a later fine-tune keeps the zeros. Tied weights are quantized once and stay tied.
     Its real size: ``metrics.storage_bytes(q, **storage_kwargs(...))``.
     """
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    if method == "binary" and bits != 1:
-        raise ValueError(f"method='binary' stores 1 bit per weight: bits must be 1, got {bits!r}")
-    if method == "uniform":
-        _check_bits(bits)
-    elif method == "kmeans":
-        _check_bits(bits, 1, 8)
+    check_module("model", model)
+    _check_method(method, bits)
+    check_bool("symmetric", symmetric)
+    check_bool("per_channel", per_channel)
+    check_bool("inplace", inplace)
     target = model if inplace else copy_model(model)
-    sites = prunable(target, tensors)
-    new = [_quantized(getattr(m, n).detach(), bits, method, symmetric, per_channel) for _, m, n in sites]
-    with torch.no_grad():  # all computed first: a failure leaves the model as it was
-        for (_, m, n), w in zip(sites, new):
-            stored_tensor(m, n).copy_(w)
+    groups = unique_sites(require_sites(target, tensors))
+    new = [_quantized(g[0].effective().detach(), bits, method, symmetric, per_channel, g[0].kept()) for g in groups]
+    for group, w in zip(groups, new):  # all computed first: a failure leaves the model as it was
+        group[0].write(w)
     return refresh_pruned(target)
 
 
@@ -234,60 +328,15 @@ def storage_kwargs(method: str, bits: int, *, per_channel: bool = False, symmetr
     kmeans: ``bits`` per index plus a codebook of 2^bits float32 values per tensor; binary: 1 bit per weight plus a
     float32 alpha per output channel.
     """
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    _check_method(method, bits)
+    check_bool("per_channel", per_channel)
+    check_bool("symmetric", symmetric)
     if method == "kmeans":
         return {"value_bits": bits, "codebook_bits": 32 * 2**bits}
     if method == "binary":
         return {"value_bits": 1, "codebook_bits": lambda name, w: 32 * w.shape[0]}
     per = 32 if symmetric else 64
     return {"value_bits": bits, "codebook_bits": (lambda name, w: per * w.shape[0]) if per_channel else per}
-
-
-# ------------------------------------------------------------------------------------------------ QAT
-
-
-class _FakeQuant(nn.Module):
-    """Parametrization: the layer sees quantized weights; the optimizer updates the float "shadow" weights."""
-
-    def __init__(self, bits: int, method: str, symmetric: bool, per_channel: bool):
-        super().__init__()
-        self.bits, self.method, self.symmetric, self.per_channel = bits, method, symmetric, per_channel
-
-    def forward(self, w: torch.Tensor) -> torch.Tensor:
-        if self.method == "binary":
-            return ste_binarize(w)
-        return ste_fake_quantize(w, self.bits, symmetric=self.symmetric, per_channel=self.per_channel)
-
-
-def qat(model: nn.Module, dataset: Dataset, *, bits: int, method: str = "uniform", symmetric: bool = True,
-        per_channel: bool = True, epochs: int = 5, lr: float = 1e-3, **train_kwargs) -> nn.Module:
-    """Quantization-aware training: fine-tune a copy whose Linear/Conv layers see fake-quantized weights (clipped
-    STE in the backward pass), then freeze the quantized values. Returns the quantized copy.
-
-    ``method="uniform"`` (bits 2..16) or ``"binary"`` (bits 1). Recurrent layers (``nn.RNN/GRU/LSTM``) train as
-    ``rnn.UnrolledRNN`` (the same recurrence with ``Linear`` parts, which take the fake quantizer; torch's fused
-    layers do not) and are returned as the torch layer they were.
-    """
-    if method not in ("uniform", "binary"):
-        raise ValueError(f"method must be 'uniform' or 'binary' for QAT, got {method!r}")
-    if method == "binary" and bits != 1:
-        raise ValueError(f"method='binary' stores 1 bit per weight: bits must be 1, got {bits!r}")
-    if method == "uniform":
-        _check_bits(bits)
-    target = copy_model(model)
-    recurrent = [name for name, m in target.named_modules() if isinstance(m, nn.RNNBase)]
-    for name in recurrent:
-        replace_module(target, name, UnrolledRNN.from_torch(target.get_submodule(name)))
-    layers = [m for m in target.modules() if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d))]
-    for layer in layers:
-        parametrize.register_parametrization(layer, "weight", _FakeQuant(bits, method, symmetric, per_channel))
-    train(target, dataset, epochs=epochs, lr=lr, **train_kwargs)
-    for layer in layers:
-        parametrize.remove_parametrizations(layer, "weight", leave_parametrized=True)
-    for name in recurrent:
-        replace_module(target, name, target.get_submodule(name).to_torch())
-    return target
 
 
 # ------------------------------------------------------------------------------------------------ activations
@@ -320,16 +369,19 @@ def quantize_activations(model: nn.Sequential, bits: int, calibration: Dataset, 
     """A copy of an ``nn.Sequential`` with an ``ActivationQuant`` at its input and after every ReLU, calibrated on
     ``batches`` batches of ``calibration``: the "full integer" model's activations (weights are not touched here:
     combine with ``quantize_model``)."""
+    check_module("model", model)
     if not isinstance(model, nn.Sequential):
         raise TypeError(f"model must be an nn.Sequential, got {type(model).__name__}")
     _check_bits(bits)
+    check_int("batches", batches, 1)
+    check_int("batch_size", batch_size, 1)
+    x, _ = _tensors(calibration, "calibration")
     layers: list[nn.Module] = [ActivationQuant(bits)]
     for m in copy_model(model):
         layers.append(m)
         if isinstance(m, nn.ReLU):
             layers.append(ActivationQuant(bits))
     quantized = nn.Sequential(*layers).eval()
-    x = calibration.tensors[0]
     with torch.no_grad():
         for i in range(min(batches, math.ceil(len(x) / batch_size))):
             quantized(x[i * batch_size : (i + 1) * batch_size])
@@ -337,3 +389,7 @@ def quantize_activations(model: nn.Sequential, bits: int, calibration: Dataset, 
         if isinstance(m, ActivationQuant):
             m.calibrating = False
     return quantized
+
+
+# quantization-aware training and centroid fine-tuning train with these quantizers in the loop: qat.py, public here
+from compresskit.qat import kmeans_finetune, qat  # noqa: E402, F401

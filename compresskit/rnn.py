@@ -23,11 +23,20 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils import prune as torch_prune
 
-from compresskit.models import copy_model, refresh_pruned, replace_module
-from compresskit.prune import _check_fraction, _keep, _sliced
+from compresskit.checks import check_bool, check_choice, check_int, check_module, check_number, check_tensor
+from compresskit.layers import GATES, effective_weight, factory, mask_of, stored_tensor
+from compresskit.structured import prune_units  # noqa: F401 (structured pruning lives in one module; public here)
 
-GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "GRU": 3, "LSTM": 4}
+
+def _carry(src: nn.Module, src_name: str, dst: nn.Module, dst_name: str) -> None:
+    """Copy ``src.<src_name>``'s effective values into ``dst.<dst_name>``, and its pruning mask if it has one."""
+    with torch.no_grad():
+        getattr(dst, dst_name).copy_(effective_weight(src, src_name))
+    mask = mask_of(src, src_name)
+    if mask is not None:
+        torch_prune.custom_from_mask(dst, dst_name, mask.clone())
 
 
 class UnrolledRNN(nn.Module):
@@ -38,57 +47,63 @@ class UnrolledRNN(nn.Module):
     """
 
     def __init__(self, mode: str, input_size: int, hidden_size: int, num_layers: int = 1, *, bias: bool = True,
-                 batch_first: bool = False, dropout: float = 0.0):
+                 batch_first: bool = False, dropout: float = 0.0, device=None, dtype=None):
         super().__init__()
-        if mode not in GATES:
-            raise ValueError(f"mode must be one of {tuple(GATES)}, got {mode!r}")
+        check_choice("mode", mode, tuple(GATES))
+        for name, v in (("input_size", input_size), ("hidden_size", hidden_size), ("num_layers", num_layers)):
+            check_int(name, v, 1)
+        check_bool("bias", bias)
+        check_bool("batch_first", batch_first)
+        check_number("dropout", dropout, 0.0, 1.0, high_open=True)
         self.mode, self.input_size, self.hidden_size = mode, input_size, hidden_size
         self.num_layers, self.batch_first, self.dropout = num_layers, batch_first, dropout
         width = GATES[mode] * hidden_size
-        self.ih = nn.ModuleList(nn.Linear(input_size if k == 0 else hidden_size, width, bias=bias)
+        kw = {"bias": bias, "device": device, "dtype": dtype}
+        self.ih = nn.ModuleList(nn.Linear(input_size if k == 0 else hidden_size, width, **kw)
                                 for k in range(num_layers))
-        self.hh = nn.ModuleList(nn.Linear(hidden_size, width, bias=bias) for _ in range(num_layers))
+        self.hh = nn.ModuleList(nn.Linear(hidden_size, width, **kw) for _ in range(num_layers))
 
     @classmethod
     def from_torch(cls, rnn: nn.RNNBase) -> UnrolledRNN:
-        """The same network with the same weights (copied; ``rnn`` is not changed). Pruning masks are applied."""
+        """The same network with the same weights (copied; ``rnn`` is not changed), dtype, device and mode. A pruned
+        ``weight_ih_l{k}`` / ``weight_hh_l{k}`` keeps its mask on ``ih[k]`` / ``hh[k]``, so its zeros stay zero."""
         if not isinstance(rnn, nn.RNNBase):
             raise TypeError(f"rnn must be an nn.RNN, nn.GRU or nn.LSTM, got {type(rnn).__name__}")
         if rnn.bidirectional:
             raise ValueError("bidirectional=True is not supported (the chapter's models read rows left to right)")
         if getattr(rnn, "proj_size", 0):
             raise ValueError(f"proj_size must be 0 (an LSTM without projection), got {rnn.proj_size}")
-        refresh_pruned(rnn)
         new = cls(rnn.mode, rnn.input_size, rnn.hidden_size, rnn.num_layers, bias=rnn.bias,
-                  batch_first=rnn.batch_first, dropout=rnn.dropout)
-        with torch.no_grad():
-            for k in range(rnn.num_layers):
-                for part, kind in ((new.ih[k], "ih"), (new.hh[k], "hh")):
-                    part.weight.copy_(getattr(rnn, f"weight_{kind}_l{k}"))
-                    if rnn.bias:
+                  batch_first=rnn.batch_first, dropout=rnn.dropout, **factory(stored_tensor(rnn, "weight_ih_l0")))
+        for k in range(rnn.num_layers):
+            for part, kind in ((new.ih[k], "ih"), (new.hh[k], "hh")):
+                _carry(rnn, f"weight_{kind}_l{k}", part, "weight")
+                if rnn.bias:
+                    with torch.no_grad():
                         part.bias.copy_(getattr(rnn, f"bias_{kind}_l{k}"))
-        return new.to(next(rnn.parameters()).device)
+        return new.train(rnn.training)
 
     def to_torch(self) -> nn.RNNBase:
-        """Back to torch's fused ``nn.RNN`` / ``nn.GRU`` / ``nn.LSTM`` with the same weights (a copy). Only for dense
-        parts: a factorized matrix has no place in torch's layer (multiply the factors out first if you must)."""
+        """Back to torch's fused ``nn.RNN`` / ``nn.GRU`` / ``nn.LSTM`` with the same weights (a copy; pruning masks
+        carried over), dtype, device and mode. Only for dense parts: a factorized matrix has no place in torch's layer
+        (multiply the factors out first if you must)."""
         for k in range(self.num_layers):
             for kind, part in (("ih", self.ih[k]), ("hh", self.hh[k])):
                 if not isinstance(part, nn.Linear):
                     raise ValueError(f"{kind}[{k}] is a {type(part).__name__}, not a dense nn.Linear: it has no "
                                      "torch RNN equivalent")
         kw = dict(num_layers=self.num_layers, bias=self.ih[0].bias is not None, batch_first=self.batch_first,
-                  dropout=self.dropout)
+                  dropout=self.dropout, **factory(stored_tensor(self.ih[0], "weight")))
         if self.mode.startswith("RNN"):
             kw["nonlinearity"] = "tanh" if self.mode == "RNN_TANH" else "relu"
         torch_rnn = {"GRU": nn.GRU, "LSTM": nn.LSTM}.get(self.mode, nn.RNN)(self.input_size, self.hidden_size, **kw)
-        with torch.no_grad():
-            for k in range(self.num_layers):
-                for kind, part in (("ih", self.ih[k]), ("hh", self.hh[k])):
-                    getattr(torch_rnn, f"weight_{kind}_l{k}").copy_(part.weight)
-                    if part.bias is not None:
+        for k in range(self.num_layers):
+            for kind, part in (("ih", self.ih[k]), ("hh", self.hh[k])):
+                _carry(part, "weight", torch_rnn, f"weight_{kind}_l{k}")
+                if part.bias is not None:
+                    with torch.no_grad():
                         getattr(torch_rnn, f"bias_{kind}_l{k}").copy_(part.bias)
-        return torch_rnn.to(self.ih[0].weight.device)
+        return torch_rnn.train(self.training)
 
     def _cell(self, gi: torch.Tensor, gh: torch.Tensor, h: torch.Tensor, c: torch.Tensor | None):
         if self.mode == "GRU":
@@ -138,12 +153,15 @@ class UnrolledRNN(nn.Module):
 
 def recurrent_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """The model's recurrent modules (``nn.RNN/GRU/LSTM`` or ``UnrolledRNN``), by name, in order."""
+    check_module("model", model)
     return [(n, m) for n, m in model.named_modules() if isinstance(m, (nn.RNNBase, UnrolledRNN))]
 
 
 @torch.no_grad()
 def hidden_states(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """The first recurrent layer's output for input ``x``, as ``(batch, time, hidden)`` (model run in eval mode)."""
+    check_module("model", model)
+    check_tensor("x", x)
     layers = recurrent_layers(model)
     if not layers:
         raise ValueError(f"model has no recurrent layer (nn.RNN/GRU/LSTM or UnrolledRNN): {type(model).__name__}")
@@ -170,69 +188,9 @@ def hidden_drift(reference: nn.Module, compressed: nn.Module, x: torch.Tensor) -
 def state_drift(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """``hidden_drift`` on states already computed, ``(batch, time, hidden)`` each: ``a`` the reference's, ``b`` the
     compressed model's. A panel computes the reference's states once, not on every slider move."""
+    check_tensor("a", a)
+    check_tensor("b", b)
     if a.shape != b.shape:
         raise ValueError(f"the hidden states differ in shape: {tuple(a.shape)} vs {tuple(b.shape)} (same hidden size "
                          "needed; a distilled student has its own state space)")
     return torch.linalg.vector_norm(b - a, dim=(0, 2)) / torch.linalg.vector_norm(a, dim=(0, 2)).clamp_min(1e-12)
-
-
-def _unit_rows(keep: torch.Tensor, gates: int, hidden: int) -> torch.Tensor:
-    """Rows of a gate-stacked matrix (gates * hidden rows) that belong to the kept units."""
-    return torch.cat([g * hidden + keep for g in range(gates)])
-
-
-def _first_reader(model: nn.Module, name: str, hidden: int) -> str | None:
-    """Name of the first ``nn.Linear`` after module ``name`` (in registration order) taking ``hidden`` inputs."""
-    after = False
-    for n, m in model.named_modules():
-        if n == name:
-            after = True
-        elif after and isinstance(m, nn.Linear) and m.in_features == hidden:
-            return n
-    return None
-
-
-def prune_units(model: nn.Module, amount: float, *, norm: int = 1) -> nn.Module:
-    """Remove the ``round(amount * hidden)`` hidden units of lowest L-``norm`` from every layer of each recurrent
-    layer (``nn.RNN/GRU/LSTM``), and the matching inputs of the next recurrent layer and of the ``nn.Linear`` that
-    reads the hidden state. A unit's score is the norm of all weights that compute it (its row in every gate of
-    ``weight_ih`` and ``weight_hh``). Returns a smaller dense copy; ``model`` is not changed.
-    """
-    _check_fraction("amount", amount, high_open=True)
-    if norm not in (1, 2):
-        raise ValueError(f"norm must be 1 or 2, got {norm!r}")
-    target = refresh_pruned(copy_model(model))
-    found = recurrent_layers(target)
-    if not found:
-        raise ValueError(f"model has no recurrent layer (nn.RNN/GRU/LSTM): {type(model).__name__}")
-    for name, old in found:
-        if not isinstance(old, nn.RNNBase):
-            raise TypeError(f"{name} is an {type(old).__name__}: convert it back with to_torch() first")
-        if old.bidirectional or getattr(old, "proj_size", 0):
-            raise ValueError(f"{name}: bidirectional or projected RNNs are not supported")
-        gates, hidden = GATES[old.mode], old.hidden_size
-        reader_name = _first_reader(target, name, hidden)
-        if reader_name is None:
-            raise ValueError(f"no nn.Linear after {name} reads its {hidden} hidden units: cannot remove any")
-        keeps = []
-        for k in range(old.num_layers):
-            rows = torch.cat([getattr(old, f"weight_{kind}_l{k}").detach().reshape(gates, hidden, -1)
-                              for kind in ("ih", "hh")], dim=-1)  # (gates, hidden, in + hidden)
-            scores = torch.linalg.vector_norm(rows.transpose(0, 1).reshape(hidden, -1), ord=norm, dim=1)
-            keeps.append(_keep(scores, amount))
-        kw = dict(num_layers=old.num_layers, bias=old.bias, batch_first=old.batch_first, dropout=old.dropout)
-        if old.mode.startswith("RNN"):
-            kw["nonlinearity"] = old.nonlinearity
-        new = type(old)(old.input_size, len(keeps[0]), **kw).to(old.weight_ih_l0.device)
-        with torch.no_grad():
-            for k, keep in enumerate(keeps):
-                rows = _unit_rows(keep, gates, hidden)
-                w_ih = getattr(old, f"weight_ih_l{k}").detach()[rows]
-                getattr(new, f"weight_ih_l{k}").copy_(w_ih if k == 0 else w_ih[:, keeps[k - 1]])
-                getattr(new, f"weight_hh_l{k}").copy_(getattr(old, f"weight_hh_l{k}").detach()[rows][:, keep])
-                if old.bias:
-                    for kind in ("ih", "hh"):
-                        getattr(new, f"bias_{kind}_l{k}").copy_(getattr(old, f"bias_{kind}_l{k}").detach()[rows])
-        replace_module(target, name, new)
-        replace_module(target, reader_name, _sliced(target.get_submodule(reader_name), None, keeps[-1]))
-    return target

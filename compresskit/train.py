@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -21,40 +22,53 @@ from torch import nn
 from torch.utils.data import Dataset, TensorDataset
 from tqdm.auto import tqdm
 
-from compresskit.models import refresh_pruned
+from compresskit import models
+from compresskit.checks import check_bool, check_choice, check_int, check_module, check_number
+from compresskit.layers import refresh_pruned
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}
 
 
 def set_seed(seed: int) -> None:
     """Seed Python, NumPy and torch so that a chapter gives the same numbers on every run."""
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"seed must be an int, got {type(seed).__name__} {seed!r}")
+    check_int("seed", seed)
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
 
 
-def _tensors(dataset: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
-    """(inputs, labels) of a dataset, as two whole tensors."""
+def _tensors(dataset: Dataset, name: str = "dataset") -> tuple[torch.Tensor, torch.Tensor]:
+    """(inputs, labels) of a dataset, as two whole tensors; refuses an empty dataset, non-finite inputs and labels
+    that are not non-negative integers, naming the dataset."""
     if isinstance(dataset, TensorDataset):
-        return dataset.tensors[0], dataset.tensors[1]
-    if not hasattr(dataset, "__len__") or not hasattr(dataset, "__getitem__"):
-        raise TypeError(f"dataset must be a TensorDataset or a map-style Dataset, got {type(dataset).__name__}")
-    xs, ys = zip(*(dataset[i] for i in range(len(dataset))))
-    return torch.stack(xs), torch.as_tensor(ys)
+        if len(dataset.tensors) != 2:
+            raise ValueError(f"{name} must hold (inputs, labels), got {len(dataset.tensors)} tensors")
+        x, y = dataset.tensors
+    elif isinstance(dataset, Dataset) and hasattr(dataset, "__len__"):
+        if len(dataset) == 0:
+            raise ValueError(f"{name} is empty")
+        xs, ys = zip(*(dataset[i] for i in range(len(dataset))))
+        x, y = torch.stack(xs), torch.as_tensor(ys)
+    else:
+        raise TypeError(f"{name} must be a TensorDataset or a map-style Dataset, got {type(dataset).__name__}")
+    if len(x) == 0:
+        raise ValueError(f"{name} is empty")
+    if not x.is_floating_point():
+        raise TypeError(f"{name}'s inputs must be floating point, got {x.dtype}")
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError(f"{name}'s inputs hold non-finite values (NaN or inf)")
+    if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
+        raise TypeError(f"{name}'s labels must be integer class indices, got {y.dtype}")
+    if y.dim() != 1 or len(y) != len(x):
+        raise ValueError(f"{name}'s labels must be one per input ({len(x)}), got shape {tuple(y.shape)}")
+    if int(y.min()) < 0:
+        raise ValueError(f"{name}'s labels must be >= 0, got {int(y.min())}")
+    return x, y
 
 
 def _device(model: nn.Module) -> torch.device:
     p = next(model.parameters(), None)
     return p.device if p is not None else torch.device("cpu")
-
-
-def _check_positive(name: str, value, kind=(int, float)) -> None:
-    if isinstance(value, bool) or not isinstance(value, kind):
-        raise TypeError(f"{name} must be a positive number, got {type(value).__name__} {value!r}")
-    if value <= 0:
-        raise ValueError(f"{name} must be > 0, got {value!r}")
 
 
 def cross_entropy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -89,15 +103,18 @@ def train(
             ``None`` uses the global RNG.
         progress: show a tqdm.auto bar (``False`` for quiet runs, tests and benchmarks).
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
-    _check_positive("epochs", epochs, int)
-    _check_positive("lr", lr)
-    _check_positive("batch_size", batch_size, int)
-    if optimizer not in OPTIMIZERS:
-        raise ValueError(f"optimizer must be one of {tuple(OPTIMIZERS)}, got {optimizer!r}")
-    if isinstance(weight_decay, bool) or not isinstance(weight_decay, (int, float)) or weight_decay < 0:
-        raise ValueError(f"weight_decay must be a number >= 0, got {weight_decay!r}")
+    check_module("model", model)
+    check_int("epochs", epochs, 1)
+    check_number("lr", lr, 0, low_open=True)
+    check_int("batch_size", batch_size, 1)
+    check_choice("optimizer", optimizer, tuple(OPTIMIZERS))
+    check_number("weight_decay", weight_decay, 0)
+    check_bool("progress", progress)
+    if seed is not None:
+        check_int("seed", seed)
+    for hook_name, hook in (("objective", objective), ("penalty", penalty), ("after_step", after_step)):
+        if hook is not None and not callable(hook):
+            raise TypeError(f"{hook_name} must be callable or None, got {type(hook).__name__}")
     objective = objective or cross_entropy
     device = _device(model)
     x_all, y_all = (t.to(device) for t in _tensors(dataset))
@@ -115,6 +132,9 @@ def train(
             loss = objective(model, x_all[idx], y_all[idx])
             if penalty is not None:
                 loss = loss + penalty(model)
+            if not torch.isfinite(loss):
+                raise ValueError(f"the training loss became {loss.item()} (epoch {len(history) + 1}): the learning "
+                                 f"rate lr={lr} is probably too large for this model")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -130,19 +150,54 @@ def train(
 @torch.no_grad()
 def predict(model: nn.Module, dataset: Dataset, *, batch_size: int = 1024) -> torch.Tensor:
     """Logits of ``model`` on the whole dataset, in eval mode (the model's mode is restored)."""
-    was_training = model.training
-    model.eval()
+    check_module("model", model)
+    check_int("batch_size", batch_size, 1)
     x_all, _ = _tensors(dataset)
     device = _device(model)
-    out = torch.cat([model(x_all[i : i + batch_size].to(device)) for i in range(0, len(x_all), batch_size)])
-    model.train(was_training)
-    return out
+    was_training = model.training
+    model.eval()
+    try:
+        return torch.cat([model(x_all[i : i + batch_size].to(device)) for i in range(0, len(x_all), batch_size)])
+    finally:  # the model's mode comes back even when its forward fails
+        model.train(was_training)
 
 
 def evaluate(model: nn.Module, dataset: Dataset) -> float:
     """Top-1 accuracy in [0, 1] of ``model`` on ``dataset``."""
+    check_module("model", model)
     _, y_all = _tensors(dataset)
-    if len(y_all) == 0:
-        raise ValueError("dataset is empty: accuracy is undefined")
     logits = predict(model, dataset)
     return (logits.argmax(dim=1).cpu() == y_all.cpu()).float().mean().item()
+
+
+# ------------------------------------------------------------------------------------------------ baselines
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How a baseline is made: the model, its epochs and learning rate (Adam, batch 64)."""
+
+    make: Callable[[], nn.Module]
+    epochs: int
+    lr: float
+
+
+RECIPES: dict[str, Recipe] = {
+    "mlp": Recipe(models.mlp, 30, 1e-3),  # LeNet-300-100
+    "wide": Recipe(lambda: models.mlp(hidden=(1024, 1024)), 8, 1e-3),  # wide enough for latency to show
+    "lenet": Recipe(models.lenet, 20, 3e-3),
+    "gru": Recipe(lambda: models.rnn_classifier("gru"), 30, 3e-3),
+    "lstm": Recipe(lambda: models.rnn_classifier("lstm"), 30, 3e-3),
+}
+"""The workbook's baselines, shared by the chapters, the tests and the benchmarks."""
+
+
+def baseline(name: str, dataset: Dataset, *, seed: int = 0, progress: bool = True) -> nn.Module:
+    """The baseline ``name`` (a key of ``RECIPES``) trained on ``dataset`` for ``seed``: ``set_seed(seed)``, build,
+    train with the recipe's epochs and learning rate (minibatch order from the same seed). Deterministic."""
+    check_choice("name", name, tuple(RECIPES))
+    recipe = RECIPES[name]
+    set_seed(seed)
+    model = recipe.make()
+    train(model, dataset, epochs=recipe.epochs, lr=recipe.lr, seed=seed, progress=progress, desc=name)
+    return model

@@ -157,7 +157,11 @@ def test_ste_gradients():
     out = quantize.ste_fake_quantize(v, 4)
     assert torch.equal(out.detach(), quantize.fake_quantize(v.detach(), 4))
     out.sum().backward()
-    assert v.grad.tolist() == [1.0, 1.0, 1.0, 0.0]  # 1.0 lies beyond the largest code (7 * 1/7.5)
+    # torch passes gradient where round(w * (1 / scale)) lies in the code range: 1.0 * float32(1 / (1 / 7.5)) rounds
+    # to code 7, inside; torch's own backward says the same
+    reference = v.detach().clone().requires_grad_()
+    torch.fake_quantize_per_tensor_affine(reference, 1 / 7.5, 0, -8, 7).sum().backward()
+    assert v.grad.tolist() == reference.grad.tolist() == [1.0, 1.0, 1.0, 1.0]
 
 
 def test_qat_recovers_two_bit_accuracy_and_full_integer_calibration():

@@ -1,0 +1,207 @@
+"""Structured pruning (结构化剪枝): remove whole neurons, filters and recurrent hidden units.
+
+Unstructured pruning (``compresskit.prune``) writes zeros that a dense kernel still multiplies. Here the units
+themselves go: a hidden neuron is a row of its layer's weight and a column of the next layer's; a filter is a
+slice of a convolution and of the next layer's input channels (and of BatchNorm between them); a recurrent hidden
+unit is a row of every gate in ``weight_ih`` / ``weight_hh``, a column of ``weight_hh`` and of whatever reads the
+state. The result is a smaller *dense* model: fewer MACs, really faster, in the caller's dtype, device and mode.
+
+References: Li et al., "Pruning Filters for Efficient ConvNets" (ICLR 2017); Wen et al., "Learning Structured
+Sparsity in Deep Neural Networks" (NeurIPS 2016).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from compresskit.checks import check_fraction, check_module
+from compresskit.layers import GATES, copy_model, effective_weight, factory, like, replace_module, require_sites
+
+NORMS = (1, 2)
+
+
+def _check_fraction(name: str, value, *, high_open: bool = False) -> None:
+    """Kept for modules that imported it from ``prune``: ``checks.check_fraction``."""
+    check_fraction(name, value, high_open=high_open)
+
+
+def _check_norm(norm) -> None:
+    if isinstance(norm, bool) or norm not in NORMS:
+        raise ValueError(f"norm must be 1 or 2, got {norm!r}")
+
+
+def channel_scores(weight: torch.Tensor, norm: int = 1) -> torch.Tensor:
+    """L-``norm`` of each output unit: a row of a Linear weight, a whole filter of a Conv weight."""
+    _check_norm(norm)
+    return torch.linalg.vector_norm(weight.detach().reshape(weight.shape[0], -1).float(), ord=norm, dim=1)
+
+
+def _keep(scores: torch.Tensor, amount: float) -> torch.Tensor:
+    """Indices (sorted) of the units kept: all but the ``round(amount * n)`` lowest-scoring."""
+    n = scores.numel()
+    drop = round(amount * n)
+    if drop >= n:
+        raise ValueError(f"amount={amount} would remove all {n} units of a layer; use amount < {(n - 0.5) / n:.3f}")
+    return torch.sort(torch.topk(scores, n - drop, largest=True).indices).values
+
+
+def _sliced(layer: nn.Module, out_idx: torch.Tensor | None, in_idx: torch.Tensor | None) -> nn.Module:
+    """A new dense Linear / Conv / BatchNorm keeping the given output and input indices, like ``layer`` (dtype,
+    device, train/eval mode); BatchNorm with or without affine parameters and running statistics."""
+    if isinstance(layer, nn.modules.batchnorm._BatchNorm):
+        idx = out_idx
+        ref = next((t for t in (layer.weight, layer.running_mean) if t is not None), None)
+        kw = factory(ref) if ref is not None else {}
+        new = type(layer)(len(idx), eps=layer.eps, momentum=layer.momentum, affine=layer.affine,
+                          track_running_stats=layer.track_running_stats, **kw)
+        with torch.no_grad():
+            if layer.affine:
+                new.weight.copy_(layer.weight[idx])
+                new.bias.copy_(layer.bias[idx])
+            if layer.track_running_stats and layer.running_mean is not None:
+                new.running_mean.copy_(layer.running_mean[idx])
+                new.running_var.copy_(layer.running_var[idx])
+                new.num_batches_tracked.copy_(layer.num_batches_tracked)
+        return new.train(layer.training)
+    w = effective_weight(layer).detach()
+    b = layer.bias.detach() if getattr(layer, "bias", None) is not None else None
+    if out_idx is not None:
+        w, b = w[out_idx], (b[out_idx] if b is not None else None)
+    if in_idx is not None:
+        w = w[:, in_idx]
+    if isinstance(layer, nn.Linear):
+        new = nn.Linear(w.shape[1], w.shape[0], bias=b is not None, **factory(w))
+    else:
+        new = type(layer)(w.shape[1], w.shape[0], layer.kernel_size, stride=layer.stride, padding=layer.padding,
+                          dilation=layer.dilation, bias=b is not None, padding_mode=layer.padding_mode, **factory(w))
+    with torch.no_grad():
+        new.weight.copy_(w)
+        if b is not None:
+            new.bias.copy_(b)
+    return new.train(layer.training)
+
+
+def prune_channels(model: nn.Sequential, amount: float, *, norm: int = 1) -> nn.Sequential:
+    """Structured pruning: remove the ``round(amount * n)`` lowest-norm neurons / filters of every hidden layer.
+
+    Works on an ``nn.Sequential`` of Linear / Conv1d / Conv2d layers with element-wise layers (ReLU, pooling,
+    dropout), BatchNorm and one Flatten between them, e.g. ``Conv -> BN -> ReLU -> Pool -> Flatten -> Linear``.
+    Each hidden layer loses output units; the next layer loses the matching inputs (after a Flatten, the
+    ``H*W`` features of each removed channel); BatchNorm loses the matching entries. The output layer keeps
+    its size. Returns a new, smaller *dense* model in ``model``'s dtype, device and mode; ``model`` is not changed.
+
+    Args:
+        amount: fraction in [0, 1) of the units of each hidden layer to remove.
+        norm: 1 (sum of |w|, Li et al. 2017) or 2.
+    """
+    check_module("model", model)
+    if not isinstance(model, nn.Sequential):
+        hint = ("; for the hidden units of an RNN/GRU/LSTM use compresskit.rnn.prune_units"
+                if any(isinstance(m, nn.RNNBase) for m in model.modules()) else "")
+        raise TypeError(f"model must be an nn.Sequential (a plain MLP or CNN), got {type(model).__name__}{hint}")
+    check_fraction("amount", amount, high_open=True)
+    _check_norm(norm)
+    require_sites(model)
+    layers = list(model)
+    weighted = [i for i, m in enumerate(layers) if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d))]
+    if len(weighted) < 2:
+        raise ValueError("model needs at least two Linear/Conv layers: only hidden layers are pruned")
+    for i in weighted:
+        if getattr(layers[i], "groups", 1) != 1:
+            raise ValueError(f"layer {i} is a grouped convolution (groups={layers[i].groups}): not supported")
+    new_layers = [copy_model(m) for m in layers]
+    in_idx = None  # indices of the inputs the current layer keeps
+    for pos, i in enumerate(weighted):
+        layer = layers[i]
+        weight = effective_weight(layer)  # also under a pruning mask: its zeros count
+        out_idx = _keep(channel_scores(weight, norm), amount) if pos < len(weighted) - 1 else None
+        new_layers[i] = _sliced(layer, out_idx, in_idx)
+        if out_idx is None:
+            break
+        in_idx = out_idx
+        for j in range(i + 1, weighted[pos + 1]):  # between this layer and the next weighted one
+            between = layers[j]
+            if isinstance(between, nn.modules.batchnorm._BatchNorm):
+                new_layers[j] = _sliced(between, out_idx, None)
+            elif isinstance(between, nn.Flatten):
+                nxt = layers[weighted[pos + 1]]
+                per_channel, rest = divmod(nxt.weight.shape[1], weight.shape[0])
+                if rest or not isinstance(nxt, nn.Linear):
+                    raise ValueError(f"cannot map {weight.shape[0]} channels through Flatten to {type(nxt).__name__}")
+                in_idx = (out_idx[:, None] * per_channel + torch.arange(per_channel, device=out_idx.device)).reshape(-1)
+            elif any(p.numel() for p in between.parameters()):
+                raise ValueError(f"layer {j} ({type(between).__name__}) has weights that prune_channels cannot slice")
+    return nn.Sequential(*new_layers).train(model.training)
+
+
+# ------------------------------------------------------------------------------------------------ recurrent units
+
+
+def _unit_rows(keep: torch.Tensor, gates: int, hidden: int) -> torch.Tensor:
+    """Rows of a gate-stacked matrix (gates * hidden rows) that belong to the kept units."""
+    return torch.cat([g * hidden + keep for g in range(gates)])
+
+
+def _first_reader(model: nn.Module, name: str, hidden: int) -> str | None:
+    """Name of the first ``nn.Linear`` after module ``name`` (in registration order) taking ``hidden`` inputs."""
+    after = False
+    for n, m in model.named_modules():
+        if n == name:
+            after = True
+        elif after and not n.startswith(f"{name}.") and isinstance(m, nn.Linear) and m.in_features == hidden:
+            return n
+    return None
+
+
+def _unit_scores(old: nn.RNNBase, k: int, norm: int) -> torch.Tensor:
+    """Norm of every weight that computes each hidden unit of layer k: its row in every gate of ih and hh."""
+    gates, hidden = GATES[old.mode], old.hidden_size
+    rows = torch.cat([effective_weight(old, f"weight_{kind}_l{k}").detach().reshape(gates, hidden, -1)
+                      for kind in ("ih", "hh")], dim=-1)  # (gates, hidden, in + hidden)
+    return torch.linalg.vector_norm(rows.transpose(0, 1).reshape(hidden, -1).float(), ord=norm, dim=1)
+
+
+def prune_units(model: nn.Module, amount: float, *, norm: int = 1) -> nn.Module:
+    """Remove the ``round(amount * hidden)`` hidden units of lowest L-``norm`` from every layer of each recurrent
+    layer (``nn.RNN/GRU/LSTM``), and the matching inputs of the next recurrent layer and of the ``nn.Linear`` that
+    reads the hidden state. A unit's score is the norm of all weights that compute it (its row in every gate of
+    ``weight_ih`` and ``weight_hh``). Returns a smaller dense copy (dtype, device, mode kept); ``model`` is not changed.
+    """
+    from compresskit.rnn import UnrolledRNN  # rnn re-exports this function: imported here, not at the top
+
+    check_module("model", model)
+    check_fraction("amount", amount, high_open=True)
+    _check_norm(norm)
+    require_sites(model)
+    target = copy_model(model)
+    found = [(n, m) for n, m in target.named_modules() if isinstance(m, (nn.RNNBase, UnrolledRNN))]
+    if not found:
+        raise ValueError(f"model has no recurrent layer (nn.RNN/GRU/LSTM): {type(model).__name__}")
+    for name, old in found:
+        if not isinstance(old, nn.RNNBase):
+            raise TypeError(f"{name} is an {type(old).__name__}: convert it back with to_torch() first")
+        if old.bidirectional or getattr(old, "proj_size", 0):
+            raise ValueError(f"{name}: bidirectional or projected RNNs are not supported")
+        gates, hidden = GATES[old.mode], old.hidden_size
+        reader_name = _first_reader(target, name, hidden)
+        if reader_name is None:
+            raise ValueError(f"no nn.Linear after {name} reads its {hidden} hidden units: cannot remove any")
+        keeps = [_keep(_unit_scores(old, k, norm), amount) for k in range(old.num_layers)]
+        kw = dict(num_layers=old.num_layers, bias=old.bias, batch_first=old.batch_first, dropout=old.dropout)
+        if old.mode.startswith("RNN"):
+            kw["nonlinearity"] = old.nonlinearity
+        new = type(old)(old.input_size, len(keeps[0]), **kw, **factory(old.weight_ih_l0))
+        with torch.no_grad():
+            for k, keep in enumerate(keeps):
+                rows = _unit_rows(keep, gates, hidden)
+                w_ih = effective_weight(old, f"weight_ih_l{k}").detach()[rows]
+                getattr(new, f"weight_ih_l{k}").copy_(w_ih if k == 0 else w_ih[:, keeps[k - 1]])
+                getattr(new, f"weight_hh_l{k}").copy_(effective_weight(old, f"weight_hh_l{k}").detach()[rows][:, keep])
+                if old.bias:
+                    for kind in ("ih", "hh"):
+                        getattr(new, f"bias_{kind}_l{k}").copy_(getattr(old, f"bias_{kind}_l{k}").detach()[rows])
+        replace_module(target, name, like(new, old, training=old.training))
+        replace_module(target, reader_name, _sliced(target.get_submodule(reader_name), None, keeps[-1]))
+    return target
+
