@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import math
 import os
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,7 +55,7 @@ class Split:
 def _check_fraction(name: str, value: float) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be a float in (0, 1), got {type(value).__name__} {value!r}")
-    if not 0.0 < value < 1.0:
+    if not 0.0 < value < 1.0:  # also refuses NaN
         raise ValueError(f"{name} must be in (0, 1) (exclusive), got {value!r}")
 
 
@@ -156,27 +158,51 @@ def load_idx(images_path: str | os.PathLike, labels_path: str | os.PathLike) -> 
         raise ValueError(f"labels_path {labels_path} holds a {labels.ndim}-d array, expected 1-d (N,)")
     if len(images) != len(labels):
         raise ValueError(f"{len(images)} images in {images_path} but {len(labels)} labels in {labels_path}")
+    if len(images) == 0:
+        raise ValueError(f"{images_path} holds no images: an empty dataset")
+    if labels.dtype.kind not in "iu" or int(labels.min()) < 0:
+        raise ValueError(f"labels_path {labels_path} must hold integer class indices >= 0, got dtype {labels.dtype} "
+                         f"with minimum {labels.min()}")
     x = torch.from_numpy(images.astype(np.float32))
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError(f"images_path {images_path} holds non-finite pixel values (NaN or inf)")
     if images.dtype == np.uint8:
         x = x / 255.0
     return TensorDataset(x.unsqueeze(1), torch.from_numpy(labels.astype(np.int64)))
 
 
+MAX_IDX_BYTES = 2**30  # 1 GiB: MNIST's largest file holds 47 MB; a header promising more is refused before reading
+
+
 def _read_idx(path: Path) -> np.ndarray:
+    """One IDX file, plain or gzip: the header is checked (magic, type, dimensions, a size that fits) before any
+    data is read, and the data must be exactly as long as the header says; a truncated or corrupt gzip stream is
+    a ValueError naming the file."""
     if not path.is_file():
         raise FileNotFoundError(f"IDX file not found: {path}")
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as fh:
-        raw = fh.read()
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
-        raise ValueError(f"{path} is not an IDX file (magic bytes {raw[:4].hex()!r}, expected 0000<type><ndim>)")
-    dtype, ndim = np.dtype(_IDX_DTYPES[raw[2]]), raw[3]
-    header = 4 + 4 * ndim
-    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    expected = header + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    if len(raw) != expected:
-        raise ValueError(f"{path}: header promises shape {shape} ({expected} bytes) but the file has {len(raw)} bytes")
-    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
+    try:
+        with opener(path, "rb") as fh:
+            magic = fh.read(4)
+            if len(magic) < 4 or magic[0] != 0 or magic[1] != 0 or magic[2] not in _IDX_DTYPES or magic[3] == 0:
+                raise ValueError(f"{path} is not an IDX file (magic bytes {magic.hex()!r}, expected "
+                                 "0000<type><ndim> with a known type and ndim >= 1)")
+            dtype, ndim = np.dtype(_IDX_DTYPES[magic[2]]), magic[3]
+            dims = fh.read(4 * ndim)
+            if len(dims) < 4 * ndim:
+                raise ValueError(f"{path} is truncated: its header promises {ndim} dimensions but ends first")
+            shape = tuple(int.from_bytes(dims[4 * i : 4 * i + 4], "big") for i in range(ndim))
+            expected = math.prod(shape) * dtype.itemsize  # Python ints: no overflow
+            if expected > MAX_IDX_BYTES:
+                raise ValueError(f"{path}: header promises shape {shape} ({expected:,} bytes), more than the "
+                                 f"{MAX_IDX_BYTES:,} bytes compresskit reads from one IDX file")
+            payload = fh.read(expected + 1)
+    except (OSError, EOFError, zlib.error) as err:  # gzip.BadGzipFile is an OSError
+        raise ValueError(f"{path} is corrupt or truncated: {err}") from err
+    if len(payload) != expected:
+        raise ValueError(f"{path}: header promises shape {shape} ({4 + 4 * ndim + expected} bytes) but the file has "
+                         f"{4 + 4 * ndim + len(payload)}{'+' if len(payload) > expected else ''} bytes")
+    return np.frombuffer(payload, dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="))
 
 
 def _find(root: Path, name: str) -> Path | None:
@@ -202,7 +228,12 @@ def load_mnist(root: str | os.PathLike, variant: str = "mnist") -> Split:
     for folder in (root / variant, root):
         paths = [_find(folder, name) for name in _MNIST_FILES]
         if all(paths):
-            return Split(train=load_idx(paths[0], paths[1]), test=load_idx(paths[2], paths[3]))
+            split = Split(train=load_idx(paths[0], paths[1]), test=load_idx(paths[2], paths[3]))
+            for part, label_path in ((split.train, paths[1]), (split.test, paths[3])):
+                if int(part.tensors[1].max()) > 9:
+                    raise ValueError(f"{label_path}: {variant} labels must be in [0, 9], got "
+                                     f"{int(part.tensors[1].max())}")
+            return split
     missing = ", ".join(f"{n}[.gz]" for n in _MNIST_FILES)
     raise FileNotFoundError(
         f"{variant} IDX files not found under {root / variant} or {root}. The workbook does not download: copy "

@@ -10,7 +10,6 @@ Network", 2015).
 
 from __future__ import annotations
 
-import math
 import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -20,29 +19,41 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset, TensorDataset
 
+from compresskit.checks import check_fraction, check_module, check_number, check_tensor
 from compresskit.train import _device, _tensors, evaluate, predict, set_seed, train
 
 
 def _check(temperature, alpha) -> None:
-    for name, v in (("temperature", temperature), ("alpha", alpha)):
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
-            raise TypeError(f"{name} must be a float, got {type(v).__name__} {v!r}")
-    if not temperature > 0 or math.isinf(temperature):
-        raise ValueError(f"temperature must be a finite float > 0, got {temperature!r}")
-    if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha must be in [0, 1], got {alpha!r}")
+    check_number("temperature", temperature, 0, low_open=True)
+    check_fraction("alpha", alpha)
 
 
 def soft_targets(logits: torch.Tensor, temperature: float) -> torch.Tensor:
     """softmax(logits / T) over the last dimension."""
     _check(temperature, 0.0)
+    check_tensor("logits", logits)
     return F.softmax(logits / temperature, dim=-1)
 
 
 def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor, *,
             temperature: float, alpha: float) -> torch.Tensor:
-    """alpha * T^2 * KL(p_teacher || p_student) (batch mean) + (1 - alpha) * cross-entropy(student, labels)."""
+    """alpha * T^2 * KL(p_teacher || p_student) (batch mean) + (1 - alpha) * cross-entropy(student, labels).
+
+    Computed from log-softmax on both sides (``F.kl_div(..., log_target=True)``), so it stays finite at any
+    temperature > 0 and any finite logits: no probability is ever rounded to 0 and then logged.
+    """
     _check(temperature, alpha)
+    check_tensor("student_logits", student_logits)
+    check_tensor("teacher_logits", teacher_logits)
+    check_tensor("labels", labels, floating=False)
+    if student_logits.dim() != 2:
+        raise ValueError(f"student_logits must be (batch, classes), got shape {tuple(student_logits.shape)}")
+    if labels.shape != student_logits.shape[:1]:
+        raise ValueError(f"labels must be one class index per row ({student_logits.shape[0]}), got shape "
+                         f"{tuple(labels.shape)}")
+    if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= student_logits.shape[1]):
+        raise ValueError(f"labels must be in [0, {student_logits.shape[1] - 1}], got values from {int(labels.min())} "
+                         f"to {int(labels.max())}")
     if student_logits.shape != teacher_logits.shape:
         raise ValueError(f"student and teacher logits differ in shape: {tuple(student_logits.shape)} vs "
                          f"{tuple(teacher_logits.shape)}")
@@ -63,13 +74,14 @@ def distill(student: nn.Module, teacher: nn.Module, dataset: Dataset, *, tempera
     at a fraction of the cost. The teacher's own mode is restored and its weights are never touched.
     """
     _check(temperature, alpha)
-    if not isinstance(teacher, nn.Module):
-        raise TypeError(f"teacher must be an nn.Module, got {type(teacher).__name__}")
+    check_module("student", student)
+    check_module("teacher", teacher)
     inputs, labels = _tensors(dataset)  # read once: the teacher and the loop both use these tensors
     rows = TensorDataset(inputs, torch.arange(len(labels)))  # the "label" the loop hands over is the row number
     teacher_logits = predict(teacher, rows)  # eval mode and no_grad inside; the teacher's mode is restored
     if teacher_logits.shape[0] != len(labels):
         raise ValueError(f"the teacher gave {teacher_logits.shape[0]} rows of logits for {len(labels)} images")
+    check_tensor("the teacher's logits", teacher_logits)
     device = _device(student)
     teacher_logits, labels = teacher_logits.to(device), labels.to(device)
 
@@ -108,6 +120,9 @@ def compare_with_labels(make_student: Callable[[], nn.Module], teacher: nn.Modul
     only the loss differs. Returns every seed's train and test accuracy of both arms.
     """
     _check(temperature, alpha)
+    check_module("teacher", teacher)
+    if not callable(make_student):
+        raise TypeError(f"make_student must be a callable returning a new student, got {type(make_student).__name__}")
     seeds = list(seeds)
     if len(seeds) < 2:
         raise ValueError(f"seeds must hold at least 2 seeds (a spread needs two), got {seeds!r}")

@@ -24,11 +24,17 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from compresskit.checks import check_choice, check_int, check_module, check_tensor, check_threads
+from compresskit.metrics import torch_file_bytes  # noqa: F401 (file sizes are measured in metrics; public here too)
+from compresskit.train import _tensors
+
 MODES = ("dynamic", "static")
 
 
 def export_onnx(model: nn.Module, example_input: torch.Tensor, path: str | os.PathLike) -> Path:
     """Export ``model`` (eval mode, batch dimension dynamic) to an ONNX file; returns its path."""
+    check_module("model", model)
+    check_tensor("example_input", example_input)
     path = Path(path)
     was_training = model.training
     model.eval()
@@ -60,17 +66,24 @@ def quantize_onnx(fp32_path: str | os.PathLike, int8_path: str | os.PathLike, *,
     needs ``calibration`` data)."""
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static
 
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    if mode == "static" and calibration is None:
-        raise ValueError("mode='static' needs a calibration dataset (a few batches set the activation ranges)")
-    logging.getLogger().setLevel(logging.ERROR)  # "consider pre-processing" advice, printed on every call
-    if mode == "dynamic":
-        quantize_dynamic(str(fp32_path), str(int8_path), weight_type=QuantType.QInt8)
-    else:
-        quantize_static(str(fp32_path), str(int8_path), _Calibration(calibration, batches, 64),
-                        quant_format=QuantFormat.QOperator, weight_type=QuantType.QInt8,
-                        activation_type=QuantType.QUInt8)
+    check_choice("mode", mode, MODES)
+    check_int("batches", batches, 1)
+    if mode == "static":
+        if calibration is None:
+            raise ValueError("mode='static' needs a calibration dataset (a few batches set the activation ranges)")
+        _tensors(calibration, "calibration")
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # onnxruntime's "consider pre-processing" advice, on every call; restored below
+    try:
+        if mode == "dynamic":
+            quantize_dynamic(str(fp32_path), str(int8_path), weight_type=QuantType.QInt8)
+        else:
+            quantize_static(str(fp32_path), str(int8_path), _Calibration(calibration, batches, 64),
+                            quant_format=QuantFormat.QOperator, weight_type=QuantType.QInt8,
+                            activation_type=QuantType.QUInt8)
+    finally:
+        root.setLevel(level)
     return Path(int8_path)
 
 
@@ -84,6 +97,7 @@ class OnnxModel(nn.Module):
         super().__init__()
         import onnxruntime as ort
 
+        check_threads(threads)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
@@ -112,6 +126,7 @@ def int8_models(model: nn.Module, example_input: torch.Tensor, *, calibration: D
                 folder: str | os.PathLike | None = None, threads: int = 1) -> dict[str, OnnxModel]:
     """``{"onnx fp32", "onnx int8 dynamic", ["onnx int8 static"]}`` sessions of ``model``, files in ``folder``
     (a temporary folder when None). Static quantization is included when ``calibration`` is given."""
+    check_threads(threads)
     folder = Path(folder or tempfile.mkdtemp(prefix="compresskit-int8-"))
     fp32 = export_onnx(model, example_input, folder / "model_fp32.onnx")
     paths = {"onnx fp32": fp32,
@@ -120,12 +135,3 @@ def int8_models(model: nn.Module, example_input: torch.Tensor, *, calibration: D
         paths["onnx int8 static"] = quantize_onnx(fp32, folder / "model_int8_static.onnx", mode="static",
                                                   calibration=calibration)
     return {name: OnnxModel(p, threads=threads) for name, p in paths.items()}
-
-
-def torch_file_bytes(model: nn.Module) -> int:
-    """Bytes of ``torch.save(model.state_dict())``: the float32 file a learner would ship from PyTorch."""
-    import io
-
-    buffer = io.BytesIO()
-    torch.save(model.state_dict(), buffer)
-    return buffer.getbuffer().nbytes

@@ -20,27 +20,38 @@ import math
 import torch
 from torch import nn
 
-from compresskit.models import copy_model, refresh_pruned, replace_module
+from compresskit.checks import check_bool, check_finite, check_int, check_module, check_number, check_tensor
+from compresskit.layers import (
+    copy_model,
+    effective_weight,
+    factory,
+    like,
+    replace_module,
+    require_sites,
+    stored_tensor,
+)
 from compresskit.rnn import UnrolledRNN
 
 
 def _check_rank(name: str, rank, high: int) -> None:
-    if isinstance(rank, bool) or not isinstance(rank, int):
-        raise TypeError(f"{name} must be an int in [1, {high}], got {type(rank).__name__} {rank!r}")
-    if not 1 <= rank <= high:
-        raise ValueError(f"{name} must be in [1, {high}], got {rank}")
+    check_int(name, rank, 1, high)
 
 
 def _check_energy(energy) -> None:
-    if isinstance(energy, bool) or not isinstance(energy, (int, float)):
-        raise TypeError(f"energy must be a float in (0, 1], got {type(energy).__name__} {energy!r}")
-    if not 0.0 < energy <= 1.0:
-        raise ValueError(f"energy must be in (0, 1], got {energy!r}")
+    check_number("energy", energy, 0.0, 1.0, low_open=True)
+
+
+def _weight(layer: nn.Module) -> torch.Tensor:
+    """The layer's effective weight (pruned entries 0), refused when non-finite."""
+    w = effective_weight(layer).detach()
+    check_finite("layer.weight", w)
+    return w
 
 
 def rank_for_energy(singular_values: torch.Tensor, energy: float) -> int:
     """Smallest r whose leading singular values keep ``energy`` of sum s_i^2."""
     _check_energy(energy)
+    check_tensor("singular_values", singular_values)
     share = torch.cumsum(singular_values.double() ** 2, 0) / (singular_values.double() ** 2).sum()
     return min(int(torch.searchsorted(share, torch.tensor(energy - 1e-12, dtype=torch.float64))) + 1,
                len(singular_values))
@@ -48,6 +59,8 @@ def rank_for_energy(singular_values: torch.Tensor, energy: float) -> int:
 
 def break_even_rank(out_features: int, in_features: int) -> float:
     """Ranks below out * in / (out + in) store fewer numbers than the dense out x in matrix."""
+    check_int("out_features", out_features, 1)
+    check_int("in_features", in_features, 1)
     return out_features * in_features / (out_features + in_features)
 
 
@@ -62,18 +75,18 @@ def svd_linear(layer: nn.Linear, rank: int) -> nn.Sequential:
     """
     if not isinstance(layer, nn.Linear):
         raise TypeError(f"layer must be an nn.Linear, got {type(layer).__name__}")
-    w = refresh_pruned(layer).weight.detach()
+    w = _weight(layer)
     _check_rank("rank", rank, min(w.shape))
     u, s, vh = torch.linalg.svd(w.double(), full_matrices=False)
     root = s[:rank].sqrt()
-    first = nn.Linear(w.shape[1], rank, bias=False)
-    second = nn.Linear(rank, w.shape[0], bias=layer.bias is not None)
+    first = nn.Linear(w.shape[1], rank, bias=False, **factory(w))
+    second = nn.Linear(rank, w.shape[0], bias=layer.bias is not None, **factory(w))
     with torch.no_grad():
         first.weight.copy_((root[:, None] * vh[:rank]).to(w.dtype))
         second.weight.copy_((u[:, :rank] * root[None, :]).to(w.dtype))
         if layer.bias is not None:
             second.bias.copy_(layer.bias.detach())
-    return nn.Sequential(first, second).to(w.device)
+    return nn.Sequential(first, second).train(layer.training)
 
 
 # ------------------------------------------------------------------------------------------------ Tucker-2
@@ -109,38 +122,61 @@ def _check_conv(conv) -> None:
         raise ValueError(f"conv must not be grouped (groups={conv.groups})")
 
 
-def _conv(in_ch, out_ch, kernel, *, bias=False, template=None, stride=1, padding=0, dilation=1, groups=1):
-    kw = {}
+def tucker_rank_limits(conv: nn.Conv2d) -> tuple[int, int]:
+    """Largest useful (r_in, r_out): a mode's rank cannot exceed its size nor the product of the other sizes."""
+    out_ch, in_ch, kh, kw = conv.weight.shape
+    return min(in_ch, out_ch * kh * kw), min(out_ch, in_ch * kh * kw)
+
+
+def _padding(conv: nn.Conv2d) -> tuple[int, int]:
+    """Integer padding of a conv, 'valid' and 'same' (odd kernels) written out."""
+    if conv.padding == "valid":
+        return 0, 0
+    if conv.padding == "same":
+        if any(d * (k - 1) % 2 for k, d in zip(conv.kernel_size, conv.dilation)):
+            raise ValueError("padding='same' with an even (dilated) kernel pads unevenly; use integer padding")
+        return tuple(d * (k - 1) // 2 for k, d in zip(conv.kernel_size, conv.dilation))
+    return conv.padding
+
+
+def _conv(in_ch, out_ch, kernel, *, like_w, bias=False, template=None, stride=1, padding=0, dilation=1, groups=1,
+          padding_mode="zeros"):
     if template is not None:
         kw = {"stride": template.stride, "padding": template.padding, "dilation": template.dilation,
               "padding_mode": template.padding_mode}
     else:
-        kw = {"stride": stride, "padding": padding, "dilation": dilation}
-    return nn.Conv2d(in_ch, out_ch, kernel, bias=bias, groups=groups, **kw)
+        kw = {"stride": stride, "padding": padding, "dilation": dilation, "padding_mode": padding_mode}
+    return nn.Conv2d(in_ch, out_ch, kernel, bias=bias, groups=groups, **kw, **factory(like_w))
 
 
 def tucker_conv(conv: nn.Conv2d, ranks: tuple[int, int], *, hooi_iters: int = 5) -> nn.Sequential:
     """``Sequential(1x1 in->r_in, kh x kw r_in->r_out, 1x1 r_out->out)`` from Tucker-2 of ``conv.weight``.
 
-    ``ranks=(r_in, r_out)``; full ranks ``(in, out)`` reproduce the layer (up to rounding).
+    ``ranks=(r_in, r_out)``; full ranks ``(in, out)`` reproduce the layer (up to rounding). A mode's rank is at most
+    its size and the product of the other sizes (``tucker_rank_limits``: the 1 -> 16 first conv of ``lenet()`` has
+    r_out <= 9).
     """
     _check_conv(conv)
-    w = refresh_pruned(conv).weight.detach()
+    check_int("hooi_iters", hooi_iters, 0)
+    if not isinstance(ranks, (tuple, list)) or len(ranks) != 2:
+        raise TypeError(f"ranks must be a pair (r_in, r_out), got {ranks!r}")
+    w = _weight(conv)
     out_ch, in_ch, kh, kwid = w.shape
     r_in, r_out = ranks
-    _check_rank("ranks[0] (r_in)", r_in, in_ch)
-    _check_rank("ranks[1] (r_out)", r_out, out_ch)
+    max_in, max_out = tucker_rank_limits(conv)
+    _check_rank("ranks[0] (r_in)", r_in, max_in)
+    _check_rank("ranks[1] (r_out)", r_out, max_out)
     core, u_out, u_in = tucker2(w, (r_in, r_out), hooi_iters=hooi_iters)
-    first = _conv(in_ch, r_in, 1)
-    middle = _conv(r_in, r_out, (kh, kwid), template=conv)
-    last = _conv(r_out, out_ch, 1, bias=conv.bias is not None)
+    first = _conv(in_ch, r_in, 1, like_w=w)
+    middle = _conv(r_in, r_out, (kh, kwid), template=conv, like_w=w)
+    last = _conv(r_out, out_ch, 1, bias=conv.bias is not None, like_w=w)
     with torch.no_grad():
         first.weight.copy_(u_in.T.reshape(r_in, in_ch, 1, 1))
         middle.weight.copy_(core)
         last.weight.copy_(u_out.reshape(out_ch, r_out, 1, 1))
         if conv.bias is not None:
             last.bias.copy_(conv.bias.detach())
-    return nn.Sequential(first, middle, last).to(w.device)
+    return nn.Sequential(first, middle, last).train(conv.training)
 
 
 # ------------------------------------------------------------------------------------------------ CP
@@ -174,20 +210,25 @@ def cp_reconstruct(factors) -> torch.Tensor:
 
 def cp_conv(conv: nn.Conv2d, rank: int, *, iters: int = 100, seed: int = 0) -> nn.Sequential:
     """``Sequential(1x1 in->R, depthwise kh x 1, depthwise 1 x kw, 1x1 R->out)`` from a rank-R CP of ``conv.weight``
-    (Lebedev et al. 2015). Stride, padding and dilation are split between the two depthwise convolutions."""
+    (Lebedev et al. 2015). Stride, padding, padding mode and dilation are split between the two depthwise
+    convolutions: each pads only its own direction, and the copy-style modes (reflect, replicate, circular) copy
+    whole rows or columns, which commutes with the other direction's convolution, so the result equals the full
+    convolution with the CP kernel."""
     _check_conv(conv)
-    if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
-        raise ValueError(f"rank must be an int >= 1, got {rank!r}")
-    w = refresh_pruned(conv).weight.detach()
+    check_int("rank", rank, 1)
+    check_int("iters", iters, 1)
+    check_int("seed", seed)
+    w = _weight(conv)
     out_ch, in_ch, kh, kwid = w.shape
+    (sh, sw), (ph, pw), (dh, dw) = conv.stride, _padding(conv), conv.dilation
     a, b, c, d = cp_als(w, rank, iters=iters, seed=seed)
-    (sh, sw), (ph, pw), (dh, dw) = conv.stride, conv.padding, conv.dilation
-    if isinstance(conv.padding, str):
-        raise ValueError(f"string padding ({conv.padding!r}) is not supported; use integer padding")
-    first = _conv(in_ch, rank, 1)
-    vertical = _conv(rank, rank, (kh, 1), stride=(sh, 1), padding=(ph, 0), dilation=(dh, 1), groups=rank)
-    horizontal = _conv(rank, rank, (1, kwid), stride=(1, sw), padding=(0, pw), dilation=(1, dw), groups=rank)
-    last = _conv(rank, out_ch, 1, bias=conv.bias is not None)
+    mode = conv.padding_mode
+    first = _conv(in_ch, rank, 1, like_w=w)
+    vertical = _conv(rank, rank, (kh, 1), stride=(sh, 1), padding=(ph, 0), dilation=(dh, 1), groups=rank,
+                     padding_mode=mode, like_w=w)
+    horizontal = _conv(rank, rank, (1, kwid), stride=(1, sw), padding=(0, pw), dilation=(1, dw), groups=rank,
+                       padding_mode=mode, like_w=w)
+    last = _conv(rank, out_ch, 1, bias=conv.bias is not None, like_w=w)
     with torch.no_grad():
         first.weight.copy_(b.T.reshape(rank, in_ch, 1, 1))
         vertical.weight.copy_(c.T.reshape(rank, 1, kh, 1))
@@ -195,7 +236,7 @@ def cp_conv(conv: nn.Conv2d, rank: int, *, iters: int = 100, seed: int = 0) -> n
         last.weight.copy_(a.reshape(out_ch, rank, 1, 1))
         if conv.bias is not None:
             last.bias.copy_(conv.bias.detach())
-    return nn.Sequential(first, vertical, horizontal, last).to(w.device)
+    return nn.Sequential(first, vertical, horizontal, last).train(conv.training)
 
 
 # ------------------------------------------------------------------------------------------------ RNN
@@ -207,6 +248,7 @@ def svd_rnn(rnn: nn.RNNBase | UnrolledRNN, *, rank_ih: int | None = None, rank_h
     """
     if not isinstance(rnn, (nn.RNNBase, UnrolledRNN)):
         raise TypeError(f"rnn must be an nn.RNN/GRU/LSTM or an UnrolledRNN, got {type(rnn).__name__}")
+    require_sites(rnn)
     new = UnrolledRNN.from_torch(rnn) if isinstance(rnn, nn.RNNBase) else copy_model(rnn)
     ranks = {"ih": rank_ih, "hh": rank_hh}
 
@@ -234,10 +276,34 @@ def _factorize_gates(unrolled: UnrolledRNN, rank_of) -> bool:
 
 def _linear_rank(layer: nn.Linear, rank: int | None, energy: float | None, only_if_smaller: bool) -> int | None:
     """The rank ``low_rank`` gives one matrix, or None to leave it dense."""
-    w = layer.weight.detach()
+    w = _weight(layer)
     s = torch.linalg.svdvals(w.double())
     r = min(rank, len(s)) if rank is not None else rank_for_energy(s, energy)
     return None if only_if_smaller and r >= break_even_rank(*w.shape) else r
+
+
+def _conv_ranks(conv: nn.Conv2d, rank: int | None, energy: float | None) -> tuple[int, int]:
+    """(r_in, r_out) for ``low_rank``: ``rank`` capped at each mode's limit, or each mode's energy rank."""
+    max_in, max_out = tucker_rank_limits(conv)
+    if rank is not None:
+        return min(rank, max_in), min(rank, max_out)
+    w = _weight(conv)
+    out_ch, in_ch = w.shape[:2]
+    return (min(rank_for_energy(torch.linalg.svdvals(w.transpose(0, 1).reshape(in_ch, -1).double()), energy), max_in),
+            min(rank_for_energy(torch.linalg.svdvals(w.reshape(out_ch, -1).double()), energy), max_out))
+
+
+def _tied_copy(factorized: nn.Sequential, layer: nn.Linear) -> nn.Sequential:
+    """The factorization of a tied weight for another layer that shares it: the same factor parameters (they stay
+    tied), the layer's own bias."""
+    first, second = factorized
+    new_second = nn.Linear(second.in_features, second.out_features, bias=layer.bias is not None,
+                           **factory(second.weight))
+    new_second.weight = second.weight
+    if layer.bias is not None:
+        with torch.no_grad():
+            new_second.bias.copy_(layer.bias.detach())
+    return nn.Sequential(first, new_second).train(layer.training)
 
 
 # ------------------------------------------------------------------------------------------------ models
@@ -251,38 +317,45 @@ def low_rank(model: nn.Module, *, rank: int | None = None, energy: float | None 
     Exactly one of ``rank`` (capped at each layer's largest possible rank) or ``energy`` in (0, 1] (per layer, the
     smallest rank keeping that share of sum s_i^2; for convolutions, of each channel mode). Layers whose
     factorization would not store fewer numbers are left dense when ``only_if_smaller``; the output layer is left
-    dense when ``skip_last``. Returns a copy unless ``inplace``.
+    dense when ``skip_last``. Returns a copy unless ``inplace``. A pruned layer is factorized as it computes (its
+    zeros included; the factors are dense). Linear layers that share one weight (tied) share its factors. New layers
+    keep the model's dtype, device and train/eval mode.
     """
+    check_module("model", model)
     if (rank is None) == (energy is None):
         raise ValueError(f"give exactly one of rank or energy, got rank={rank!r}, energy={energy!r}")
-    if rank is not None and (isinstance(rank, bool) or not isinstance(rank, int) or rank < 1):
-        raise ValueError(f"rank must be an int >= 1, got {rank!r}")
+    if rank is not None:
+        check_int("rank", rank, 1)
     if energy is not None:
         _check_energy(energy)
-    target = refresh_pruned(model if inplace else copy_model(model))
+    for name, flag in (("only_if_smaller", only_if_smaller), ("skip_last", skip_last), ("inplace", inplace)):
+        check_bool(name, flag)
+    require_sites(model)
+    target = model if inplace else copy_model(model)
     layers = [(n, m) for n, m in target.named_modules() if isinstance(m, (nn.Linear, nn.RNNBase))
               or (isinstance(m, nn.Conv2d) and m.groups == 1 and max(m.kernel_size) > 1)]
     if skip_last and layers and isinstance(layers[-1][1], nn.Linear):
         layers = layers[:-1]
-    for name, layer in layers:
+    replacements, tied = [], {}
+    for name, layer in layers:  # every replacement is built before the first is put in: a failure changes nothing
         if isinstance(layer, nn.Linear):
+            key = id(stored_tensor(layer, "weight"))
+            if key in tied:
+                replacements.append((name, _tied_copy(tied[key], layer)))
+                continue
             r = _linear_rank(layer, rank, energy, only_if_smaller)
             if r is not None:
-                replace_module(target, name, svd_linear(layer, r))
+                tied[key] = svd_linear(layer, r)
+                replacements.append((name, tied[key]))
         elif isinstance(layer, nn.RNNBase):
             new = UnrolledRNN.from_torch(layer)
             if _factorize_gates(new, lambda kind, k, part: _linear_rank(part, rank, energy, only_if_smaller)):
-                replace_module(target, name, new)
+                replacements.append((name, new))
         else:
-            w = layer.weight.detach()
-            out_ch, in_ch = w.shape[:2]
-            if rank is not None:
-                ranks = (min(rank, in_ch), min(rank, out_ch))
-            else:
-                ranks = (rank_for_energy(torch.linalg.svdvals(w.transpose(0, 1).reshape(in_ch, -1).double()), energy),
-                         rank_for_energy(torch.linalg.svdvals(w.reshape(out_ch, -1).double()), energy))
-            new = tucker_conv(layer, ranks)
+            new = tucker_conv(layer, _conv_ranks(layer, rank, energy))
             if only_if_smaller and sum(p.numel() for p in new.parameters()) >= layer.weight.numel():
                 continue
-            replace_module(target, name, new)
+            replacements.append((name, like(new, layer)))
+    for name, new in replacements:
+        replace_module(target, name, new)
     return target

@@ -16,28 +16,24 @@ References: Tibshirani, "Regression shrinkage and selection via the lasso" (1996
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from compresskit.models import stored_tensor
-from compresskit.prune import prunable
+from compresskit.checks import check_choice, check_number, check_tensor
+from compresskit.layers import require_sites
 from compresskit.train import train
 
 METHODS = ("none", "l1", "l2", "proximal")
 
 
-def _check_lam(lam) -> None:
-    if isinstance(lam, bool) or not isinstance(lam, (int, float)):
-        raise TypeError(f"lam must be a float >= 0, got {type(lam).__name__} {lam!r}")
-    if not lam >= 0 or math.isinf(lam):
-        raise ValueError(f"lam must be a finite float >= 0, got {lam!r}")
+def _check_lam(lam, name: str = "lam") -> None:
+    check_number(name, lam, 0)
 
 
 def _weights(model: nn.Module) -> list[torch.Tensor]:
-    return [getattr(module, name) for _, module, name in prunable(model)]
+    """The prunable weights as the next forward uses them (with autograd, so a penalty reaches weight_orig)."""
+    return [s.effective() for s in require_sites(model)]
 
 
 def l1_penalty(model: nn.Module, lam: float) -> torch.Tensor:
@@ -54,17 +50,17 @@ def l2_penalty(model: nn.Module, lam: float) -> torch.Tensor:
 
 def soft_threshold(w: torch.Tensor, threshold: float) -> torch.Tensor:
     """The proximal operator of threshold * |w|: sign(w) * max(|w| - threshold, 0)."""
-    _check_lam(threshold)
+    check_tensor("w", w)
+    _check_lam(threshold, "threshold")
     return torch.sign(w) * torch.clamp(w.abs() - threshold, min=0.0)
 
 
 @torch.no_grad()
 def proximal_l1_step(model: nn.Module, threshold: float) -> None:
     """Soft-threshold every prunable weight in place (call after each optimizer step, t = lr * lam)."""
-    _check_lam(threshold)
-    for _, module, name in prunable(model):
-        target = stored_tensor(module, name)  # weight_orig under a mask: thresholding it keeps the mask's zeros too
-        target.copy_(soft_threshold(target, threshold))
+    _check_lam(threshold, "threshold")
+    for site in require_sites(model):  # weight_orig under a mask: thresholding it keeps the mask's zeros too
+        site.write(soft_threshold(site.stored, threshold))
 
 
 def exact_zero_fraction(model: nn.Module) -> float:
@@ -90,9 +86,9 @@ def train_sparse(
     Plain SGD by default: the proximal step's threshold lr * lam is exact for SGD; with Adam the effective step
     size differs per weight and the threshold is only a heuristic. Other keywords go to ``train``.
     """
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    check_choice("method", method, METHODS)
     _check_lam(lam)
+    check_number("lr", lr, 0, low_open=True)
     hooks = {
         "none": {},
         "l1": {"penalty": lambda m: l1_penalty(m, lam)},
