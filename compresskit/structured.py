@@ -104,6 +104,10 @@ def prune_channels(model: nn.Sequential, amount: float, *, norm: int = 1) -> nn.
     _check_norm(norm)
     require_sites(model)
     layers = list(model)
+    for j, layer in enumerate(layers):
+        if isinstance(layer, nn.Sequential) and any(p.numel() for p in layer.parameters()):
+            raise ValueError(f"layer {j} is a factorized layer (a Sequential, as low_rank makes): remove neurons "
+                             "first, then factorize (prune_channels, then low_rank)")
     weighted = [i for i, m in enumerate(layers) if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d))]
     if len(weighted) < 2:
         raise ValueError("model needs at least two Linear/Conv layers: only hidden layers are pruned")

@@ -181,3 +181,99 @@ def test_qat_recovers_two_bit_accuracy_and_full_integer_calibration():
     with pytest.raises(TypeError, match="nn.Sequential"):
         quantize.quantize_activations(models.rnn_classifier(), 8, split.train)
     assert full(x).shape == (4, 10)
+
+
+# ------------------------------------------------------------------------------------------------ STE against torch
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("symmetric", [True, False])
+@pytest.mark.parametrize("bits", list(range(2, 17)))
+def test_ste_backward_equals_torch_fake_quant_backward(seed, symmetric, bits):
+    """The gradient mask is torch's: the rounded code round(w * (1 / s)) + z within [q_min, q_max]. Inputs reach
+    beyond the fitted range (the scale comes from the first half only) so both ends are exercised."""
+    gen = torch.Generator().manual_seed(seed)
+    w = torch.randn(40, 30, generator=gen) * 3
+    scale, zp = quantize.qparams(w[:20], bits, symmetric=symmetric)
+    q_min, q_max = quantize.code_range(bits, symmetric)
+    upstream = torch.randn(w.shape, generator=gen)
+
+    # per tensor: our STE with the parameters fitted on w[:20] must equal torch's op with the same parameters
+    ours = w.clone().requires_grad_()
+    codes = quantize._codes(ours, scale, zp)
+    inside = (codes >= q_min) & (codes <= q_max)
+    theirs = w.clone().requires_grad_()
+    torch.fake_quantize_per_tensor_affine(theirs, float(scale), int(zp), q_min, q_max).backward(upstream)
+    assert torch.equal(upstream * inside, theirs.grad)
+
+    # the full function (its own fit) against torch with the fit it made
+    full = w.clone().requires_grad_()
+    out = quantize.ste_fake_quantize(full, bits, symmetric=symmetric)
+    out.backward(upstream)
+    s, z = quantize.qparams(w, bits, symmetric=symmetric)
+    ref = w.clone().requires_grad_()
+    ref_out = torch.fake_quantize_per_tensor_affine(ref, float(s), int(z), q_min, q_max)
+    ref_out.backward(upstream)
+    assert torch.equal(out.detach(), ref_out.detach()) and torch.equal(full.grad, ref.grad)
+
+    # per channel (axis 0)
+    pc = w.clone().requires_grad_()
+    out = quantize.ste_fake_quantize(pc, bits, symmetric=symmetric, per_channel=True)
+    out.backward(upstream)
+    s, z = quantize.qparams(w, bits, symmetric=symmetric, per_channel=True)
+    ref = w.clone().requires_grad_()
+    ref_out = torch.fake_quantize_per_channel_affine(ref, s.flatten(), z.flatten(), 0, q_min, q_max)
+    ref_out.backward(upstream)
+    assert torch.equal(out.detach(), ref_out.detach()) and torch.equal(pc.grad, ref.grad)
+
+
+def test_ste_extreme_weights_keep_learning():
+    """The largest weight of a tensor sets the scale, so its code is q_max (symmetric) and it gets gradient: the
+    old rule cut the gradient half a step early at both ends."""
+    w = torch.tensor([-1.0, -0.3, 0.2, 0.7], requires_grad=True)
+    for bits in (2, 3, 4, 8):
+        w.grad = None
+        quantize.ste_fake_quantize(w, bits, symmetric=False).sum().backward()
+        assert w.grad.tolist() == [1.0, 1.0, 1.0, 1.0]
+
+
+# ------------------------------------------------------------------------------------------------ k-means
+
+
+def _linear_init(x: torch.Tensor, k: int):
+    return torch.linspace(float(x.min()), float(x.max()), k, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+@pytest.mark.parametrize("bits", [2, 4, 5, 6])
+def test_kmeans_fixed_point_no_empty_cluster_and_no_worse_than_sklearn(seed, bits):
+    """Every weight at its nearest centroid, every centroid the mean of its members (tolerance 1e-9 in float64), no
+    empty cluster, and distortion no worse than scikit-learn's KMeans (Lloyd, same linear initialisation, tol=0) to
+    1e-9 relative. Heavy-tailed weights, like trained ones: the tails leave linear-init clusters empty."""
+    from sklearn.cluster import KMeans
+
+    gen = torch.Generator().manual_seed(seed)
+    w = torch.randn(64, 300, generator=gen) * torch.rand(64, 1, generator=gen) ** 3
+    codebook, idx = quantize.kmeans_quantize(w, bits)
+    x = w.double().flatten()
+    c = codebook.double()
+    assert torch.bincount(idx.flatten(), minlength=2**bits).min() > 0, "an empty cluster"
+    nearest = (x[:, None] - c[None, :]).abs().min(dim=1).values
+    assert torch.all((x - c[idx.flatten()]).abs() <= nearest + 1e-9)
+    for j in range(2**bits):
+        assert abs(float(x[idx.flatten() == j].mean()) - float(c[j])) <= 1e-6 * max(1.0, abs(float(c[j])))
+    ours = float(((x - c[idx.flatten()]) ** 2).sum())
+    ref = KMeans(2**bits, init=_linear_init(x, 2**bits)[:, None].numpy(), n_init=1, tol=0, max_iter=1000,
+                 algorithm="lloyd").fit(x[:, None].numpy())
+    assert ours <= ref.inertia_ * (1 + 1e-9) + 1e-12
+
+
+def test_kmeans_few_distinct_values_and_mask():
+    w = torch.tensor([0.5, 0.5, -1.0, 2.0, 0.0, 0.0])
+    codebook, idx = quantize.kmeans_quantize(w, 3)
+    assert torch.equal(codebook[idx], w)  # 4 distinct values, 8 centroids: exact
+    mask = w != 0
+    codebook, idx = quantize.kmeans_quantize(w, 1, mask=mask)  # 2 centroids for the 4 kept weights only
+    shared = codebook[idx] * mask
+    # linear init (-1, 2): {-1, 0.5, 0.5} (0.5 is halfway: the smaller centroid) and {2}; means 0 and 2, a fixed point
+    assert torch.equal(shared[~mask], torch.zeros(2)) and codebook.tolist() == [0.0, 2.0]

@@ -1,0 +1,50 @@
+"""Fixtures shared by the unit tests: the data split, trained baselines (trained once per session, from the shared
+recipes), and a check that a function left the caller's model bit for bit as it was."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from compresskit import data
+from compresskit.train import baseline
+
+
+@pytest.fixture(scope="session")
+def split():
+    return data.load_digits(seed=0)
+
+
+@pytest.fixture(scope="session")
+def trained_mlp(split):
+    """LeNet-300-100 from ``train.RECIPES["mlp"]``, seed 0 (do not change it: copy it)."""
+    return baseline("mlp", split.train, seed=0, progress=False)
+
+
+def snapshot(model: torch.nn.Module) -> dict:
+    """Everything a model holds: parameters and buffers, cloned, plus its modes."""
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    return {"state": state, "modes": [m.training for m in model.modules()], "hooks": [
+        len(m._forward_pre_hooks) for m in model.modules()]}
+
+
+def assert_unchanged(model: torch.nn.Module, before: dict) -> None:
+    after = snapshot(model)
+    assert after["modes"] == before["modes"] and after["hooks"] == before["hooks"]
+    assert after["state"].keys() == before["state"].keys()
+    for k, v in before["state"].items():
+        assert torch.equal(after["state"][k], v), f"{k} changed"
+
+
+@pytest.fixture
+def unchanged():
+    """``with unchanged(model): ...`` fails if the block changed the model's tensors, modes or hooks."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def guard(model):
+        before = snapshot(model)
+        yield
+        assert_unchanged(model, before)
+
+    return guard
