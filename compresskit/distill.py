@@ -58,8 +58,11 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: 
         raise ValueError(f"student and teacher logits differ in shape: {tuple(student_logits.shape)} vs "
                          f"{tuple(teacher_logits.shape)}")
     t = temperature
-    soft = F.kl_div(F.log_softmax(student_logits / t, dim=-1), F.log_softmax(teacher_logits.detach() / t, dim=-1),
-                    reduction="batchmean", log_target=True)
+    # in float64: at high T both distributions are nearly uniform and float32's KL cancels to a few 1e-8, which T^2
+    # (e.g. 3600 at T = 60) would turn into a visibly negative "divergence"
+    soft = F.kl_div(F.log_softmax(student_logits.double() / t, dim=-1),
+                    F.log_softmax(teacher_logits.detach().double() / t, dim=-1),
+                    reduction="batchmean", log_target=True).to(student_logits.dtype)
     hard = F.cross_entropy(student_logits, labels)
     return alpha * t * t * soft + (1 - alpha) * hard
 

@@ -66,11 +66,13 @@ def _parameters(model: nn.Module) -> Iterator[tuple[str, torch.Tensor]]:
 
 def count_params(model: nn.Module) -> int:
     """Number of parameters (masks of pruned modules are not parameters and are not counted)."""
+    check_module("model", model)
     return sum(t.numel() for _, t in _parameters(model))
 
 
 def count_nonzero(model: nn.Module) -> int:
     """Number of parameters that are not exactly zero (after any pruning mask)."""
+    check_module("model", model)
     return sum(int(torch.count_nonzero(t)) for _, t in _parameters(model))
 
 

@@ -104,6 +104,7 @@ def magnitude_prune(
     if scope == "global" and threshold is not None:
         raise ValueError("scope='global' ranks by sparsity; a threshold is the same for every layer already")
     check_bool("inplace", inplace)
+    require_sites(model, tensors)  # refuses weight-norm, NaN, nothing to prune: before anything is copied
 
     target = model if inplace else copy_model(model)
     groups = unique_sites(require_sites(target, tensors))
@@ -127,6 +128,7 @@ def freeze_zeros(model: nn.Module, *, inplace: bool = False) -> nn.Module:
     """
     check_module("model", model)
     check_bool("inplace", inplace)
+    require_sites(model)
     target = model if inplace else copy_model(model)
     for group in unique_sites(require_sites(target)):
         mask = (group[0].effective().detach() != 0).to(group[0].stored.dtype)

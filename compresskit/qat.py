@@ -23,7 +23,7 @@ from torch.nn.utils import prune as torch_prune
 from torch.utils.data import Dataset
 
 from compresskit.checks import check_bool, check_int, check_module, check_number
-from compresskit.layers import copy_model, mask_of, replace_module, require_sites, sites
+from compresskit.layers import copy_model, mask_of, replace_module, require_sites
 from compresskit.quantize import _check_method, kmeans_quantize, ste_binarize, ste_fake_quantize
 from compresskit.rnn import UnrolledRNN
 from compresskit.train import _tensors, train
@@ -93,7 +93,7 @@ def _check_training(model, dataset, epochs, lr) -> None:
     _tensors(dataset)
     check_int("epochs", epochs, 1)
     check_number("lr", lr, 0, low_open=True)
-    sites(model)  # refuses weight-norm and other parametrized layers before anything is trained
+    require_sites(model)  # refuses weight-norm, NaN and empty models before anything is copied or trained
 
 
 def qat(model: nn.Module, dataset: Dataset, *, bits: int, method: str = "uniform", symmetric: bool = True,

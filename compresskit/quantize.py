@@ -313,6 +313,7 @@ def quantize_model(model: nn.Module, bits: int, *, method: str = "uniform", symm
     check_bool("symmetric", symmetric)
     check_bool("per_channel", per_channel)
     check_bool("inplace", inplace)
+    require_sites(model, tensors)  # refuses weight-norm, NaN, nothing to quantize: before anything is copied
     target = model if inplace else copy_model(model)
     groups = unique_sites(require_sites(target, tensors))
     new = [_quantized(g[0].effective().detach(), bits, method, symmetric, per_channel, g[0].kept()) for g in groups]
