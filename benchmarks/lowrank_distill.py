@@ -7,10 +7,10 @@ import statistics
 import sys
 
 import torch
-from _common import GAP_COLUMNS, chapter_panels, distillation_gaps, notebook_times, slider_latency, table, trained
+from _common import GAP_COLUMNS, chapter_panels, distillation_gaps, notebook_times, slider_latency, table
 
 from compresskit import data, distill, lowrank, metrics, models
-from compresskit.train import evaluate, set_seed, train
+from compresskit.train import evaluate, fit_baseline, set_seed, train
 
 SEEDS = (0, 1, 2)
 # chapter 06's students and recipe: the teacher's shape with fewer channels and units
@@ -26,7 +26,7 @@ def main() -> None:
 
     rows = []
     for seed in SEEDS:
-        base = trained(models.mlp, split, seed)
+        base = fit_baseline("mlp", split.train, seed=seed, progress=False)
         model = lowrank.low_rank(base, rank=16)
         share = sum(p.numel() for i in (1, 3) for p in model[i].parameters()) / \
             sum(p.numel() for i in (1, 3) for p in base[i].parameters())
@@ -47,7 +47,7 @@ def main() -> None:
     table(["rank", "MACs ratio", "measured speed-up"], rows,
           f"2048x2048 Linear, batch 64, 1 thread, dense {dense_ms:.3f} ms (target: rank 256 >= 2x)")
 
-    teacher = trained(models.lenet, split, 0, epochs=20, lr=3e-3)
+    teacher = fit_baseline("lenet", split.train, seed=0, progress=False)
     label = f"LeNet teacher {100 * evaluate(teacher, split.test):.2f} %, {metrics.count_params(teacher):,} params"
     rows = distillation_gaps(lambda shape: models.lenet(channels=shape[:2], hidden=shape[2]), teacher, split.train,
                              split.test, CNN_STUDENTS, range(10), **KD)

@@ -9,10 +9,10 @@ import matplotlib
 
 matplotlib.use("Agg")
 import torch  # noqa: E402
-from _common import chapter_panels, notebook_times, slider_latency, table, trained  # noqa: E402
+from _common import chapter_panels, notebook_times, slider_latency, table  # noqa: E402
 
 from compresskit import data, metrics, models, prune, sparsify  # noqa: E402
-from compresskit.train import evaluate, set_seed, train  # noqa: E402
+from compresskit.train import evaluate, fit_baseline, set_seed, train  # noqa: E402
 
 SEEDS = (0, 1, 2)
 
@@ -26,7 +26,7 @@ def main() -> None:
 
     rows = []
     for seed in SEEDS:
-        base = trained(models.mlp, split, seed)
+        base = fit_baseline("mlp", split.train, seed=seed, progress=False)
         b = evaluate(base, split.test)
         oneshot = prune.magnitude_prune(base, sparsity=0.9, scope="global")
         o = evaluate(oneshot, split.test)

@@ -9,7 +9,7 @@ import torch
 from _common import chapter_panels, notebook_times, slider_latency, table, trained
 
 from compresskit import data, int8, metrics, models, quantize
-from compresskit.train import evaluate
+from compresskit.train import evaluate, fit_baseline
 
 SEEDS = (0, 1, 2)
 
@@ -22,7 +22,7 @@ def main() -> None:
 
     rows = []
     for seed in SEEDS:
-        base = trained(models.mlp, split, seed)
+        base = fit_baseline("mlp", split.train, seed=seed, progress=False)
         b = evaluate(base, split.test)
         acc = {
             "8-bit PTQ": evaluate(quantize.quantize_model(base, 8), split.test),

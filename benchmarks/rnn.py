@@ -10,19 +10,15 @@ import torch
 from _common import GAP_COLUMNS, chapter_panels, distillation_gaps, notebook_times, slider_latency, table, trained
 
 from compresskit import data, int8, lowrank, metrics, models, prune, quantize, rnn
-from compresskit.train import evaluate, train
+from compresskit.train import evaluate, fit_baseline, train
 
 SEEDS = (0, 1, 2)
-
-
-def gru64():
-    return models.rnn_classifier("gru", hidden_size=64)
 
 
 def main() -> None:
     torch.set_num_threads(1)
     split = data.load_digits(seed=0)
-    bases = {seed: trained(gru64, split, seed, lr=3e-3) for seed in SEEDS}
+    bases = {seed: fit_baseline("gru", split.train, seed=seed, progress=False) for seed in SEEDS}
     panels = chapter_panels("07_rnn_compression.ipynb")
     slider_latency("chapter 07 sparsity slider", panels["sparsity"], "sparsity",
                    (0.0, 0.3, 0.5, 0.7, 0.9, 0.6, 0.4, 0.8), target_ms=300, model="GRU-64")
@@ -96,7 +92,7 @@ def main() -> None:
 
     rows = []
     for seed in SEEDS:
-        lstm = trained(lambda: models.rnn_classifier("lstm", hidden_size=64), split, seed, lr=3e-3)
+        lstm = fit_baseline("lstm", split.train, seed=seed, progress=False)
         b = evaluate(lstm, split.test)
         pruned = prune.magnitude_prune(lstm, sparsity=0.7, scope="global")
         train(pruned, split.train, epochs=10, lr=3e-3, progress=False, seed=seed)
@@ -115,7 +111,7 @@ def main() -> None:
                              split.test, (8, 16, 32), SEEDS)
     table(["student hidden", *GAP_COLUMNS], rows,
           "GRU-64 teacher (seed 0) -> smaller GRU, T = 2, alpha = 0.5, 30 epochs, student seeds 0-2")
-    cnn = trained(models.lenet, split, 0, epochs=20, lr=3e-3)
+    cnn = fit_baseline("lenet", split.train, seed=0, progress=False)
     rows = distillation_gaps(lambda h: models.rnn_classifier("gru", hidden_size=h), cnn, split.train, split.test,
                              (8, 16, 32), SEEDS, temperature=4.0, alpha=0.9, epochs=60)
     table(["student hidden", *GAP_COLUMNS], rows,

@@ -192,7 +192,7 @@ RECIPES: dict[str, Recipe] = {
 """The workbook's baselines, shared by the chapters, the tests and the benchmarks."""
 
 
-def baseline(name: str, dataset: Dataset, *, seed: int = 0, progress: bool = True) -> nn.Module:
+def fit_baseline(name: str, dataset: Dataset, *, seed: int = 0, progress: bool = True) -> nn.Module:
     """The baseline ``name`` (a key of ``RECIPES``) trained on ``dataset`` for ``seed``: ``set_seed(seed)``, build,
     train with the recipe's epochs and learning rate (minibatch order from the same seed). Deterministic."""
     check_choice("name", name, tuple(RECIPES))

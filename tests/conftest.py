@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from compresskit import data
-from compresskit.train import baseline
+from compresskit.train import fit_baseline
 
 
 @pytest.fixture(scope="session")
@@ -18,7 +18,7 @@ def split():
 @pytest.fixture(scope="session")
 def trained_mlp(split):
     """LeNet-300-100 from ``train.RECIPES["mlp"]``, seed 0 (do not change it: copy it)."""
-    return baseline("mlp", split.train, seed=0, progress=False)
+    return fit_baseline("mlp", split.train, seed=0, progress=False)
 
 
 def snapshot(model: torch.nn.Module) -> dict:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import prune as torch_prune
 
@@ -67,3 +68,66 @@ def truncated_svd(w: torch.Tensor, rank: int) -> torch.Tensor:
     """U_r S_r V_r^T from torch.linalg.svd."""
     u, s, vh = torch.linalg.svd(w.double(), full_matrices=False)
     return (u[:, :rank] * s[:rank]) @ vh[:rank]
+
+
+LINEARS = (1, 3, 5)  # the Linear layers of models.mlp(): Flatten, Linear, ReLU, Linear, ReLU, Linear
+
+
+def _mlp_forward(model, weights, inputs):
+    h = inputs.flatten(1)
+    for i in LINEARS:
+        h = F.linear(h, weights(i), model[i].bias)
+        h = F.relu(h) if i != LINEARS[-1] else h
+    return h
+
+
+def qat_by_hand(torch_pruned, x, y, *, bits, lr, seed, batch_size, epochs=1):
+    """QAT of a torch-pruned LeNet-style MLP written out: per-channel symmetric fake quantization (torch's op) of the
+    masked weight with parameters from the kept weights, Adam, compresskit.train's minibatch order. Returns the
+    quantized weights {layer index: tensor} (changes ``torch_pruned``)."""
+    model = torch_pruned
+    masks = {}
+    for i in LINEARS:
+        masks[i] = model[i].weight_mask.bool()
+        torch_prune.remove(model[i], "weight")
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+
+    def quantized(i):
+        w = model[i].weight
+        scale, zp, q_min, q_max = kept_qparams(w.detach(), masks[i], bits, True)
+        return torch.fake_quantize_per_channel_affine(w * masks[i], scale, zp, 0, q_min, q_max) * masks[i]
+
+    gen = torch.Generator().manual_seed(seed)
+    for _ in range(epochs):
+        order = torch.randperm(len(x), generator=gen)
+        for start in range(0, len(x), batch_size):
+            idx = order[start : start + batch_size]
+            loss = F.cross_entropy(_mlp_forward(model, quantized, x[idx]), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    with torch.no_grad():
+        return {i: quantized(i) for i in LINEARS}
+
+
+def centroid_finetune_by_hand(torch_pruned, x, y, *, bits, lr):
+    """Deep Compression's codebook update written out, one full-batch step: the gradient of each centroid is the sum
+    of its members' gradients (index_add over the kept weights), SGD with momentum 0.9 on the codebooks only. The
+    initial codebooks are scikit-learn's k-means of the kept weights. Returns {layer index: shared weights}."""
+    books, members = {}, {}
+    for i in LINEARS:
+        kept = torch_pruned[i].weight_mask.bool()
+        w = torch_pruned[i].weight.detach()
+        shared = kmeans_kept(w, kept, bits)
+        codebook = torch.unique(shared[kept])
+        idx = torch.zeros_like(w, dtype=torch.long)
+        idx[kept] = torch.searchsorted(codebook, shared[kept])
+        books[i], members[i] = codebook.clone().requires_grad_(), (idx, kept)
+    opt = torch.optim.SGD(list(books.values()), lr=lr, momentum=0.9)
+    leaves = {i: (books[i].detach()[members[i][0]] * members[i][1]).requires_grad_() for i in LINEARS}
+    F.cross_entropy(_mlp_forward(torch_pruned, lambda i: leaves[i], x), y).backward()
+    for i in LINEARS:
+        idx, kept = members[i]
+        books[i].grad = torch.zeros_like(books[i]).index_add_(0, idx[kept], leaves[i].grad[kept])
+    opt.step()
+    return {i: books[i].detach()[members[i][0]] * members[i][1] for i in LINEARS}

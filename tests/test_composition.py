@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn.functional as F
-from torch.nn.utils import prune as torch_prune
 
 from compresskit import distill, lowrank, models, prune, quantize
 from compresskit.layers import effective_weight
@@ -97,39 +95,6 @@ def test_low_rank_then_prune_masks_the_factors_as_torch_does(seed):
     assert len(ours) == len(theirs) == 5 and all(torch.equal(a, b) for a, b in zip(ours, theirs))
 
 
-def _qat_by_hand(torch_pruned, x, y, *, bits, lr, seed, batch_size):
-    """One epoch of QAT written out: per-channel symmetric fake quantization (torch's op) of the masked weight with
-    parameters from the kept weights, Adam, the same minibatch order as compresskit.train. Changes ``torch_pruned``."""
-    model = torch_pruned
-    masks = {}
-    for i in LINEARS:
-        masks[i] = model[i].weight_mask.bool()
-        torch_prune.remove(model[i], "weight")
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-
-    def quantized(i):
-        w = model[i].weight
-        scale, zp, q_min, q_max = ref.kept_qparams(w.detach(), masks[i], bits, True)
-        return torch.fake_quantize_per_channel_affine(w * masks[i], scale, zp, 0, q_min, q_max) * masks[i]
-
-    def forward(inputs):
-        h = inputs.flatten(1)
-        for i in LINEARS:
-            h = F.linear(h, quantized(i), model[i].bias)
-            h = F.relu(h) if i != LINEARS[-1] else h
-        return h
-
-    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
-    for start in range(0, len(x), batch_size):
-        idx = order[start : start + batch_size]
-        loss = F.cross_entropy(forward(x[idx]), y[idx])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    with torch.no_grad():
-        return {i: quantized(i) for i in LINEARS}
-
-
 @pytest.mark.parametrize("seed", SEEDS)
 def test_prune_then_qat_equals_qat_by_hand(split, seed):
     model = _mlp(seed, hidden=(32, 16))
@@ -137,8 +102,8 @@ def test_prune_then_qat_equals_qat_by_hand(split, seed):
     small = torch.utils.data.TensorDataset(x[:256], y[:256])
     out = quantize.qat(prune.magnitude_prune(model, sparsity=0.7), small, bits=3, per_channel=True, epochs=1,
                        lr=1e-2, batch_size=64, seed=seed, progress=False)
-    expected = _qat_by_hand(ref.torch_prune_layers(model, 0.7), x[:256], y[:256], bits=3, lr=1e-2, seed=seed,
-                            batch_size=64)
+    expected = ref.qat_by_hand(ref.torch_prune_layers(model, 0.7), x[:256], y[:256], bits=3, lr=1e-2, seed=seed,
+                               batch_size=64)
     for i in LINEARS:
         torch.testing.assert_close(effective_weight(out[i]).detach(), expected[i], rtol=1e-5, atol=1e-6)
         assert hasattr(out[i], "weight_mask") and (effective_weight(out[i])[~out[i].weight_mask.bool()] == 0).all()
@@ -153,29 +118,9 @@ def test_prune_kmeans_then_centroid_fine_tuning_equals_the_formula(split, seed):
     pruned = prune.magnitude_prune(model, sparsity=0.6)
     out = quantize.kmeans_finetune(pruned, torch.utils.data.TensorDataset(x, y), bits=2, epochs=1, lr=0.05,
                                    optimizer="sgd", batch_size=128, seed=seed, progress=False)
-    by_hand = ref.torch_prune_layers(model, 0.6)
-    books, members = {}, {}
+    expected = ref.centroid_finetune_by_hand(ref.torch_prune_layers(model, 0.6), x, y, bits=2, lr=0.05)
     for i in LINEARS:
-        kept = _kept(by_hand, i)
-        codebook, idx = quantize.kmeans_quantize(by_hand[i].weight.detach(), 2, mask=kept)
-        books[i], members[i] = codebook.clone().requires_grad_(), (idx, kept)
-    opt = torch.optim.SGD(list(books.values()), lr=0.05, momentum=0.9)
-    leaves = {i: (books[i].detach()[members[i][0]] * members[i][1]).requires_grad_() for i in LINEARS}
-    h = x.flatten(1)
-    for i in LINEARS:
-        h = F.linear(h, leaves[i], by_hand[i].bias)
-        h = F.relu(h) if i != LINEARS[-1] else h
-    order = torch.randperm(128, generator=torch.Generator().manual_seed(seed))  # one batch: order only permutes
-    assert len(order) == 128
-    F.cross_entropy(h, y).backward()
-    for i in LINEARS:
-        idx, kept = members[i]
-        books[i].grad = torch.zeros(4).index_add_(0, idx[kept], leaves[i].grad[kept])
-    opt.step()
-    for i in LINEARS:
-        idx, kept = members[i]
-        torch.testing.assert_close(effective_weight(out[i]).detach(), books[i].detach()[idx] * kept,
-                                   rtol=1e-5, atol=1e-7)
+        torch.testing.assert_close(effective_weight(out[i]).detach(), expected[i], rtol=1e-5, atol=1e-7)
 
 
 @pytest.mark.parametrize("seed", SEEDS)

@@ -228,53 +228,6 @@ def test_qat_trains_recurrent_weights_through_the_fake_quantizer():
     assert evaluate(q, split.test) > ptq + 0.05  # trained with the quantizer in the loop, not after it
 
 
-SILENT_GATE = {"RNN_TANH": 0, "RNN_RELU": 0, "GRU": 2, "LSTM": 2}  # zero these rows and the unit stays 0 forever
-
-
-@pytest.mark.parametrize("seed", SEEDS)
-@pytest.mark.parametrize("cell", ["gru", "lstm", "rnn"])
-def test_prune_units_equals_the_dense_model_with_those_units_silenced(seed, cell):
-    torch.manual_seed(seed)
-    model = models.rnn_classifier(cell, hidden_size=12, num_layers=2)
-    small = prune.magnitude_prune(model, sparsity=0.3, tensors="weight_hh")  # scores use the effective weights
-    smaller = rnn.prune_units(small, 0.25, norm=2)
-    r = small.rnn
-    assert smaller.rnn.hidden_size == 9 and smaller.fc.in_features == 9 and type(smaller.rnn) is type(r)
-    assert model.rnn.hidden_size == 12 and small.rnn.hidden_size == 12  # callers unchanged
-    gates, silenced = rnn.GATES[r.mode], prune.finalize(models.copy_model(small))
-    s = silenced.rnn
-    for k in range(2):  # the reference: the same units' scores written out, their candidate rows zeroed
-        w = torch.cat([getattr(r, f"weight_{kind}_l{k}").detach().reshape(gates, 12, -1) for kind in ("ih", "hh")], -1)
-        scores = w.pow(2).sum(dim=(0, 2)).sqrt()
-        dropped = torch.argsort(scores)[:3]
-        with torch.no_grad():
-            for kind in ("ih", "hh"):
-                rows = SILENT_GATE[r.mode] * 12 + dropped
-                getattr(s, f"weight_{kind}_l{k}")[rows] = 0
-                getattr(s, f"bias_{kind}_l{k}")[rows] = 0
-    x = torch.rand(6, 1, 8, 8)
-    assert torch.allclose(smaller(x), silenced(x), atol=1e-5)
-    assert metrics.count_params(smaller) < metrics.count_params(model)
-    for m, h in ((smaller, 9), (model, 12)):  # 8 steps x gates x h x (in + h) per layer, plus the classifier
-        assert metrics.macs(m, (8, 8)) == 8 * gates * h * ((8 + h) + (h + h)) + h * 10
-
-
-def test_prune_units_validates():
-    model = models.rnn_classifier("gru", hidden_size=8)
-    with pytest.raises(ValueError, match=r"amount must be in \[0, 1\)"):
-        rnn.prune_units(model, 1.0)
-    with pytest.raises(ValueError, match="norm must be 1 or 2"):
-        rnn.prune_units(model, 0.5, norm=3)
-    with pytest.raises(ValueError, match="no recurrent layer"):
-        rnn.prune_units(models.mlp(), 0.5)
-    with pytest.raises(ValueError, match="reads its 8 hidden units"):
-        rnn.prune_units(nn.Sequential(nn.GRU(8, 8)), 0.5)
-    with pytest.raises(TypeError, match="to_torch"):
-        rnn.prune_units(lowrank.low_rank(model, rank=2), 0.5)
-    with pytest.raises(TypeError, match="rnn.prune_units"):
-        prune.prune_channels(model, 0.5)
-
-
 @pytest.mark.parametrize("seed", SEEDS)
 def test_l1_penalty_and_proximal_step_reach_recurrent_weights(seed):
     from compresskit import sparsify

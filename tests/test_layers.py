@@ -1,0 +1,65 @@
+"""compresskit.layers: the one table of compressible tensors, stored vs effective weights, tied weights, copies."""
+
+import pytest
+import torch
+from torch import nn
+from torch.nn.utils import prune as torch_prune
+
+from compresskit import layers, models
+
+
+def test_sites_follow_the_layer_table_and_never_take_biases():
+    gru = models.rnn_classifier("lstm", hidden_size=4, num_layers=2)
+    names = [s.name for s in layers.sites(gru)]
+    assert names == ["rnn.weight_ih_l0", "rnn.weight_hh_l0", "rnn.weight_ih_l1", "rnn.weight_hh_l1", "fc.weight"]
+    assert [s.name for s in layers.sites(models.lenet())] == ["0.weight", "4.weight", "9.weight", "11.weight"]
+    assert layers.GATES == {"RNN_TANH": 1, "RNN_RELU": 1, "GRU": 3, "LSTM": 4}
+    with pytest.raises(ValueError, match="matches none"):
+        layers.sites(gru, "weight_xx")
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_effective_weight_is_current_after_an_optimizer_step(seed):
+    """torch recomputes weight = orig * mask only in the next forward; effective_weight computes it now."""
+    torch.manual_seed(seed)
+    layer = nn.Linear(5, 4)
+    torch_prune.l1_unstructured(layer, "weight", amount=0.5)
+    layer(torch.rand(2, 5)).sum().backward()
+    torch.optim.SGD(layer.parameters(), lr=0.5).step()
+    stale = layer.weight.detach().clone()
+    fresh = layers.effective_weight(layer).detach()
+    assert torch.equal(fresh, (layer.weight_orig * layer.weight_mask).detach()) and not torch.equal(fresh, stale)
+    site = layers.sites(nn.Sequential(layer))[0]
+    assert site.stored is layer.weight_orig and torch.equal(site.kept(), layer.weight_mask.bool())
+    site.write(torch.ones(4, 5))
+    assert torch.equal(layers.effective_weight(layer), layer.weight_mask)  # written where the values live
+
+
+def test_kept_without_a_mask_is_the_nonzero_entries():
+    layer = nn.Linear(3, 2)
+    with torch.no_grad():
+        layer.weight[0, 1] = 0
+    kept = layers.sites(nn.Sequential(layer))[0].kept()
+    assert kept.sum() == 5 and not kept[0, 1]
+
+
+def test_unique_sites_group_tied_weights_and_copies_keep_them_tied():
+    a, b = nn.Linear(3, 3), nn.Linear(3, 3)
+    b.weight = a.weight
+    model = nn.Sequential(a, b)
+    groups = layers.unique_sites(layers.sites(model))
+    assert [len(g) for g in groups] == [2]
+    copy = layers.copy_model(model)
+    assert copy[0].weight is copy[1].weight and copy[0].weight is not a.weight
+
+
+def test_copy_model_after_a_forward_of_a_pruned_model_and_like():
+    model = models.mlp(hidden=(6,))
+    torch_prune.l1_unstructured(model[1], "weight", amount=0.5)
+    model(torch.rand(2, 1, 8, 8))
+    copy = layers.copy_model(model)
+    assert torch.equal(copy[1].weight_mask, model[1].weight_mask)
+    new = layers.like(nn.Linear(2, 2), model.double().eval())
+    assert new.weight.dtype == torch.float64 and not new.training
+    with pytest.raises(TypeError, match="model must be an nn.Module"):
+        layers.copy_model(torch.zeros(2))
