@@ -36,7 +36,8 @@ def pairs(base, gru, split):
     """(name, compresskit model, by-hand model) for each composition."""
     x, y = split.train.tensors
     kept = lambda m, i: m[i].weight_mask.bool()  # noqa: E731
-    rows = []
+    rows = [("prune 90 % alone (layer scope, no fine-tuning)", prune.magnitude_prune(base, sparsity=0.9),
+             ref.torch_prune_layers(base, 0.9))]
     for bits in (4,):
         hand = ref.torch_prune_layers(base, 0.9)
         rows.append((f"prune 90 % -> uniform {bits}-bit per channel",
@@ -65,7 +66,7 @@ def pairs(base, gru, split):
     hand = ref.torch_prune_layers(base, 0.7)
     ours = quantize.qat(prune.magnitude_prune(base, sparsity=0.7), split.train, bits=3, per_channel=True, epochs=1,
                         lr=1e-3, seed=0, progress=False)
-    weights = ref.qat_by_hand(ref.torch_prune_layers(base, 0.7), x, y, bits=3, lr=1e-3, seed=0, batch_size=64)
+    weights = ref.qat_by_hand(hand, x, y, bits=3, lr=1e-3, seed=0, batch_size=64)  # trains hand's biases too
     rows.append(("prune 70 % -> QAT 3-bit (1 epoch)", ours, _with_weights(hand, weights)))
     hand = ref.torch_prune_layers(base, 0.9)
     ours = quantize.kmeans_finetune(prune.magnitude_prune(base, sparsity=0.9), split.train, bits=2, epochs=1, lr=0.01,

@@ -154,7 +154,9 @@ def ste_fake_quantize(w: torch.Tensor, bits: int, *, symmetric: bool = True, per
     codes = _codes(w, scale, zero_point)
     inside = (codes >= q_min) & (codes <= q_max)
     wq = (codes.clamp(q_min, q_max) - zero_point) * scale
-    out = torch.where(inside, w + (wq.to(w.dtype) - w).detach(), wq.to(w.dtype))
+    wq = wq.to(w.dtype)
+    # wq + (w - w.detach()) is exactly wq forward (w + (wq - w) can be off by an ulp) and passes gradient 1
+    out = torch.where(inside, wq + (w - w.detach()), wq)
     return out * kept.to(w.dtype) if kept is not None else out
 
 
@@ -262,8 +264,8 @@ def binarize(w: torch.Tensor, *, mask: torch.Tensor | None = None) -> torch.Tens
 
 def ste_binarize(w: torch.Tensor, *, mask: torch.Tensor | None = None) -> torch.Tensor:
     """binarize with the clipped STE (BinaryConnect): gradient 1 where |w| <= 1, else 0 (and 0 where pruned)."""
-    b = binarize(w, mask=mask)
-    out = torch.where(w.abs() <= 1, w + (b - w).detach(), b.detach())
+    b = binarize(w, mask=mask).detach()
+    out = torch.where(w.abs() <= 1, b + (w - w.detach()), b)
     return out * mask.to(w.dtype) if mask is not None else out
 
 

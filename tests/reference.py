@@ -13,10 +13,11 @@ from torch.nn.utils import prune as torch_prune
 
 
 def torch_prune_layers(model: nn.Module, sparsity: float, names=("weight",)) -> nn.Module:
-    """torch's own l1_unstructured on every Linear weight (and RNN weights named in ``names``), on a deep copy."""
+    """torch's own l1_unstructured, on a deep copy, on every tensor whose name contains one of ``names``: Linear and
+    Conv weights (called ``weight``) and RNN weights (``weight_ih_l0``, ``weight_hh_l0``...)."""
     model = copy.deepcopy(model)
     for module in model.modules():
-        if isinstance(module, (nn.Linear, nn.Conv2d)):
+        if isinstance(module, (nn.Linear, nn.Conv2d)) and "weight" in names:
             torch_prune.l1_unstructured(module, "weight", amount=sparsity)
         elif isinstance(module, nn.RNNBase):
             for name in module._flat_weights_names:
