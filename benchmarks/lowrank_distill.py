@@ -60,20 +60,11 @@ def main() -> None:
     table(["MLP student width", *GAP_COLUMNS], rows,
           "The same teacher and recipe into one-hidden-layer MLP students (a student of another shape), seeds 0-9")
 
-    x_train, y_train = split.train.tensors
     rows = []
     for width in (8, 16, 32):
-        gaps = []
-        for seed in range(5):
-            subset = torch.randperm(len(x_train), generator=torch.Generator().manual_seed(seed))[: len(x_train) // 10]
-            few = torch.utils.data.TensorDataset(x_train[subset], y_train[subset])
-            set_seed(seed)
-            plain = models.mlp(hidden=(width,))
-            train(plain, few, epochs=150, lr=3e-3, progress=False, seed=seed)
-            set_seed(seed)
-            s = models.mlp(hidden=(width,))
-            distill.distill(s, teacher, few, temperature=4.0, alpha=0.9, epochs=150, lr=3e-3, progress=False, seed=seed)
-            gaps.append(100 * (evaluate(s, split.test) - evaluate(plain, split.test)))
+        gaps = distill.compare_with_labels(lambda w=width: models.mlp(hidden=(w,)), teacher, split.train, split.test,
+                                           seeds=range(5), temperature=4.0, alpha=0.9, epochs=150, lr=3e-3,
+                                           fraction=0.1, progress=False).gaps
         rows.append([width, f"{statistics.mean(gaps):+.1f} ± {statistics.stdev(gaps):.1f}",
                      " / ".join(f"{g:+.1f}" for g in gaps)])
     table(["student width", "gap (pts)", "seeds 0-4"], rows,

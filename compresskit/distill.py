@@ -115,12 +115,24 @@ class Comparison:
         return statistics.mean(train_acc - test_acc for train_acc, test_acc in runs[arm])
 
 
+def labelled_fraction(dataset: Dataset, fraction: float, seed: int) -> TensorDataset:
+    """A random ``fraction`` of ``dataset`` (``int(n * fraction)`` images, at least one), drawn for ``seed``: the
+    labels a learner has when labels are scarce."""
+    check_fraction("fraction", fraction)
+    inputs, labels = _tensors(dataset)
+    keep = max(1, int(len(labels) * fraction))
+    subset = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))[:keep]
+    return TensorDataset(inputs[subset], labels[subset])
+
+
 def compare_with_labels(make_student: Callable[[], nn.Module], teacher: nn.Module, dataset: Dataset, test: Dataset,
                         *, seeds: Sequence[int], temperature: float, alpha: float, epochs: int, lr: float = 1e-3,
-                        **train_kwargs) -> Comparison:
+                        fraction: float = 1.0, **train_kwargs) -> Comparison:
     """Does distillation beat the labels for this student? The fair experiment, per seed: ``set_seed(seed)`` then
     ``make_student()`` for each arm (the same initial weights), the same epochs, learning rate and minibatch order;
-    only the loss differs. Returns every seed's train and test accuracy of both arms.
+    only the loss differs. With ``fraction < 1`` both arms see the same random part of ``dataset`` for each seed
+    (``labelled_fraction``; the teacher saw it all). Returns every seed's train and test accuracy of both arms (train
+    accuracy on what the arm trained on).
     """
     _check(temperature, alpha)
     check_module("teacher", teacher)
@@ -129,17 +141,19 @@ def compare_with_labels(make_student: Callable[[], nn.Module], teacher: nn.Modul
     seeds = list(seeds)
     if len(seeds) < 2:
         raise ValueError(f"seeds must hold at least 2 seeds (a spread needs two), got {seeds!r}")
+    check_fraction("fraction", fraction)
     labels_only, distilled = [], []
     for seed in seeds:
+        seen = dataset if fraction == 1 else labelled_fraction(dataset, fraction, seed)
         for runs in (labels_only, distilled):
             set_seed(seed)
             student = make_student()
             if not isinstance(student, nn.Module):
                 raise TypeError(f"make_student must return an nn.Module, got {type(student).__name__}")
             if runs is labels_only:
-                train(student, dataset, epochs=epochs, lr=lr, seed=seed, **train_kwargs)
+                train(student, seen, epochs=epochs, lr=lr, seed=seed, **train_kwargs)
             else:
-                distill(student, teacher, dataset, temperature=temperature, alpha=alpha, epochs=epochs, lr=lr,
+                distill(student, teacher, seen, temperature=temperature, alpha=alpha, epochs=epochs, lr=lr,
                         seed=seed, **train_kwargs)
-            runs.append((100 * evaluate(student, dataset), 100 * evaluate(student, test)))
+            runs.append((100 * evaluate(student, seen), 100 * evaluate(student, test)))
     return Comparison(labels_only, distilled, student)

@@ -125,3 +125,26 @@ def test_compare_with_labels_bad_arguments(kwargs, error, match):
             "epochs": 1, "progress": False, **kwargs}
     with pytest.raises(error, match=match):
         distill.compare_with_labels(**args)
+
+
+def test_compare_with_labels_on_a_fraction_equals_the_experiment_written_out():
+    split = data.load_digits()
+    set_seed(0)
+    teacher = models.mlp(hidden=(16,))
+    train(teacher, split.train, epochs=2, lr=3e-3, progress=False)
+    result = distill.compare_with_labels(lambda: models.mlp(hidden=(8,)), teacher, split.train, split.test,
+                                         seeds=[0, 1], temperature=4.0, alpha=0.9, epochs=3, lr=3e-3, fraction=0.1,
+                                         progress=False)
+    x, y = split.train.tensors
+    for seed, gap in zip([0, 1], result.gaps):
+        subset = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[: int(len(x) * 0.1)]
+        few = torch.utils.data.TensorDataset(x[subset], y[subset])
+        set_seed(seed)
+        plain = models.mlp(hidden=(8,))
+        train(plain, few, epochs=3, lr=3e-3, progress=False, seed=seed)
+        set_seed(seed)
+        taught = models.mlp(hidden=(8,))
+        distill.distill(taught, teacher, few, temperature=4.0, alpha=0.9, epochs=3, lr=3e-3, progress=False, seed=seed)
+        assert gap == pytest.approx(100 * evaluate(taught, split.test) - 100 * evaluate(plain, split.test), abs=1e-9)
+    with pytest.raises(ValueError, match="fraction"):
+        distill.labelled_fraction(split.train, 1.5, 0)

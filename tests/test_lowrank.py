@@ -103,3 +103,21 @@ def test_rank_for_energy_and_low_rank_model():
         lowrank.low_rank(model)
     with pytest.raises(ValueError, match=r"energy must be in \(0, 1\]"):
         lowrank.low_rank(model, energy=1.5)
+
+
+@pytest.mark.parametrize("mode", ["zeros", "reflect", "replicate", "circular"])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_cp_conv_keeps_the_padding_mode(mode, stride):
+    """Each depthwise factor pads its own direction with the layer's mode: the factorized layer equals the full
+    convolution with the CP kernel, padded as the layer pads (1e-5)."""
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(3, 5, 3, stride=stride, padding=1, padding_mode=mode)
+    factored = lowrank.cp_conv(conv, 4)
+    assert all(m.padding_mode == mode for m in factored[1:3])
+    kernel = lowrank.cp_reconstruct(lowrank.cp_als(conv.weight.detach(), 4)).float()
+    x = torch.rand(2, 3, 7, 7)
+    padded = torch.nn.functional.pad(x, (1, 1, 1, 1), mode="constant" if mode == "zeros" else mode)
+    expected = torch.nn.functional.conv2d(padded, kernel, conv.bias, stride=stride)
+    torch.testing.assert_close(factored(x), expected, rtol=1e-5, atol=1e-5)
+    same = torch.nn.Conv2d(3, 5, 3, padding="same")
+    assert lowrank.cp_conv(same, 4)(x).shape == same(x).shape

@@ -277,3 +277,11 @@ def test_kmeans_few_distinct_values_and_mask():
     shared = codebook[idx] * mask
     # linear init (-1, 2): {-1, 0.5, 0.5} (0.5 is halfway: the smaller centroid) and {2}; means 0 and 2, a fixed point
     assert torch.equal(shared[~mask], torch.zeros(2)) and codebook.tolist() == [0.0, 2.0]
+
+
+@pytest.mark.parametrize("bits", [5, 6])
+def test_kmeans_wastes_no_centroid_on_trained_weights(trained_mlp, bits):
+    """Linear initialisation puts centroids in the empty tails of trained weights; relocation fills them."""
+    for i in (1, 3):
+        _, idx = quantize.kmeans_quantize(trained_mlp[i].weight, bits)
+        assert len(idx.unique()) == 2**bits
