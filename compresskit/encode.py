@@ -1,0 +1,576 @@
+"""Real bytes (编码): a compressed model written to a small binary format of our own, and read back safely.
+
+``pack(model)`` stores every tensor of the model as it is: a weight with few distinct values (k-means or uniformly
+quantized) as a *codebook* plus one code per weight; a pruned weight in Deep Compression's sparse layout (the gap
+before each kept weight instead of its position); both code streams Huffman-coded (Han et al., "Deep Compression",
+ICLR 2016, sections 3 and 4). ``unpack(blob, like=model)`` rebuilds the model bit for bit. Nothing is pickled.
+
+Format, version 1 (all integers little-endian)::
+
+    magic  b"CKPK"  | version u8 | tensor count u32
+    per tensor:  name length u16, name (UTF-8) | dtype u8 | ndim u8, shape u32 x ndim
+                 encoding u8 | payload length u32 | payload
+    crc32 u32 of everything before it
+
+Encodings and their payloads (``n`` = number of entries, values in the tensor's own dtype, so bit-exact):
+
+    0 RAW      the n values
+    1 SHARED   codebook size k u16, k values | value stream (n codes)
+    2 SPARSE   gap bits b u8, entries m u32 | gap stream (m gaps) | the kept values, raw
+    3 SPARSE_SHARED  codebook size k u16, k values | gap bits b u8, entries m u32 | gap stream | value stream
+    4 ROW_SHARED     per row (first dimension): size k_r u16, k_r values | value stream (n codes, row by row)
+                     (per-channel quantization: each row has its own scale, so its own few values)
+
+A *stream* is ``coding u8`` (0 fixed width, 1 canonical Huffman), then for fixed width ``width u8`` and the codes
+packed MSB first, for Huffman ``symbols u16``, ``(symbol u16, code length u8)`` per symbol, then ``bit count u32``
+and the bits. Sparse layout: positions in flattened order; each entry's gap (zeros skipped since the previous entry)
+is < ``2^b - 1``; a gap field of ``2^b - 1`` is a *filler*: it skips ``2^b - 1`` zeros and stores nothing, for
+longer runs. In the value stream a filler has no code (Huffman) or code 0 (fixed width, so that it costs a value and
+an index, as Deep Compression's filler zero does and ``metrics.relative_index_entries`` counts it).
+
+Reading checks every length and count against the bytes that are there and against ``like``'s own tensors before
+anything is allocated; a wrong magic, a newer version, a checksum, a size or a Huffman table that cannot be right is
+a ``ValueError`` that says what is wrong.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import struct
+import zlib
+from collections import Counter
+from collections.abc import Iterable
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.utils import prune as torch_prune
+
+from compresskit.checks import check_bool, check_int, check_module
+from compresskit.layers import copy_model, require_sites, sites
+from compresskit.metrics import is_compressible, named_tensors
+
+MAGIC = b"CKPK"
+FORMAT_VERSION = 1
+RAW, SHARED, SPARSE, SPARSE_SHARED, ROW_SHARED = 0, 1, 2, 3, 4
+ENCODINGS = {RAW: "raw", SHARED: "shared", SPARSE: "sparse", SPARSE_SHARED: "sparse shared", ROW_SHARED: "row shared"}
+FIXED, HUFFMAN = 0, 1
+MAX_CODEBOOK = 256  # a tensor with more distinct values is stored raw (or sparse raw)
+MAX_CODE_LENGTH = 32
+DTYPES = {0: torch.float32, 1: torch.float64, 2: torch.float16, 3: torch.bfloat16, 4: torch.int64, 5: torch.int32,
+          6: torch.uint8, 7: torch.bool}
+DTYPE_CODES = {v: k for k, v in DTYPES.items()}
+
+
+# ------------------------------------------------------------------------------------------------ Huffman
+
+
+def huffman_code(counts) -> dict:
+    """Canonical Huffman code: ``{symbol: code}`` with codes as strings of '0'/'1'; prefix-free, of optimal expected
+    length (H <= L < H + 1 against the entropy H of the counts). A single symbol gets the code '0'.
+
+    Args:
+        counts: ``{symbol: count}`` with counts > 0, or an iterable of symbols (a list, a tensor) to be counted.
+            Symbols must be mutually comparable (canonical codes are assigned in symbol order).
+    """
+    counts = _counts(counts)
+    return _canonical(_code_lengths(counts))
+
+
+def _counts(counts) -> dict:
+    if isinstance(counts, torch.Tensor):
+        counts = counts.flatten().tolist()
+    if isinstance(counts, dict):
+        for symbol, c in counts.items():
+            if isinstance(c, bool) or not isinstance(c, int) or c <= 0:
+                raise ValueError(f"counts must be ints > 0, got {c!r} for symbol {symbol!r}")
+        counts = dict(counts)
+    elif isinstance(counts, Iterable) and not isinstance(counts, (str, bytes)):
+        counts = dict(Counter(counts))
+    else:
+        raise TypeError("counts must be a {symbol: count} dict or an iterable of symbols, got "
+                        f"{type(counts).__name__}")
+    if not counts:
+        raise ValueError("counts is empty: there is nothing to code")
+    return counts
+
+
+def _code_lengths(counts: dict) -> dict:
+    """Huffman's algorithm: merge the two lightest subtrees until one is left; a symbol's depth is its code length.
+    Ties are broken by the order of first creation, so the lengths are deterministic."""
+    if len(counts) == 1:
+        return {next(iter(counts)): 1}
+    heap = [(c, i, [s]) for i, (s, c) in enumerate(sorted(counts.items()))]
+    heapq.heapify(heap)
+    depth = dict.fromkeys(counts, 0)
+    tick = len(heap)
+    while len(heap) > 1:
+        c1, _, a = heapq.heappop(heap)
+        c2, _, b = heapq.heappop(heap)
+        for s in a + b:
+            depth[s] += 1
+        heapq.heappush(heap, (c1 + c2, tick, a + b))
+        tick += 1
+    return depth
+
+
+def _canonical(lengths: dict) -> dict:
+    """Codes from lengths: symbols in (length, symbol) order take consecutive binary numbers, shifted left whenever
+    the length grows. Prefix-free whenever sum 2^-length <= 1 (Kraft)."""
+    code, previous, out = 0, 0, {}
+    for symbol, length in sorted(lengths.items(), key=lambda item: (item[1], item[0])):
+        code <<= length - previous
+        out[symbol] = format(code, f"0{length}b")
+        code, previous = code + 1, length
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ bit streams
+
+
+class _Writer:
+    def __init__(self):
+        self.parts: list[bytes] = []
+
+    def put(self, fmt: str, *values) -> None:
+        self.parts.append(struct.pack("<" + fmt, *values))
+
+    def raw(self, data: bytes) -> None:
+        self.parts.append(data)
+
+    def bytes(self) -> bytes:
+        return b"".join(self.parts)
+
+
+def _pack_bits(bits: str) -> bytes:
+    if not bits:
+        return b""
+    padded = bits + "0" * (-len(bits) % 8)
+    return int(padded, 2).to_bytes(len(padded) // 8, "big")
+
+
+def _stream(symbols: list[int], alphabet: int, huffman: bool) -> bytes:
+    """One code stream: fixed width (ceil(log2(alphabet)) bits a code) or canonical Huffman with its table."""
+    out = _Writer()
+    if not huffman:
+        width = max(1, math.ceil(math.log2(alphabet))) if alphabet > 1 else 1
+        out.put("BB", FIXED, width)
+        out.raw(_pack_bits("".join(format(s, f"0{width}b") for s in symbols)))
+        return out.bytes()
+    out.put("B", HUFFMAN)
+    if not symbols:
+        out.put("HI", 0, 0)
+        return out.bytes()
+    lengths = _code_lengths(dict(Counter(symbols)))
+    codes = _canonical(lengths)
+    out.put("H", len(lengths))
+    for symbol in sorted(lengths):
+        out.put("HB", symbol, lengths[symbol])
+    bits = "".join(codes[s] for s in symbols)
+    out.put("I", len(bits))
+    out.raw(_pack_bits(bits))
+    return out.bytes()
+
+
+class _Reader:
+    """Bounds-checked reads from the blob: nothing is read or allocated past what is there."""
+
+    def __init__(self, data: bytes, where: str = "blob"):
+        self.data, self.pos, self.where = data, 0, where
+
+    def take(self, n: int, what: str) -> bytes:
+        if n < 0 or self.pos + n > len(self.data):
+            raise ValueError(f"{self.where} is truncated: {what} needs {n} bytes at offset {self.pos}, only "
+                             f"{len(self.data) - self.pos} remain")
+        chunk = self.data[self.pos : self.pos + n]
+        self.pos += n
+        return chunk
+
+    def get(self, fmt: str, what: str):
+        values = struct.unpack("<" + fmt, self.take(struct.calcsize("<" + fmt), what))
+        return values if len(values) > 1 else values[0]
+
+
+def _read_stream(r: _Reader, count: int, alphabet: int, what: str) -> list[int]:
+    """Exactly ``count`` codes, each < ``alphabet``, from a stream; every table and length checked first."""
+    coding = r.get("B", f"{what} coding")
+    if coding == FIXED:
+        width = r.get("B", f"{what} width")
+        if not 1 <= width <= 16:
+            raise ValueError(f"{r.where}: {what} has a code width of {width} bits (allowed 1-16)")
+        data = r.take(math.ceil(count * width / 8), f"{what} codes")
+        bits = np.unpackbits(np.frombuffer(data, dtype=np.uint8))[: count * width].reshape(count, width)
+        codes = (bits.astype(np.int64) << np.arange(width - 1, -1, -1)).sum(axis=1).tolist() if count else []
+    elif coding == HUFFMAN:
+        codes = _read_huffman(r, count, what)
+    else:
+        raise ValueError(f"{r.where}: {what} has an unknown coding {coding} (0 fixed width, 1 Huffman)")
+    if codes and max(codes) >= alphabet:
+        raise ValueError(f"{r.where}: {what} holds code {max(codes)}, outside its alphabet of {alphabet}")
+    return codes
+
+
+def _read_huffman(r: _Reader, count: int, what: str) -> list[int]:
+    n_symbols = r.get("H", f"{what} table size")
+    table = [r.get("HB", f"{what} table") for _ in range(n_symbols)]
+    n_bits = r.get("I", f"{what} bit count")
+    data = r.take(math.ceil(n_bits / 8), f"{what} bits")
+    if count == 0:
+        return []
+    if n_symbols == 0:
+        raise ValueError(f"{r.where}: {what} must hold {count} codes but its Huffman table is empty")
+    symbols = [s for s, _ in table]
+    if symbols != sorted(set(symbols)):
+        raise ValueError(f"{r.where}: {what}'s Huffman table lists symbols out of order or twice")
+    lengths = {s: length for s, length in table}
+    if not all(1 <= length <= MAX_CODE_LENGTH for length in lengths.values()):
+        raise ValueError(f"{r.where}: {what}'s Huffman table has code lengths outside 1-{MAX_CODE_LENGTH}")
+    if sum(2.0 ** -length for length in lengths.values()) > 1.0:
+        raise ValueError(f"{r.where}: {what}'s Huffman table is not prefix-free (its code lengths break Kraft's "
+                         "inequality: sum 2^-length > 1)")
+    if n_bits < count * min(lengths.values()):
+        raise ValueError(f"{r.where}: {what} has {n_bits} bits, too few for {count} codes")
+    # canonical decoding: for each length, the first code and the symbols that have it
+    order = sorted(lengths, key=lambda s: (lengths[s], s))
+    first, start, by_length = {}, {}, {}
+    code, previous = 0, 0
+    for i, s in enumerate(order):
+        length = lengths[s]
+        code <<= length - previous
+        if length not in first:
+            first[length], start[length], by_length[length] = code, i, 0
+        by_length[length] += 1
+        code, previous = code + 1, length
+    longest = max(lengths.values())
+    bits = np.unpackbits(np.frombuffer(data, dtype=np.uint8))[:n_bits]
+    padded = np.concatenate([bits, np.zeros(longest, dtype=np.uint8)]).astype(np.int64)
+    windows = (np.lib.stride_tricks.sliding_window_view(padded, longest)[:n_bits]
+               @ (1 << np.arange(longest - 1, -1, -1, dtype=np.int64))).tolist()
+    steps = [(length, longest - length, first[length], by_length[length], start[length]) for length in sorted(first)]
+    out, pos = [], 0
+    for _ in range(count):
+        if pos >= n_bits:
+            raise ValueError(f"{r.where}: {what} ends after {len(out)} of {count} codes")
+        window = windows[pos]
+        for length, shift, first_code, n, offset in steps:
+            index = (window >> shift) - first_code
+            if 0 <= index < n:
+                out.append(order[offset + index])
+                pos += length
+                break
+        else:
+            raise ValueError(f"{r.where}: {what} holds a bit pattern that is no code of its Huffman table")
+    if pos > n_bits:
+        raise ValueError(f"{r.where}: {what}'s last code runs past its {n_bits} bits")
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ tensors
+
+
+def _gaps(flat: torch.Tensor, gap_bits: int) -> tuple[list[int], list[int]]:
+    """Sparse layout of a flattened tensor: (gap fields, positions of the kept entries), fillers included: a gap
+    field of ``2^b - 1`` skips that many zeros and stores nothing (its position is -1); every other field g skips g
+    zeros and stores the next entry."""
+    escape = 2**gap_bits - 1
+    fields, where, last = [], [], -1
+    for p in torch.nonzero(flat).flatten().tolist():
+        gap = p - last - 1
+        while gap >= escape:
+            fields.append(escape)
+            where.append(-1)
+            gap -= escape
+        fields.append(gap)
+        where.append(p)
+        last = p
+    return fields, where
+
+
+def _encode_tensor(t: torch.Tensor, huffman: bool, gap_bits: int | None) -> tuple[int, bytes]:
+    """The smallest encoding of one tensor: (encoding, payload)."""
+    flat = t.detach().reshape(-1).cpu()
+    candidates = [(RAW, _raw_bytes(flat))]
+    if not (t.is_floating_point() and t.dim() >= 2):
+        return candidates[0]
+    distinct = torch.unique(flat)
+    nonzero = distinct[distinct != 0]
+    has_zeros = bool((flat == 0).any())
+    if len(distinct) <= MAX_CODEBOOK:  # shared, dense
+        codes = torch.searchsorted(distinct, flat).tolist()
+        w = _Writer()
+        w.put("H", len(distinct))
+        w.raw(_raw_bytes(distinct))
+        w.raw(_stream(codes, len(distinct), huffman))
+        candidates.append((SHARED, w.bytes()))
+    rows = flat.reshape(t.shape[0], -1)
+    row_values = [torch.unique(row) for row in rows]
+    if max(len(v) for v in row_values) <= MAX_CODEBOOK and t.shape[0] > 1:  # shared per row
+        w = _Writer()
+        codes = []
+        for values, row in zip(row_values, rows):
+            w.put("H", len(values))
+            w.raw(_raw_bytes(values))
+            codes += torch.searchsorted(values, row).tolist()
+        w.raw(_stream(codes, max(len(v) for v in row_values), huffman))
+        candidates.append((ROW_SHARED, w.bytes()))
+    if has_zeros:
+        for b in ([gap_bits] if gap_bits else range(2, 9)):
+            fields, where = _gaps(flat, b)
+            kept = [p for p in where if p >= 0]
+            gap_stream = _stream(fields, 2**b, huffman)
+            w = _Writer()
+            w.put("BI", b, len(fields))
+            w.raw(gap_stream)
+            w.raw(_raw_bytes(flat[kept]))
+            candidates.append((SPARSE, w.bytes()))
+            if 0 < len(nonzero) <= MAX_CODEBOOK:
+                index = {v: i for i, v in enumerate(nonzero.tolist())}
+                values = flat.tolist()
+                if huffman:
+                    codes = [index[values[p]] for p in where if p >= 0]
+                else:
+                    codes = [index[values[p]] if p >= 0 else 0 for p in where]
+                w = _Writer()
+                w.put("H", len(nonzero))
+                w.raw(_raw_bytes(nonzero))
+                w.put("BI", b, len(fields))
+                w.raw(gap_stream)
+                w.raw(_stream(codes, len(nonzero), huffman))
+                candidates.append((SPARSE_SHARED, w.bytes()))
+    return min(candidates, key=lambda c: len(c[1]))
+
+
+def _raw_bytes(t: torch.Tensor) -> bytes:
+    t = t.contiguous().cpu()
+    return (t.view(torch.int16) if t.dtype == torch.bfloat16 else t).numpy().tobytes()
+
+
+def _from_raw(data: bytes, dtype: torch.dtype, count: int) -> torch.Tensor:
+    if dtype == torch.bfloat16:
+        return torch.from_numpy(np.frombuffer(data, dtype=np.int16, count=count).copy()).view(torch.bfloat16)
+    np_dtype = torch.empty(0, dtype=dtype).numpy().dtype
+    return torch.from_numpy(np.frombuffer(data, dtype=np_dtype, count=count).copy())
+
+
+def _decode_tensor(r: _Reader, encoding: int, dtype: torch.dtype, shape: tuple[int, ...]) -> torch.Tensor:
+    numel = math.prod(shape)
+    item = torch.empty(0, dtype=dtype).element_size()
+    if encoding == RAW:
+        return _from_raw(r.take(numel * item, "raw values"), dtype, numel)
+    if encoding == ROW_SHARED:
+        if len(shape) < 2 or shape[0] == 0:
+            raise ValueError(f"{r.where}: row-shared encoding needs a tensor with rows, got shape {shape}")
+        per_row = numel // shape[0]
+        books = []
+        for i in range(shape[0]):
+            k = r.get("H", f"row {i} codebook size")
+            if not 1 <= k <= min(MAX_CODEBOOK, per_row):
+                raise ValueError(f"{r.where}: row {i} has a codebook of {k} values for {per_row} entries")
+            books.append(_from_raw(r.take(k * item, f"row {i} codebook"), dtype, k))
+        codes = torch.tensor(_read_stream(r, numel, max(len(b) for b in books), "value stream"),
+                             dtype=torch.long).reshape(shape[0], per_row)
+        out = torch.empty(shape[0], per_row, dtype=dtype)
+        for i, book in enumerate(books):
+            if per_row and int(codes[i].max()) >= len(book):
+                raise ValueError(f"{r.where}: row {i} holds code {int(codes[i].max())} beyond its {len(book)} values")
+            out[i] = book[codes[i]]
+        return out.reshape(-1)
+    if encoding not in (SHARED, SPARSE, SPARSE_SHARED):
+        raise ValueError(f"{r.where}: unknown encoding {encoding} (known: {ENCODINGS})")
+    codebook = None
+    if encoding in (SHARED, SPARSE_SHARED):
+        k = r.get("H", "codebook size")
+        if not 1 <= k <= min(MAX_CODEBOOK, max(numel, 1)):
+            raise ValueError(f"{r.where}: codebook of {k} values for a tensor of {numel} (allowed 1-{MAX_CODEBOOK})")
+        codebook = _from_raw(r.take(k * item, "codebook"), dtype, k)
+    if encoding == SHARED:
+        return codebook[torch.tensor(_read_stream(r, numel, len(codebook), "value stream"), dtype=torch.long)] \
+            if numel else torch.empty(0, dtype=dtype)
+    gap_bits, entries = r.get("BI", "sparse header")
+    if not 1 <= gap_bits <= 16:
+        raise ValueError(f"{r.where}: gap width of {gap_bits} bits (allowed 1-16)")
+    if entries > numel:
+        raise ValueError(f"{r.where}: {entries} sparse entries for a tensor of only {numel} positions")
+    escape = 2**gap_bits - 1
+    fields = _read_stream(r, entries, 2**gap_bits, "gap stream")
+    positions, pos = [], -1  # pos: the last position consumed
+    for g in fields:
+        pos += g if g == escape else g + 1
+        if pos >= numel:
+            raise ValueError(f"{r.where}: the gaps run past the tensor's {numel} positions")
+        positions.append(pos if g != escape else -1)
+    kept = [p for p in positions if p >= 0]
+    out = torch.zeros(numel, dtype=dtype)
+    if encoding == SPARSE:
+        out[torch.tensor(kept, dtype=torch.long)] = _from_raw(r.take(len(kept) * item, "kept values"), dtype, len(kept))
+        return out
+    # a Huffman value stream has no code for fillers; a fixed-width one has code 0 for each
+    coding = r.data[r.pos] if r.pos < len(r.data) else None
+    n_codes = len(kept) if coding == HUFFMAN else entries
+    codes = _read_stream(r, n_codes, len(codebook), "value stream")
+    if coding != HUFFMAN:
+        codes = [c for c, p in zip(codes, positions) if p >= 0]
+    if kept:
+        out[torch.tensor(kept, dtype=torch.long)] = codebook[torch.tensor(codes, dtype=torch.long)]
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ models
+
+
+def _tensors_of(model: nn.Module) -> list[tuple[str, torch.Tensor]]:
+    return list(named_tensors(model))
+
+
+def pack(model: nn.Module, *, huffman: bool = True, gap_bits: int | None = None) -> bytes:
+    """The model's tensors as they are, in the format above: ``bytes`` of a file you could ship.
+
+    Each weight matrix or kernel takes the smallest of: raw values; a codebook of its distinct values (when <= 256:
+    a k-means or uniformly quantized weight) with a code per weight; the sparse layout (when it has zeros) with raw
+    kept values or with codes. Every other tensor (biases, BatchNorm) is stored raw in its own dtype (float32 biases
+    stay float32: unpack gives them back bit for bit).
+
+    Args:
+        huffman: Huffman-code the gap and value streams (Deep Compression's last stage); False stores fixed-width
+            codes, priced as ``metrics.storage_bytes`` prices them.
+        gap_bits: width b of a sparse layout's gap field (runs of 2^b - 1 or more zeros take fillers); None tries 2-8
+            and keeps the smallest (the paper used 5 for fully connected layers, 8 for convolutions).
+    """
+    check_module("model", model)
+    check_bool("huffman", huffman)
+    if gap_bits is not None:
+        check_int("gap_bits", gap_bits, 1, 16)
+    require_sites(model)
+    out = _Writer()
+    tensors = _tensors_of(model)
+    out.raw(MAGIC)
+    out.put("BI", FORMAT_VERSION, len(tensors))
+    for name, t in tensors:
+        if t.dtype not in DTYPE_CODES:
+            raise ValueError(f"tensor '{name}' has dtype {t.dtype}, which the format does not store "
+                             f"(it stores {sorted(str(d) for d in DTYPE_CODES)})")
+        encoded = name.encode("utf-8")
+        out.put("H", len(encoded))
+        out.raw(encoded)
+        out.put("BB", DTYPE_CODES[t.dtype], t.dim())
+        for d in t.shape:
+            out.put("I", d)
+        encoding, payload = _encode_tensor(t, huffman, gap_bits) if is_compressible(name, t) else \
+            (RAW, _raw_bytes(t.detach().reshape(-1)))
+        out.put("BI", encoding, len(payload))
+        out.raw(payload)
+    body = out.bytes()
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+def describe(blob: bytes) -> list[dict]:
+    """What a blob holds, tensor by tensor: name, shape, dtype, encoding and payload bytes (no ``like`` needed; the
+    header is checked as ``unpack`` checks it, payloads are not decoded)."""
+    r, count = _open(blob)
+    rows = []
+    for _ in range(count):
+        name, dtype, shape, encoding, payload = _record(r)
+        rows.append({"name": name, "shape": shape, "dtype": dtype, "encoding": ENCODINGS.get(encoding, "?"),
+                     "bytes": len(payload)})
+    return rows
+
+
+def _open(blob) -> tuple[_Reader, int]:
+    if not isinstance(blob, (bytes, bytearray, memoryview)):
+        raise TypeError(f"blob must be bytes, got {type(blob).__name__}")
+    blob = bytes(blob)
+    if len(blob) < 4 or blob[:4] != MAGIC:
+        raise ValueError(f"not a compresskit file: it starts with {blob[:4]!r}, expected {MAGIC!r}")
+    if len(blob) < 4 + 5 + 4:
+        raise ValueError(f"blob is truncated: {len(blob)} bytes cannot hold the header and checksum")
+    version = blob[4]
+    if version > FORMAT_VERSION:
+        raise ValueError(f"the blob was written in format version {version} by a newer compresskit; this one reads "
+                         f"version {FORMAT_VERSION}")
+    if version < 1:
+        raise ValueError(f"format version {version} does not exist")
+    body, (crc,) = blob[:-4], struct.unpack("<I", blob[-4:])
+    if zlib.crc32(body) != crc:
+        raise ValueError("blob is corrupt: its CRC-32 checksum does not match (truncated or altered)")
+    r = _Reader(body)
+    r.take(5, "magic and version")
+    count = r.get("I", "tensor count")
+    if count * 13 > len(body) - r.pos:  # a record takes at least 13 bytes
+        raise ValueError(f"blob claims {count} tensors but has only {len(body) - r.pos} bytes for them")
+    return r, count
+
+
+def _record(r: _Reader):
+    name_length = r.get("H", "name length")
+    try:
+        name = r.take(name_length, "name").decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"a tensor name is not UTF-8: {err}") from err
+    dtype_code, ndim = r.get("BB", f"'{name}' dtype and ndim")
+    if dtype_code not in DTYPES:
+        raise ValueError(f"tensor '{name}' has an unknown dtype code {dtype_code}")
+    if ndim > 8:
+        raise ValueError(f"tensor '{name}' claims {ndim} dimensions (at most 8)")
+    shape = tuple(r.get("I", f"'{name}' shape") for _ in range(ndim))
+    encoding, length = r.get("BI", f"'{name}' encoding and length")
+    payload = r.take(length, f"'{name}' payload")
+    return name, DTYPES[dtype_code], shape, encoding, payload
+
+
+def unpack(blob: bytes, *, like: nn.Module) -> nn.Module:
+    """A new model shaped like ``like`` whose tensors are the packed ones, bit for bit (``like`` is not changed).
+
+    Pruning masks of ``like`` are not carried over: the result is a plain model whose zeros are ordinary weights,
+    as a model loaded from a file is. Every tensor of ``like`` must be in the blob with the same shape and dtype.
+    """
+    check_module("like", like)
+    r, count = _open(blob)
+    target = copy_model(like)
+    sites(target)  # refuses parametrized layers
+    for module in target.modules():  # a plain model: masks made permanent
+        for hook in list(module._forward_pre_hooks.values()):
+            if isinstance(hook, torch_prune.BasePruningMethod):
+                torch_prune.remove(module, hook._tensor_name)
+    wanted = dict(_tensors_of(target))
+    seen = set()
+    decoded = {}
+    for _ in range(count):
+        name, dtype, shape, encoding, payload = _record(r)
+        if name not in wanted:
+            raise ValueError(f"blob holds a tensor '{name}' that the model given as like does not have")
+        if name in seen:
+            raise ValueError(f"blob holds tensor '{name}' twice")
+        seen.add(name)
+        mine = wanted[name]
+        if tuple(mine.shape) != shape or mine.dtype != dtype:
+            raise ValueError(f"tensor '{name}' is {shape} {dtype} in the blob but {tuple(mine.shape)} {mine.dtype} "
+                             "in like")
+        pr = _Reader(payload, where=f"tensor '{name}'")
+        values = _decode_tensor(pr, encoding, dtype, shape)
+        if pr.pos != len(payload):
+            raise ValueError(f"tensor '{name}': {len(payload) - pr.pos} bytes left over after its data")
+        decoded[name] = values.reshape(shape)
+    if r.pos != len(r.data):
+        raise ValueError(f"blob has {len(r.data) - r.pos} bytes after its last tensor")
+    missing = sorted(set(wanted) - seen)
+    if missing:
+        raise ValueError(f"blob lacks tensors of the model given as like: {missing}")
+    with torch.no_grad():
+        for name, values in decoded.items():
+            wanted[name].copy_(values.to(wanted[name].device))
+    return target
+
+
+def framing_bytes(model: nn.Module) -> int:
+    """Bytes of ``pack(model)`` that are not values, codes or codebooks: magic, version, count and checksum (13), and
+    per tensor its name, dtype, shape, encoding and payload length (2 + len(name) + 2 + 4 ndim + 5). What
+    ``metrics.storage_bytes`` does not count."""
+    check_module("model", model)
+    return 13 + sum(2 + len(name.encode("utf-8")) + 2 + 4 * t.dim() + 5 for name, t in _tensors_of(model))
+
+
+def storage_report(model: nn.Module, **pack_kwargs) -> list[dict]:
+    """Per tensor of ``pack(model)``: name, shape, encoding and bytes (the header and checksum not included)."""
+    return describe(pack(model, **pack_kwargs))
+
