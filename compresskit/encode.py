@@ -22,9 +22,11 @@ Encodings and their payloads (``n`` = number of entries, values in the tensor's 
                      (per-channel quantization: each row has its own scale, so its own few values)
 
 A *stream* is ``coding u8`` (0 fixed width, 1 canonical Huffman), then for fixed width ``width u8`` and the codes
-packed MSB first, for Huffman ``symbols u16``, ``(symbol u16, code length u8)`` per symbol, then ``bit count u32``
-and the bits. Sparse layout: positions in flattened order; each entry's gap (zeros skipped since the previous entry)
-is < ``2^b - 1``; a gap field of ``2^b - 1`` is a *filler*: it skips ``2^b - 1`` zeros and stores nothing, for
+packed MSB first, for Huffman ``alphabet size u16``, one code length u8 per symbol of the alphabet (0: unused; the
+canonical code follows from the lengths), then ``bit count u32`` and the bits.
+
+Sparse layout: positions in flattened order; each entry's gap (zeros skipped since the previous entry) is
+< ``2^b - 1``; a gap field of ``2^b - 1`` is a *filler*: it skips ``2^b - 1`` zeros and stores nothing, for
 longer runs. In the value stream a filler has no code (Huffman) or code 0 (fixed width, so that it costs a value and
 an index, as Deep Compression's filler zero does and ``metrics.relative_index_entries`` counts it).
 
@@ -159,14 +161,10 @@ def _stream(symbols: list[int], alphabet: int, huffman: bool) -> bytes:
         out.raw(_pack_bits("".join(format(s, f"0{width}b") for s in symbols)))
         return out.bytes()
     out.put("B", HUFFMAN)
-    if not symbols:
-        out.put("HI", 0, 0)
-        return out.bytes()
-    lengths = _code_lengths(dict(Counter(symbols)))
+    lengths = _code_lengths(dict(Counter(symbols))) if symbols else {}
     codes = _canonical(lengths)
-    out.put("H", len(lengths))
-    for symbol in sorted(lengths):
-        out.put("HB", symbol, lengths[symbol])
+    out.put("H", alphabet)  # then one code length a symbol of the alphabet, 0 for the unused ones
+    out.raw(bytes(lengths.get(s, 0) for s in range(alphabet)))
     bits = "".join(codes[s] for s in symbols)
     out.put("I", len(bits))
     out.raw(_pack_bits(bits))
@@ -203,7 +201,7 @@ def _read_stream(r: _Reader, count: int, alphabet: int, what: str) -> list[int]:
         bits = np.unpackbits(np.frombuffer(data, dtype=np.uint8))[: count * width].reshape(count, width)
         codes = (bits.astype(np.int64) << np.arange(width - 1, -1, -1)).sum(axis=1).tolist() if count else []
     elif coding == HUFFMAN:
-        codes = _read_huffman(r, count, what)
+        codes = _read_huffman(r, count, alphabet, what)
     else:
         raise ValueError(f"{r.where}: {what} has an unknown coding {coding} (0 fixed width, 1 Huffman)")
     if codes and max(codes) >= alphabet:
@@ -211,21 +209,20 @@ def _read_stream(r: _Reader, count: int, alphabet: int, what: str) -> list[int]:
     return codes
 
 
-def _read_huffman(r: _Reader, count: int, what: str) -> list[int]:
-    n_symbols = r.get("H", f"{what} table size")
-    table = [r.get("HB", f"{what} table") for _ in range(n_symbols)]
+def _read_huffman(r: _Reader, count: int, alphabet: int, what: str) -> list[int]:
+    size = r.get("H", f"{what} alphabet size")
+    if size != alphabet:
+        raise ValueError(f"{r.where}: {what}'s Huffman table covers {size} symbols, its alphabet has {alphabet}")
+    table = r.take(size, f"{what} code lengths")
     n_bits = r.get("I", f"{what} bit count")
     data = r.take(math.ceil(n_bits / 8), f"{what} bits")
+    lengths = {s: length for s, length in enumerate(table) if length}
     if count == 0:
         return []
-    if n_symbols == 0:
+    if not lengths:
         raise ValueError(f"{r.where}: {what} must hold {count} codes but its Huffman table is empty")
-    symbols = [s for s, _ in table]
-    if symbols != sorted(set(symbols)):
-        raise ValueError(f"{r.where}: {what}'s Huffman table lists symbols out of order or twice")
-    lengths = {s: length for s, length in table}
-    if not all(1 <= length <= MAX_CODE_LENGTH for length in lengths.values()):
-        raise ValueError(f"{r.where}: {what}'s Huffman table has code lengths outside 1-{MAX_CODE_LENGTH}")
+    if max(lengths.values()) > MAX_CODE_LENGTH:
+        raise ValueError(f"{r.where}: {what}'s Huffman table has code lengths above {MAX_CODE_LENGTH}")
     if sum(2.0 ** -length for length in lengths.values()) > 1.0:
         raise ValueError(f"{r.where}: {what}'s Huffman table is not prefix-free (its code lengths break Kraft's "
                          "inequality: sum 2^-length > 1)")
@@ -423,22 +420,26 @@ def _tensors_of(model: nn.Module) -> list[tuple[str, torch.Tensor]]:
     return list(named_tensors(model))
 
 
-def pack(model: nn.Module, *, huffman: bool = True, gap_bits: int | None = None) -> bytes:
+def pack(model: nn.Module, *, huffman: bool = True, gap_bits: int | None = None, bias_bits: int = 32) -> bytes:
     """The model's tensors as they are, in the format above: ``bytes`` of a file you could ship.
 
     Each weight matrix or kernel takes the smallest of: raw values; a codebook of its distinct values (when <= 256:
     a k-means or uniformly quantized weight) with a code per weight; the sparse layout (when it has zeros) with raw
-    kept values or with codes. Every other tensor (biases, BatchNorm) is stored raw in its own dtype (float32 biases
-    stay float32: unpack gives them back bit for bit).
+    kept values or with codes. Every other tensor (biases, BatchNorm) is stored raw: in its own dtype with
+    ``bias_bits=32`` (unpack gives it back bit for bit), or as float16 with ``bias_bits=16`` (half the bytes; unpack
+    gives back the float16-rounded values, in the model's dtype).
 
     Args:
         huffman: Huffman-code the gap and value streams (Deep Compression's last stage); False stores fixed-width
             codes, priced as ``metrics.storage_bytes`` prices them.
         gap_bits: width b of a sparse layout's gap field (runs of 2^b - 1 or more zeros take fillers); None tries 2-8
             and keeps the smallest (the paper used 5 for fully connected layers, 8 for convolutions).
+        bias_bits: 32 (each tensor's own dtype) or 16 (float16) for the tensors that are not weight matrices.
     """
     check_module("model", model)
     check_bool("huffman", huffman)
+    if bias_bits not in (16, 32) or isinstance(bias_bits, bool):
+        raise ValueError(f"bias_bits must be 16 or 32, got {bias_bits!r}")
     if gap_bits is not None:
         check_int("gap_bits", gap_bits, 1, 16)
     require_sites(model)
@@ -447,6 +448,8 @@ def pack(model: nn.Module, *, huffman: bool = True, gap_bits: int | None = None)
     out.raw(MAGIC)
     out.put("BI", FORMAT_VERSION, len(tensors))
     for name, t in tensors:
+        if bias_bits == 16 and t.is_floating_point() and not is_compressible(name, t):
+            t = t.detach().to(torch.float16)
         if t.dtype not in DTYPE_CODES:
             raise ValueError(f"tensor '{name}' has dtype {t.dtype}, which the format does not store "
                              f"(it stores {sorted(str(d) for d in DTYPE_CODES)})")
@@ -543,7 +546,8 @@ def unpack(blob: bytes, *, like: nn.Module) -> nn.Module:
             raise ValueError(f"blob holds tensor '{name}' twice")
         seen.add(name)
         mine = wanted[name]
-        if tuple(mine.shape) != shape or mine.dtype != dtype:
+        half_bias = dtype == torch.float16 and mine.is_floating_point() and not is_compressible(name, mine)
+        if tuple(mine.shape) != shape or (mine.dtype != dtype and not half_bias):
             raise ValueError(f"tensor '{name}' is {shape} {dtype} in the blob but {tuple(mine.shape)} {mine.dtype} "
                              "in like")
         pr = _Reader(payload, where=f"tensor '{name}'")
@@ -558,7 +562,7 @@ def unpack(blob: bytes, *, like: nn.Module) -> nn.Module:
         raise ValueError(f"blob lacks tensors of the model given as like: {missing}")
     with torch.no_grad():
         for name, values in decoded.items():
-            wanted[name].copy_(values.to(wanted[name].device))
+            wanted[name].copy_(values.to(device=wanted[name].device, dtype=wanted[name].dtype))
     return target
 
 

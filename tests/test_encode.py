@@ -162,9 +162,8 @@ def _blob(records: list[bytes], count: int | None = None, version: int = 1) -> b
 LIKE = nn.Sequential(nn.Linear(3, 2, bias=False))  # one tensor: '0.weight', 2 x 3 float32
 
 
-def _huffman_stream(table, n_bits: int, data: bytes) -> bytes:
-    return struct.pack("<BH", 1, len(table)) + b"".join(struct.pack("<HB", s, n) for s, n in table) + \
-        struct.pack("<I", n_bits) + data
+def _huffman_stream(lengths, n_bits: int, data: bytes) -> bytes:
+    return struct.pack("<BH", 1, len(lengths)) + bytes(lengths) + struct.pack("<I", n_bits) + data
 
 
 HOSTILE = {
@@ -181,11 +180,13 @@ HOSTILE = {
     "unknown encoding": (_blob([_record("0.weight", (2, 3), 9, bytes(24))]), "unknown encoding"),
     "codebook too big": (_blob([_record("0.weight", (2, 3), 1, struct.pack("<H", 5000) + bytes(100))]), "codebook"),
     "not prefix-free": (_blob([_record("0.weight", (2, 3), 1, struct.pack("<H", 3) + bytes(12) + _huffman_stream(
-        [(0, 1), (1, 1), (2, 1)], 6, bytes(1)))]), "not prefix-free"),
-    "code outside alphabet": (_blob([_record("0.weight", (2, 3), 1, struct.pack("<H", 2) + bytes(8) + _huffman_stream(
-        [(0, 1), (7, 1)], 6, b"\xff"))]), "outside its alphabet"),
+        [1, 1, 1], 6, bytes(1)))]), "not prefix-free"),
+    "table for another alphabet": (_blob([_record("0.weight", (2, 3), 1, struct.pack("<H", 2) + bytes(8) +
+                                                  _huffman_stream([1, 1, 0, 0, 0, 0, 0, 1], 6, b"\xff"))]), "covers 8"),
     "too few bits": (_blob([_record("0.weight", (2, 3), 1, struct.pack("<H", 2) + bytes(8) + _huffman_stream(
-        [(0, 1), (1, 1)], 3, b"\x00"))]), "too few"),
+        [1, 1], 3, b"\x00"))]), "too few"),
+    "code outside alphabet": (_blob([_record("0.weight", (2, 3), 1, struct.pack("<H", 2) + bytes(8) + struct.pack(
+        "<BB", 0, 2) + bytes([0b11000000, 0]))]), "outside its alphabet"),
     "gaps past the end": (_blob([_record("0.weight", (2, 3), 2, struct.pack("<BI", 3, 2) + struct.pack(
         "<BB", 0, 3) + bytes([0b11011000]) + bytes(8))]), "run past"),
     "missing tensor": (_blob([]), "lacks tensors"),
@@ -212,6 +213,17 @@ def test_every_truncation_and_every_flipped_byte_is_refused():
         damaged[i] ^= 0x5A
         with pytest.raises(ValueError):
             encode.unpack(bytes(damaged), like=model)
+
+
+def test_biases_at_half_precision(unchanged):
+    model = models.mlp(hidden=(8,))
+    with unchanged(model):
+        out = encode.unpack(encode.pack(model, bias_bits=16), like=model)
+    assert torch.equal(out[1].bias, model[1].bias.half().float()) and out[1].bias.dtype == torch.float32
+    assert torch.equal(out[1].weight, model[1].weight)
+    assert len(encode.pack(model)) - len(encode.pack(model, bias_bits=16)) == 2 * (8 + 10)
+    with pytest.raises(ValueError, match="bias_bits"):
+        encode.pack(model, bias_bits=8)
 
 
 def test_wrong_arguments():
