@@ -468,14 +468,22 @@ def pack(model: nn.Module, *, huffman: bool = True, gap_bits: int | None = None,
 
 
 def describe(blob: bytes) -> list[dict]:
-    """What a blob holds, tensor by tensor: name, shape, dtype, encoding and payload bytes (no ``like`` needed; the
-    header is checked as ``unpack`` checks it, payloads are not decoded)."""
+    """What a blob holds, tensor by tensor: name, shape, dtype, encoding, payload bytes, and where they apply the
+    codebook size, the gap width and the number of sparse entries (no ``like`` needed; the header is checked as
+    ``unpack`` checks it, payloads are not decoded)."""
     r, count = _open(blob)
     rows = []
     for _ in range(count):
         name, dtype, shape, encoding, payload = _record(r)
-        rows.append({"name": name, "shape": shape, "dtype": dtype, "encoding": ENCODINGS.get(encoding, "?"),
-                     "bytes": len(payload)})
+        row = {"name": name, "shape": shape, "dtype": dtype, "encoding": ENCODINGS.get(encoding, "?"),
+               "bytes": len(payload), "codebook": None, "gap_bits": None, "entries": None}
+        p = _Reader(payload, where=f"tensor '{name}'")
+        if encoding in (SHARED, SPARSE_SHARED):
+            row["codebook"] = p.get("H", "codebook size")
+            p.take(row["codebook"] * torch.empty(0, dtype=dtype).element_size(), "codebook")
+        if encoding in (SPARSE, SPARSE_SHARED):
+            row["gap_bits"], row["entries"] = p.get("BI", "sparse header")
+        rows.append(row)
     return rows
 
 

@@ -404,3 +404,112 @@ def sparse_matmul_timings(
             "coo_ms": latency(lambda coo=coo: torch.sparse.mm(coo, x), None, threads=threads).ms,
         })
     return rows
+
+
+# ---------------------------------------------------------------------------------------------- comparisons
+
+
+@dataclass(frozen=True)
+class SpeedComparison:
+    """Several models timed on the same input, interleaved round by round (``compare``).
+
+    ``times_ms[name]`` holds one time per call for each round; ``speedup(name)`` is the reference's time over the
+    model's, per round, as ``(median, low, high)`` with low-high the 10th-90th percentile over rounds.
+    """
+
+    reference: str
+    times_ms: dict[str, list[float]]
+    threads: int
+    noise: float  # relative spread (10th-90th percentile / median) of the reference's own rounds
+
+    def median_ms(self, name: str) -> float:
+        return statistics.median(self.times_ms[name])
+
+    def speedup(self, name: str) -> tuple[float, float, float]:
+        ratios = sorted(r / m for r, m in zip(self.times_ms[self.reference], self.times_ms[name]))
+        return statistics.median(ratios), _percentile(ratios, 0.1), _percentile(ratios, 0.9)
+
+    def verdict(self, name: str) -> str:
+        """"1.8x faster (1.6-2.0)", "1.3x slower (1.2-1.4)", or "no measurable difference (0.97-1.04)" when the
+        interval contains 1 or the difference is within the reference's own round-to-round noise."""
+        if name == self.reference:
+            return "reference"
+        mid, low, high = self.speedup(name)
+        if low <= 1.0 <= high or abs(mid - 1.0) <= self.noise:
+            return f"no measurable difference ({low:.2f}-{high:.2f})"
+        if mid > 1.0:
+            return f"{mid:.1f}x faster ({low:.1f}-{high:.1f})" if mid >= 1.95 else \
+                f"{mid:.2f}x faster ({low:.2f}-{high:.2f})"
+        return f"{1 / mid:.1f}x slower ({1 / high:.1f}-{1 / low:.1f})" if mid <= 0.51 else \
+            f"{1 / mid:.2f}x slower ({1 / high:.2f}-{1 / low:.2f})"
+
+    def __str__(self) -> str:
+        width = max(len(n) for n in self.times_ms)
+        lines = [f"{'model':{width}s} {'median ms':>10s}  against {self.reference} ({self.threads} thread(s), "
+                 f"{len(self.times_ms[self.reference])} interleaved rounds)"]
+        lines += [f"{n:{width}s} {self.median_ms(n):10.3f}  {self.verdict(n)}" for n in self.times_ms]
+        return "\n".join(lines)
+
+
+def _percentile(sorted_values: list[float], q: float) -> float:
+    position = q * (len(sorted_values) - 1)
+    low = math.floor(position)
+    high = min(low + 1, len(sorted_values) - 1)
+    return sorted_values[low] + (sorted_values[high] - sorted_values[low]) * (position - low)
+
+
+@torch.inference_mode()
+def compare(models: dict, example_input: torch.Tensor | None, *, reference: str | None = None, rounds: int = 15,
+            warmup: int = 5, threads: int = 1, block_ms: float = 2.0) -> SpeedComparison:
+    """Time several models on the same input, **interleaved**: each round times every model once (in an order that
+    rotates from round to round), so a busy moment on the machine hits all of them, not one. Each model's time in a
+    round is the mean over a block of calls long enough (``block_ms``) for the timer; the reference (default: the
+    first model) is timed once per round like the others, never against itself. Threads are pinned and restored,
+    modules run in eval mode (restored) under ``torch.inference_mode``.
+    """
+    if not isinstance(models, dict) or len(models) < 2:
+        raise TypeError("models must be a dict of at least two {name: model or callable} to compare")
+    for name, m in models.items():
+        if not callable(m):
+            raise TypeError(f"models['{name}'] must be an nn.Module or a callable, got {type(m).__name__}")
+    reference = next(iter(models)) if reference is None else reference
+    if reference not in models:
+        raise ValueError(f"reference must be one of {list(models)}, got {reference!r}")
+    if example_input is not None:
+        check_tensor("example_input", example_input, floating=False)
+    check_int("rounds", rounds, 3)
+    check_int("warmup", warmup, 0)
+    check_threads(threads)
+    if isinstance(block_ms, bool) or not isinstance(block_ms, (int, float)) or not 0 < block_ms <= 1000:
+        raise ValueError(f"block_ms must be in (0, 1000], got {block_ms!r}")
+    args = () if example_input is None else (example_input,)
+    modes = {n: m.training for n, m in models.items() if isinstance(m, nn.Module)}
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        for m in models.values():
+            if isinstance(m, nn.Module):
+                m.eval()
+        calls = {}
+        for name, m in models.items():  # warm up and size each block so that it lasts about block_ms
+            start = time.perf_counter()
+            for _ in range(max(warmup, 1)):
+                m(*args)
+            one = (time.perf_counter() - start) / max(warmup, 1) * 1e3
+            calls[name] = max(1, math.ceil(block_ms / max(one, 1e-6)))
+        names = list(models)
+        times: dict[str, list[float]] = {n: [] for n in names}
+        for r in range(rounds):
+            for name in names[r % len(names):] + names[: r % len(names)]:
+                m, n = models[name], calls[name]
+                start = time.perf_counter()
+                for _ in range(n):
+                    m(*args)
+                times[name].append((time.perf_counter() - start) * 1e3 / n)
+    finally:
+        torch.set_num_threads(before)
+        for name, mode in modes.items():
+            models[name].train(mode)
+    ref = sorted(times[reference])
+    noise = (_percentile(ref, 0.9) - _percentile(ref, 0.1)) / statistics.median(ref)
+    return SpeedComparison(reference, times, threads, noise)

@@ -394,5 +394,11 @@ def quantize_activations(model: nn.Sequential, bits: int, calibration: Dataset, 
     return quantized
 
 
-# quantization-aware training and centroid fine-tuning train with these quantizers in the loop: qat.py, public here
-from compresskit.qat import kmeans_finetune, qat  # noqa: E402, F401
+def __getattr__(name: str):
+    """``quantize.qat`` and ``quantize.kmeans_finetune``: training with these quantizers in the loop lives in
+    ``compresskit.qat`` (imported on first use, so either module can be imported first)."""
+    if name in ("qat", "kmeans_finetune"):
+        from compresskit import qat as _qat
+
+        return getattr(_qat, name)
+    raise AttributeError(f"module 'compresskit.quantize' has no attribute '{name}'")

@@ -86,3 +86,47 @@ def test_measure_record():
     assert r.params == metrics.count_params(m) and r.bytes == 4 * r.params and r.kb == r.bytes / 1024
     assert r.macs == 64 * 10 + 10 * 10 and 0 <= r.accuracy <= 1 and r.latency_ms > 0
     assert metrics.measure(m, split.test).latency_ms is None
+
+
+def test_compare_interleaves_rounds_and_states_verdicts_with_their_spread():
+    import time as _time
+
+    calls = []
+
+    def slow():
+        calls.append("slow")
+        _time.sleep(0.002)
+
+    def fast():
+        calls.append("fast")
+        _time.sleep(0.0005)
+
+    def same():
+        calls.append("same")
+        _time.sleep(0.002)
+
+    result = metrics.compare({"slow": slow, "fast": fast, "same": same}, None, rounds=6, warmup=1, block_ms=1.0)
+    assert result.reference == "slow" and len(result.times_ms["fast"]) == 6
+    mid, low, high = result.speedup("fast")
+    assert low <= mid <= high and mid > 2
+    assert result.verdict("fast").endswith(")") and "faster" in result.verdict("fast")
+    assert result.verdict("same").startswith("no measurable difference")
+    assert result.verdict("slow") == "reference"
+    assert "interleaved rounds" in str(result)
+    # interleaved: the first three measured blocks belong to three different models (after warm-up)
+    assert len(set(calls[-3:])) == 3 or len(set(calls[-6:])) == 3
+    slower = metrics.compare({"fast": fast, "slow": slow}, None, rounds=5, warmup=1, block_ms=1.0)
+    assert "slower" in slower.verdict("slow")
+
+
+def test_compare_validates_and_restores_threads_and_modes():
+    model = models.mlp(hidden=(4,)).train()
+    before = torch.get_num_threads()
+    result = metrics.compare({"a": model, "b": models.mlp(hidden=(2,))}, torch.rand(1, 1, 8, 8), rounds=3)
+    assert model.training and torch.get_num_threads() == before and result.threads == 1
+    for kwargs, error in (({"rounds": 2}, ValueError), ({"threads": 10**6}, ValueError),
+                          ({"reference": "z"}, ValueError), ({"block_ms": 0}, ValueError)):
+        with pytest.raises(error):
+            metrics.compare({"a": model, "b": model}, torch.rand(1, 1, 8, 8), **kwargs)
+    with pytest.raises(TypeError, match="at least two"):
+        metrics.compare({"a": model}, None)
