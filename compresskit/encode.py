@@ -27,8 +27,8 @@ canonical code follows from the lengths), then ``bit count u32`` and the bits.
 
 Sparse layout: positions in flattened order; each entry's gap (zeros skipped since the previous entry) is
 < ``2^b - 1``; a gap field of ``2^b - 1`` is a *filler*: it skips ``2^b - 1`` zeros and stores nothing, for
-longer runs. In the value stream a filler has no code (Huffman) or code 0 (fixed width, so that it costs a value and
-an index, as Deep Compression's filler zero does and ``metrics.relative_index_entries`` counts it).
+longer runs, and has no code in the value stream (Deep Compression's filler stores a zero value, which
+``metrics.relative_index_entries`` counts: here it costs only its gap field).
 
 Reading checks every length and count against the bytes that are there and against ``like``'s own tensors before
 anything is allocated; a wrong magic, a newer version, a checksum, a size or a Huffman table that cannot be right is
@@ -153,13 +153,19 @@ def _pack_bits(bits: str) -> bytes:
 
 
 def _stream(symbols: list[int], alphabet: int, huffman: bool) -> bytes:
-    """One code stream: fixed width (ceil(log2(alphabet)) bits a code) or canonical Huffman with its table."""
+    """One code stream: fixed width (ceil(log2(alphabet)) bits a code), or with ``huffman`` the smaller of that and
+    canonical Huffman with its table (on a short stream the table can cost more than it saves)."""
+    if huffman:
+        return min(_stream(symbols, alphabet, False), _huffman_stream(symbols, alphabet), key=len)
     out = _Writer()
-    if not huffman:
-        width = max(1, math.ceil(math.log2(alphabet))) if alphabet > 1 else 1
-        out.put("BB", FIXED, width)
-        out.raw(_pack_bits("".join(format(s, f"0{width}b") for s in symbols)))
-        return out.bytes()
+    width = max(1, math.ceil(math.log2(alphabet))) if alphabet > 1 else 1
+    out.put("BB", FIXED, width)
+    out.raw(_pack_bits("".join(format(s, f"0{width}b") for s in symbols)))
+    return out.bytes()
+
+
+def _huffman_stream(symbols: list[int], alphabet: int) -> bytes:
+    out = _Writer()
     out.put("B", HUFFMAN)
     lengths = _code_lengths(dict(Counter(symbols))) if symbols else {}
     codes = _canonical(lengths)
@@ -324,10 +330,7 @@ def _encode_tensor(t: torch.Tensor, huffman: bool, gap_bits: int | None) -> tupl
             if 0 < len(nonzero) <= MAX_CODEBOOK:
                 index = {v: i for i, v in enumerate(nonzero.tolist())}
                 values = flat.tolist()
-                if huffman:
-                    codes = [index[values[p]] for p in where if p >= 0]
-                else:
-                    codes = [index[values[p]] if p >= 0 else 0 for p in where]
+                codes = [index[values[p]] for p in where if p >= 0]  # a filler stores nothing
                 w = _Writer()
                 w.put("H", len(nonzero))
                 w.raw(_raw_bytes(nonzero))
@@ -402,12 +405,7 @@ def _decode_tensor(r: _Reader, encoding: int, dtype: torch.dtype, shape: tuple[i
     if encoding == SPARSE:
         out[torch.tensor(kept, dtype=torch.long)] = _from_raw(r.take(len(kept) * item, "kept values"), dtype, len(kept))
         return out
-    # a Huffman value stream has no code for fillers; a fixed-width one has code 0 for each
-    coding = r.data[r.pos] if r.pos < len(r.data) else None
-    n_codes = len(kept) if coding == HUFFMAN else entries
-    codes = _read_stream(r, n_codes, len(codebook), "value stream")
-    if coding != HUFFMAN:
-        codes = [c for c, p in zip(codes, positions) if p >= 0]
+    codes = _read_stream(r, len(kept), len(codebook), "value stream")  # fillers have no code
     if kept:
         out[torch.tensor(kept, dtype=torch.long)] = codebook[torch.tensor(codes, dtype=torch.long)]
     return out

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 from torch.utils.data import Dataset
+from tqdm.auto import tqdm
 
 from compresskit import encode, metrics
 from compresskit.checks import check_bool, check_fraction, check_int, check_module, check_number
@@ -123,15 +124,20 @@ class Point:
     bytes: int
     model: Callable | None = None  # what to time (an nn.Module or an ONNX Runtime session)
     file: str = "pack"  # how the bytes were measured: "pack" (len(encode.pack)) or "onnx" (the .onnx file)
+    latency_ms: float | None = None  # filled by a timing (metrics.compare), when one is made
 
 
-def pareto_front(points: list[Point]) -> list[Point]:
-    """The points no other beats on both axes (at most as many bytes and at least as accurate, one strictly), by
-    bytes; ties keep the first."""
+def pareto_front(points: list[Point], *, cost: str = "bytes") -> list[Point]:
+    """The points no other beats on both axes (at most the ``cost`` -- ``"bytes"`` or ``"latency_ms"`` -- and at
+    least as accurate, one strictly), by cost; ties keep the first."""
     if not points:
         raise ValueError("points is empty")
+    if cost not in ("bytes", "latency_ms"):
+        raise ValueError(f"cost must be 'bytes' or 'latency_ms', got {cost!r}")
+    if any(getattr(p, cost) is None for p in points):
+        raise ValueError(f"every point needs a {cost} (time them with metrics.compare first)")
     front = []
-    for p in sorted(points, key=lambda p: (p.bytes, -p.accuracy)):
+    for p in sorted(points, key=lambda p: (getattr(p, cost), -p.accuracy)):
         if not front or p.accuracy > front[-1].accuracy:
             front.append(p)
     return front
@@ -184,12 +190,14 @@ class SparseCSR(nn.Module):
 # ------------------------------------------------------------------------------------------------ recipes
 
 
-def recipes(baseline: nn.Module, dataset: Dataset, test: Dataset, *, seed: int = 0,
-            progress: bool = False) -> list[Point]:
+def recipes(baseline: nn.Module, dataset: Dataset, test: Dataset, *, seed: int = 0, progress: bool = False,
+            deep: DeepCompression | None = None) -> list[Point]:
     """Every technique of chapters 01-07 and their combinations, applied to ``baseline`` (LeNet-300-100), each as a
     ``Point`` with its test accuracy and the bytes of its file: ``len(encode.pack(model))``, or the ``.onnx`` file for
-    the real int8 models. Fine-tunes are short (a few epochs), the same for every recipe that has one."""
+    the real int8 models. Fine-tunes are short (a few epochs), the same for every recipe that has one. ``deep``: a
+    ``deep_compression`` result of the same baseline to reuse (else it is run here)."""
     from compresskit import distill, int8, lowrank, models, prune, quantize, structured
+    from compresskit.layers import copy_model
     from compresskit.train import set_seed, train
 
     check_module("baseline", baseline)
@@ -202,10 +210,14 @@ def recipes(baseline: nn.Module, dataset: Dataset, test: Dataset, *, seed: int =
         return model
 
     points: list[Point] = []
+    bar = tqdm(total=15, desc="recipes", disable=not progress, leave=False)
 
     def add(name, family, steps, model, *, file="pack", bias_bits=32):
         size = model.file_bytes if file == "onnx" else len(encode.pack(model, bias_bits=bias_bits))
-        points.append(Point(name, family, steps, evaluate(model, test), size, model, file))
+        # timed as it would run: masks made permanent (a mask hook recomputes the weight on every call)
+        runnable = model if file == "onnx" or not prune.is_pruned(model) else prune.finalize(copy_model(model))
+        points.append(Point(name, family, steps, evaluate(model, test), size, runnable, file))
+        bar.update()
 
     add("dense float32", "dense", ["LeNet-300-100, float32"], baseline)
     onnx = int8.int8_models(baseline, x[:1])
@@ -241,8 +253,10 @@ def recipes(baseline: nn.Module, dataset: Dataset, test: Dataset, *, seed: int =
     narrow_int8 = int8.int8_models(narrow, x[:1])["onnx int8 dynamic"]
     add("structured 50 % + int8", "combination", ["half the neurons removed", "5 epochs fine-tuning",
                                                   "ONNX Runtime dynamic int8"], narrow_int8, file="onnx")
-    dc = deep_compression(baseline, dataset, test, seed=seed, progress=progress)
+    dc = deep if deep is not None else deep_compression(baseline, dataset, test, seed=seed, progress=progress)
     points.append(Point("Deep Compression", "combination",
                         ["magnitude pruning to 5 % kept, 10 steps x 6 epochs", "k-means 3-bit, centroids fine-tuned",
                          "Huffman coding, float16 biases"], dc.stages[-1].accuracy, len(dc.blob), dc.unpacked))
+    bar.update()
+    bar.close()
     return points

@@ -7,6 +7,7 @@ accepts an ``ax`` to draw into an existing figure instead.
 from __future__ import annotations
 
 import io
+import math
 from collections.abc import Sequence
 
 import matplotlib
@@ -250,3 +251,53 @@ def errorbars(series: dict[str, tuple[Sequence[float], Sequence[float], Sequence
                   **styles.get(name, {})}
         ax.errorbar(list(xs), list(means), yerr=list(spreads), label=name, **kwargs)
     return _finish(fig, ax, xlabel, ylabel, title, logx, False)
+
+
+def pareto(points, *, x: str = "bytes", front=None, highlight=None, budget: float | None = None, ax=None,
+           title: str = "") -> Figure:
+    """Recipes (``pipeline.Point``) as test accuracy (%) against file size (KB) or latency (ms), both on log axes,
+    one colour per family; the Pareto front as a line; ``highlight`` ringed in red; ``budget`` (bytes) as a dashed
+    vertical line. The legend sits outside the axes, so it covers no point."""
+    if x not in ("bytes", "latency"):
+        raise ValueError(f"x must be 'bytes' or 'latency', got {x!r}")
+    if len(points) == 0:
+        raise ValueError("points is empty: nothing to plot")
+    if ax is None:  # fixed margins (constrained layout measures the outside legend on every draw: slider hot path)
+        fig, ax = plt.subplots(figsize=(11, 5.6))
+        fig.subplots_adjust(left=0.08, right=0.74, bottom=0.12, top=0.86)
+    else:
+        fig = ax.figure
+    value = (lambda p: p.bytes / 1024) if x == "bytes" else (lambda p: p.latency_ms)
+    families = list(dict.fromkeys(p.family for p in points))
+    for i, family in enumerate(families):
+        mine = [p for p in points if p.family == family]
+        ax.plot([value(p) for p in mine], [100 * p.accuracy for p in mine], "o", ms=9, color=COLORS[i % len(COLORS)],
+                label=family)
+    if front:
+        ax.plot([value(p) for p in front], [100 * p.accuracy for p in front], "-", color="0.35", lw=1.5,
+                label="Pareto front", zorder=0)
+        for p in front:  # the front's recipes by name; the others are in the printed table
+            ax.annotate(p.name, (value(p), 100 * p.accuracy), textcoords="offset points", xytext=(6, -14),
+                        fontsize=10, color="0.25")
+    if highlight is not None:
+        ax.plot([value(highlight)], [100 * highlight.accuracy], "o", ms=20, mfc="none", mec="red", mew=2.5,
+                label="chosen")
+    if budget is not None:
+        ax.axvline(budget / 1024, color="red", ls="--", lw=1.5, label="byte budget")
+    ax.set_xscale("log")
+    # a fixed 1-2-5 ladder of plain labels and no minor ticks: a tenth of the tick artists of the default log axis
+    # (the ticks were half of a slider move's redraw)
+    values = [value(p) for p in points] + ([budget / 1024] if budget is not None and x == "bytes" else [])
+    low, high = min(values) / 1.6, max(values) * 1.6
+    subs = (1, 2, 5) if high / low > 20 else (1, 1.5, 2, 3, 4, 5, 6, 8)
+    ladder = [m * 10**e for e in range(math.floor(math.log10(low)), math.ceil(math.log10(high)) + 1) for m in subs]
+    ax.set_xlim(low, high)
+    ax.xaxis.set_major_locator(ticker.FixedLocator([v for v in ladder if low <= v <= high]))
+    ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_locator(ticker.NullLocator())
+    ax.set_xlabel("file size (KB, log scale)" if x == "bytes" else "latency (ms per batch, log scale)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    return fig
