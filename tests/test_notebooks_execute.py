@@ -1,0 +1,45 @@
+"""Every chapter executed the way `jupyter nbconvert --execute` executes it (nbclient), with a cell timeout, so a
+cell that never returns fails CI instead of waiting forever. Chapters run two at a time (one kernel per core), each in
+its own `jupyter nbconvert` process, on copies in a temporary folder (the repository stays clean).
+
+Why this exists: panels used to draw into their output widget with `display` inside `with output:` after
+`clear_output(wait=True)`; under nbclient on a loaded machine the cell's execute reply then went unread until the
+cell timeout (forever by default). `compresskit.widgets.Panel` now sets the widget's outputs directly."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = sorted(p.name for p in (ROOT / "notebooks").glob("*.ipynb"))
+CELL_TIMEOUT_S = 120  # the slowest cell of any chapter takes about 10 s
+PARALLEL = 2
+
+
+@pytest.fixture(scope="module")
+def executed(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("nbconvert")
+
+    def run(name: str):
+        start = time.monotonic()
+        proc = subprocess.run(
+            [sys.executable, "-m", "jupyter", "nbconvert", "--to", "notebook", "--execute",
+             f"--ExecutePreprocessor.timeout={CELL_TIMEOUT_S}", "--output-dir", str(folder),
+             str(ROOT / "notebooks" / name)],
+            cwd=folder, capture_output=True, text=True, timeout=CELL_TIMEOUT_S * 5)
+        return proc.returncode, proc.stderr[-3000:], time.monotonic() - start
+
+    with ThreadPoolExecutor(PARALLEL) as pool:
+        return dict(zip(NOTEBOOKS, pool.map(run, NOTEBOOKS)))
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS)
+def test_chapter_runs_under_nbconvert_execute_without_hanging(executed, notebook):
+    returncode, stderr, seconds = executed[notebook]
+    assert returncode == 0, f"{notebook} failed or stalled under nbconvert --execute ({seconds:.0f} s):\n{stderr}"
