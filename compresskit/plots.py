@@ -264,7 +264,7 @@ def pareto(points, *, x: str = "bytes", front=None, highlight=None, budget: floa
         raise ValueError("points is empty: nothing to plot")
     if ax is None:  # fixed margins (constrained layout measures the outside legend on every draw: slider hot path)
         fig, ax = plt.subplots(figsize=(11, 5.6))
-        fig.subplots_adjust(left=0.08, right=0.74, bottom=0.12, top=0.86)
+        fig.subplots_adjust(left=0.08, right=0.74, bottom=0.12, top=0.80)
     else:
         fig = ax.figure
     value = (lambda p: p.bytes / 1024) if x == "bytes" else (lambda p: p.latency_ms)
