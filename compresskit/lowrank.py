@@ -67,17 +67,25 @@ def break_even_rank(out_features: int, in_features: int) -> float:
 # ------------------------------------------------------------------------------------------------ SVD
 
 
-def svd_linear(layer: nn.Linear, rank: int) -> nn.Sequential:
+def svd_linear(layer: nn.Linear, rank: int, *, svd: tuple | None = None) -> nn.Sequential:
     """``Sequential(Linear(in, rank, bias=False), Linear(rank, out))`` from the truncated SVD of ``layer.weight``.
 
     The singular values are split evenly (sqrt(S) into each factor) so both layers have similar scales for
-    fine-tuning. ``layer`` is not changed.
+    fine-tuning. ``layer`` is not changed. ``svd``: the layer's ``svd_of(layer)``, computed once when several ranks
+    of one layer are wanted (every truncation is a slice of the same decomposition).
     """
     if not isinstance(layer, nn.Linear):
         raise TypeError(f"layer must be an nn.Linear, got {type(layer).__name__}")
     w = _weight(layer)
     _check_rank("rank", rank, min(w.shape))
-    u, s, vh = torch.linalg.svd(w.double(), full_matrices=False)
+    if svd is None:
+        u, s, vh = svd_of(layer)
+    else:
+        if not (isinstance(svd, tuple) and len(svd) == 3 and all(isinstance(t, torch.Tensor) for t in svd)):
+            raise TypeError("svd must be the (U, S, Vh) tuple that svd_of(layer) returns")
+        u, s, vh = svd
+        if u.shape[0] != w.shape[0] or vh.shape[1] != w.shape[1]:
+            raise ValueError(f"svd is of a {u.shape[0]} x {vh.shape[1]} matrix, layer.weight is {tuple(w.shape)}")
     root = s[:rank].sqrt()
     first = nn.Linear(w.shape[1], rank, bias=False, **factory(w))
     second = nn.Linear(rank, w.shape[0], bias=layer.bias is not None, **factory(w))
@@ -87,6 +95,13 @@ def svd_linear(layer: nn.Linear, rank: int) -> nn.Sequential:
         if layer.bias is not None:
             second.bias.copy_(layer.bias.detach())
     return nn.Sequential(first, second).train(layer.training)
+
+
+def svd_of(layer: nn.Linear) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``torch.linalg.svd`` of the layer's effective weight in float64, thin: ``(U, S, Vh)``."""
+    if not isinstance(layer, nn.Linear):
+        raise TypeError(f"layer must be an nn.Linear, got {type(layer).__name__}")
+    return torch.linalg.svd(_weight(layer).double(), full_matrices=False)
 
 
 # ------------------------------------------------------------------------------------------------ Tucker-2

@@ -121,3 +121,16 @@ def test_cp_conv_keeps_the_padding_mode(mode, stride):
     torch.testing.assert_close(factored(x), expected, rtol=1e-5, atol=1e-5)
     same = torch.nn.Conv2d(3, 5, 3, padding="same")
     assert lowrank.cp_conv(same, 4)(x).shape == same(x).shape
+
+
+def test_svd_linear_from_one_decomposition_equals_its_own():
+    torch.manual_seed(0)
+    layer = nn.Linear(40, 30)
+    svd = lowrank.svd_of(layer)
+    for rank in (1, 5, 30):
+        a, b = lowrank.svd_linear(layer, rank), lowrank.svd_linear(layer, rank, svd=svd)
+        assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+    with pytest.raises(ValueError, match="svd is of a 30 x 40 matrix"):
+        lowrank.svd_linear(nn.Linear(30, 40), 2, svd=svd)
+    with pytest.raises(TypeError, match="svd must be"):
+        lowrank.svd_linear(layer, 2, svd=[1, 2, 3])
