@@ -16,6 +16,7 @@ import statistics
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -264,6 +265,22 @@ class Timing:
                 f"{self.threads} thread(s))")
 
 
+@contextmanager
+def _timing_conditions(models, threads: int):
+    """Threads pinned to ``threads`` and modules in eval mode inside the block; both restored after it."""
+    modes = [(m, m.training) for m in models if isinstance(m, nn.Module)]
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        for m, _ in modes:
+            m.eval()
+        yield
+    finally:
+        torch.set_num_threads(before)
+        for m, mode in modes:
+            m.train(mode)
+
+
 @torch.inference_mode()
 def latency(
     model: nn.Module | Callable, example_input: torch.Tensor | None, *, repeats: int = 50, warmup: int = 10,
@@ -281,13 +298,8 @@ def latency(
     check_int("repeats", repeats, 1)
     check_int("warmup", warmup, 0)
     check_threads(threads)
-    was_training = getattr(model, "training", False)
-    if isinstance(model, nn.Module):
-        model.eval()
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
     args = () if example_input is None else (example_input,)
-    try:
+    with _timing_conditions([model], threads):
         for _ in range(warmup):
             model(*args)
         times = []
@@ -295,10 +307,6 @@ def latency(
             start = time.perf_counter()
             model(*args)
             times.append((time.perf_counter() - start) * 1e3)
-    finally:
-        torch.set_num_threads(before)
-        if isinstance(model, nn.Module):
-            model.train(was_training)
     q = statistics.quantiles(times, n=4) if repeats > 1 else [times[0]] * 3
     return Timing(ms=statistics.median(times), threads=threads, repeats=repeats, q1_ms=q[0], q3_ms=q[2])
 
@@ -488,13 +496,7 @@ def compare(models: dict, example_input: torch.Tensor | None, *, reference: str 
     if isinstance(block_ms, bool) or not isinstance(block_ms, (int, float)) or not 0 < block_ms <= 1000:
         raise ValueError(f"block_ms must be in (0, 1000], got {block_ms!r}")
     args = () if example_input is None else (example_input,)
-    modes = {n: m.training for n, m in models.items() if isinstance(m, nn.Module)}
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        for m in models.values():
-            if isinstance(m, nn.Module):
-                m.eval()
+    with _timing_conditions(list(models.values()), threads):
         calls = {}
         for name, m in models.items():  # warm up and size each block so that it lasts about block_ms
             start = time.perf_counter()
@@ -511,8 +513,4 @@ def compare(models: dict, example_input: torch.Tensor | None, *, reference: str 
                 for _ in range(n):
                     m(*args)
                 times[name].append((time.perf_counter() - start) * 1e3 / n)
-    finally:
-        torch.set_num_threads(before)
-        for name, mode in modes.items():
-            models[name].train(mode)
     return SpeedComparison(reference, times, threads)

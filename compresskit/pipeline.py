@@ -212,8 +212,8 @@ def recipes(baseline: nn.Module, dataset: Dataset, test: Dataset, *, seed: int =
     points: list[Point] = []
     bar = tqdm(total=15, desc="recipes", disable=not progress, leave=False)
 
-    def add(name, family, steps, model, *, file="pack", bias_bits=32):
-        size = model.file_bytes if file == "onnx" else len(encode.pack(model, bias_bits=bias_bits))
+    def add(name, family, steps, model, *, file="pack"):
+        size = model.file_bytes if file == "onnx" else len(encode.pack(model))
         # timed as it would run: masks made permanent (a mask hook recomputes the weight on every call)
         runnable = model if file == "onnx" or not prune.is_pruned(model) else prune.finalize(copy_model(model))
         points.append(Point(name, family, steps, evaluate(model, test), size, runnable, file))

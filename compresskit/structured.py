@@ -21,11 +21,6 @@ from compresskit.layers import GATES, copy_model, effective_weight, factory, lik
 NORMS = (1, 2)
 
 
-def _check_fraction(name: str, value, *, high_open: bool = False) -> None:
-    """Kept for modules that imported it from ``prune``: ``checks.check_fraction``."""
-    check_fraction(name, value, high_open=high_open)
-
-
 def _check_norm(norm) -> None:
     if isinstance(norm, bool) or norm not in NORMS:
         raise ValueError(f"norm must be 1 or 2, got {norm!r}")
