@@ -384,8 +384,10 @@ def sparse_matmul_timings(
 ) -> list[dict]:
     """Measured CPU time of ``W @ X`` with W (size x size) at each sparsity: dense kernel vs ``torch.sparse`` CSR/COO.
 
-    Returns one ``{"sparsity", "dense_ms", "csr_ms", "coo_ms"}`` per sparsity (medians, ``threads`` threads). The
-    dense kernel's time does not depend on how many entries are zero: zeros are multiplied like any number.
+    The three kernels are timed **interleaved** at each sparsity (``compare``, reference: dense). Returns one
+    ``{"sparsity", "dense_ms", "csr_ms", "coo_ms", "csr", "coo", "comparison"}`` per sparsity: medians over rounds,
+    and for CSR and COO the verdict against dense ("1.8x faster (1.6-2.0)", "no measurable difference (...)").
+    The dense kernel's time does not depend on how many entries are zero: zeros are multiplied like any number.
     """
     from compresskit.prune import magnitude_mask  # prune imports this module
 
@@ -405,12 +407,10 @@ def sparse_matmul_timings(
         with warnings.catch_warnings():  # "sparse CSR support is in beta": known, and the point of the measurement
             warnings.simplefilter("ignore", UserWarning)
             csr, coo = ws.to_sparse_csr(), ws.to_sparse()
-        rows.append({
-            "sparsity": s,
-            "dense_ms": latency(lambda ws=ws: ws @ x, None, threads=threads).ms,
-            "csr_ms": latency(lambda csr=csr: csr @ x, None, threads=threads).ms,
-            "coo_ms": latency(lambda coo=coo: torch.sparse.mm(coo, x), None, threads=threads).ms,
-        })
+            result = compare({"dense": lambda ws=ws: ws @ x, "csr": lambda csr=csr: csr @ x,
+                              "coo": lambda coo=coo: torch.sparse.mm(coo, x)}, None, threads=threads)
+        rows.append({"sparsity": s, **{f"{k}_ms": result.median_ms(k) for k in ("dense", "csr", "coo")},
+                     "csr": result.verdict("csr"), "coo": result.verdict("coo"), "comparison": result})
     return rows
 
 
@@ -433,19 +433,25 @@ class SpeedComparison:
     def median_ms(self, name: str) -> float:
         return statistics.median(self.times_ms[name])
 
-    def speedup(self, name: str) -> tuple[float, float, float]:
-        ratios = sorted(r / m for r, m in zip(self.times_ms[self.reference], self.times_ms[name]))
+    def speedup(self, name: str, against: str | None = None) -> tuple[float, float, float]:
+        """``(median, low, high)`` of the per-round speed-up of ``name`` over ``against`` (default: the reference);
+        both were timed in the same rounds, so any pair can be compared, not only against the reference."""
+        against = self.reference if against is None else against
+        for arg, value in (("name", name), ("against", against)):
+            if value not in self.times_ms:
+                raise ValueError(f"{arg} must be one of {list(self.times_ms)}, got {value!r}")
+        ratios = sorted(r / m for r, m in zip(self.times_ms[against], self.times_ms[name]))
         return statistics.median(ratios), _percentile(ratios, 0.1), _percentile(ratios, 0.9)
 
-    def verdict(self, name: str) -> str:
+    def verdict(self, name: str, against: str | None = None) -> str:
         """"1.8x faster (1.6-2.0)", "1.3x slower (1.2-1.4)", or "no measurable difference (0.97-1.04)": a
         difference is called only when the whole interval over rounds is on one side of 1 and the median speed-up is
         at least ``resolution`` (10 %) away from it. Two models that run the same kernels on equal shapes differ by a
         few percent from run to run on a shared CPU (memory placement, the other core); such a difference is not a
         property of the model and would flip between runs."""
-        if name == self.reference:
+        if name == (self.reference if against is None else against):
             return "reference"
-        mid, low, high = self.speedup(name)
+        mid, low, high = self.speedup(name, against)
         faster = low > 1.0 and mid >= 1.0 + self.resolution
         slower = high < 1.0 and mid <= 1.0 / (1.0 + self.resolution)
         if not (faster or slower):

@@ -117,6 +117,25 @@ def test_compare_interleaves_rounds_and_states_verdicts_with_their_spread():
     assert len(set(calls[-3:])) == 3 or len(set(calls[-6:])) == 3
     slower = metrics.compare({"fast": fast, "slow": slow}, None, rounds=5, warmup=1, block_ms=1.0)
     assert "slower" in slower.verdict("slow")
+    # any pair timed in the same rounds can be compared: the per-round ratio of the two, not a ratio of medians
+    times = result.times_ms
+    expected = sorted(s / f for s, f in zip(times["same"], times["fast"]))
+    assert result.speedup("fast", against="same")[0] == pytest.approx(expected[len(expected) // 2]
+                                                                        if len(expected) % 2 else
+                                                                        sum(expected[2:4]) / 2)
+    assert "faster" in result.verdict("fast", against="same") and result.verdict("same", "same") == "reference"
+    with pytest.raises(ValueError, match="against must be one of"):
+        result.speedup("fast", against="nope")
+
+
+def test_sparse_matmul_timings_interleave_the_kernels_and_give_verdicts():
+    rows = metrics.sparse_matmul_timings(size=64, batch=4, sparsities=(0.0, 0.99))
+    assert [r["sparsity"] for r in rows] == [0.0, 0.99]
+    for r in rows:
+        comparison = r["comparison"]
+        assert comparison.reference == "dense" and set(comparison.times_ms) == {"dense", "csr", "coo"}
+        assert r["csr"] == comparison.verdict("csr") and r["coo"] == comparison.verdict("coo")
+        assert r["dense_ms"] == comparison.median_ms("dense") > 0
 
 
 def test_compare_validates_and_restores_threads_and_modes():
