@@ -83,8 +83,10 @@ def train_sparse(
 ) -> list[float]:
     """Train ``model`` in place with one of ``METHODS`` ("none", "l1", "l2", "proximal") at strength ``lam``.
 
-    Plain SGD by default: the proximal step's threshold lr * lam is exact for SGD; with Adam the effective step
-    size differs per weight and the threshold is only a heuristic. Other keywords go to ``train``.
+    ``"proximal"`` soft-thresholds the weights by ``lr * lam`` after every optimizer step. With SGD without momentum
+    that is exactly the proximal-gradient (ISTA) step; ``train``'s SGD has momentum 0.9, and Adam scales each weight's
+    step differently, so for both it is the common heuristic: exact zeros, but not the exact proximal step of the
+    objective. Other keywords go to ``train``.
     """
     check_choice("method", method, METHODS)
     _check_lam(lam)
