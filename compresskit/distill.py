@@ -6,6 +6,9 @@ The temperature T > 1 softens both distributions so the teacher's small probabil
 digits look alike) carry signal. The soft term's gradient scales as 1 / T^2, so it is multiplied by T^2 to keep its
 weight against the hard term independent of T (Hinton, Vinyals & Dean, "Distilling the Knowledge in a Neural
 Network", 2015).
+
+The other form matches logits directly: ``logit_loss`` = alpha * mean((z_s - z_t)^2) + (1 - alpha) * CE, with
+centred logits; it is the high-temperature limit of the first (up to a factor 2) and needs no temperature.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset, TensorDataset
 
-from compresskit.checks import check_fraction, check_module, check_number, check_tensor
+from compresskit.checks import check_bool, check_choice, check_fraction, check_module, check_number, check_tensor
 from compresskit.train import _device, _tensors, evaluate, predict, set_seed, train
 
 
@@ -35,14 +38,8 @@ def soft_targets(logits: torch.Tensor, temperature: float) -> torch.Tensor:
     return F.softmax(logits / temperature, dim=-1)
 
 
-def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor, *,
-            temperature: float, alpha: float) -> torch.Tensor:
-    """alpha * T^2 * KL(p_teacher || p_student) (batch mean) + (1 - alpha) * cross-entropy(student, labels).
-
-    Computed from log-softmax on both sides (``F.kl_div(..., log_target=True)``), so it stays finite at any
-    temperature > 0 and any finite logits: no probability is ever rounded to 0 and then logged.
-    """
-    _check(temperature, alpha)
+def _check_logits(student_logits, teacher_logits, labels) -> None:
+    """(batch, classes) student and teacher logits of one shape, finite, and one valid class index per row."""
     check_tensor("student_logits", student_logits)
     check_tensor("teacher_logits", teacher_logits)
     check_tensor("labels", labels, floating=False)
@@ -57,6 +54,17 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: 
     if student_logits.shape != teacher_logits.shape:
         raise ValueError(f"student and teacher logits differ in shape: {tuple(student_logits.shape)} vs "
                          f"{tuple(teacher_logits.shape)}")
+
+
+def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor, *,
+            temperature: float, alpha: float) -> torch.Tensor:
+    """alpha * T^2 * KL(p_teacher || p_student) (batch mean) + (1 - alpha) * cross-entropy(student, labels).
+
+    Computed from log-softmax on both sides (``F.kl_div(..., log_target=True)``), so it stays finite at any
+    temperature > 0 and any finite logits: no probability is ever rounded to 0 and then logged.
+    """
+    _check(temperature, alpha)
+    _check_logits(student_logits, teacher_logits, labels)
     t = temperature
     # in float64: at high T both distributions are nearly uniform and float32's KL cancels to a few 1e-8, which T^2
     # (e.g. 3600 at T = 60) would turn into a visibly negative "divergence"
@@ -67,16 +75,55 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: 
     return alpha * t * t * soft + (1 - alpha) * hard
 
 
-def distill(student: nn.Module, teacher: nn.Module, dataset: Dataset, *, temperature: float, alpha: float,
-            epochs: int, lr: float = 1e-3, **train_kwargs) -> list[float]:
-    """Train ``student`` in place on ``kd_loss`` against a frozen teacher; returns the per-epoch losses.
+LOSSES = ("softmax", "logits")
+
+
+def logit_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor, *, alpha: float,
+               centre: bool = True) -> torch.Tensor:
+    """Logit matching (Ba & Caruana 2014): alpha * mean((z_s - z_t)^2) + (1 - alpha) * cross-entropy(student, labels).
+
+    The mean runs over images and classes (``F.mse_loss``). With ``centre`` (the default) each row of both logits
+    has its mean subtracted first: a softmax ignores a constant added to all of a row's logits, so the teacher's
+    constant carries no knowledge and the student should not be made to copy it. In Hinton's high-temperature limit
+    the soft term of ``kd_loss`` becomes half of this term (for centred logits),
+    ``T^2 * KL -> mean((z_s - z_t)^2) / 2``, and so do their gradients.
+    """
+    check_fraction("alpha", alpha)
+    check_bool("centre", centre)
+    _check_logits(student_logits, teacher_logits, labels)
+    s, t = student_logits, teacher_logits.detach()
+    if centre:
+        s, t = s - s.mean(dim=-1, keepdim=True), t - t.mean(dim=-1, keepdim=True)
+    return alpha * F.mse_loss(s, t) + (1 - alpha) * F.cross_entropy(student_logits, labels)
+
+
+def _objective(loss: str, temperature, alpha):
+    """The per-batch loss of ``distill``: ``kd_loss`` (needs a temperature) or ``logit_loss`` (takes none)."""
+    check_choice("loss", loss, LOSSES)
+    if loss == "softmax":
+        if temperature is None:
+            raise ValueError("temperature is required with loss='softmax' (Hinton's softened softmax), e.g. 4.0")
+        _check(temperature, alpha)
+        return lambda s, t, y: kd_loss(s, t, y, temperature=temperature, alpha=alpha)
+    if temperature is not None:
+        raise ValueError(f"loss='logits' matches logits directly and takes no temperature, got temperature="
+                         f"{temperature!r}; pass temperature=None")
+    check_fraction("alpha", alpha)
+    return lambda s, t, y: logit_loss(s, t, y, alpha=alpha)
+
+
+def distill(student: nn.Module, teacher: nn.Module, dataset: Dataset, *, temperature: float | None = None,
+            alpha: float, epochs: int, lr: float = 1e-3, loss: str = "softmax", **train_kwargs) -> list[float]:
+    """Train ``student`` in place against a frozen teacher; returns the per-epoch losses. ``loss="softmax"``:
+    ``kd_loss`` at ``temperature``; ``loss="logits"``: ``logit_loss`` (squared error of centred logits, no
+    temperature).
 
     The teacher runs once over the dataset, in eval mode under ``torch.no_grad()`` (no dropout or BatchNorm updates,
     no gradients), and the student learns from those logits. A frozen teacher gives the same logits for an image at
     every epoch and the training loop does no augmentation, so this is the loss of asking the teacher batch by batch,
     at a fraction of the cost. The teacher's own mode is restored and its weights are never touched.
     """
-    _check(temperature, alpha)
+    per_batch = _objective(loss, temperature, alpha)
     check_module("student", student)
     check_module("teacher", teacher)
     inputs, labels = _tensors(dataset)  # read once: the teacher and the loop both use these tensors
@@ -89,7 +136,7 @@ def distill(student: nn.Module, teacher: nn.Module, dataset: Dataset, *, tempera
     teacher_logits, labels = teacher_logits.to(device), labels.to(device)
 
     def objective(model, x, row):
-        return kd_loss(model(x), teacher_logits[row], labels[row], temperature=temperature, alpha=alpha)
+        return per_batch(model(x), teacher_logits[row], labels[row])
 
     return train(student, rows, epochs=epochs, lr=lr, objective=objective, desc="distill", **train_kwargs)
 
@@ -126,15 +173,16 @@ def labelled_fraction(dataset: Dataset, fraction: float, seed: int) -> TensorDat
 
 
 def compare_with_labels(make_student: Callable[[], nn.Module], teacher: nn.Module, dataset: Dataset, test: Dataset,
-                        *, seeds: Sequence[int], temperature: float, alpha: float, epochs: int, lr: float = 1e-3,
-                        fraction: float = 1.0, **train_kwargs) -> Comparison:
+                        *, seeds: Sequence[int], temperature: float | None = None, alpha: float, epochs: int,
+                        lr: float = 1e-3, fraction: float = 1.0, loss: str = "softmax",
+                        **train_kwargs) -> Comparison:
     """Does distillation beat the labels for this student? The fair experiment, per seed: ``set_seed(seed)`` then
     ``make_student()`` for each arm (the same initial weights), the same epochs, learning rate and minibatch order;
     only the loss differs. With ``fraction < 1`` both arms see the same random part of ``dataset`` for each seed
     (``labelled_fraction``; the teacher saw it all). Returns every seed's train and test accuracy of both arms (train
-    accuracy on what the arm trained on).
+    accuracy on what the arm trained on). ``loss`` and ``temperature`` as for ``distill``.
     """
-    _check(temperature, alpha)
+    _objective(loss, temperature, alpha)  # refuse a bad loss / temperature before any training
     check_module("teacher", teacher)
     if not callable(make_student):
         raise TypeError(f"make_student must be a callable returning a new student, got {type(make_student).__name__}")
@@ -154,6 +202,6 @@ def compare_with_labels(make_student: Callable[[], nn.Module], teacher: nn.Modul
                 train(student, seen, epochs=epochs, lr=lr, seed=seed, **train_kwargs)
             else:
                 distill(student, teacher, seen, temperature=temperature, alpha=alpha, epochs=epochs, lr=lr,
-                        seed=seed, **train_kwargs)
+                        loss=loss, seed=seed, **train_kwargs)
             runs.append((100 * evaluate(student, seen), 100 * evaluate(student, test)))
     return Comparison(labels_only, distilled, student)

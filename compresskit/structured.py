@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from compresskit.checks import check_fraction, check_module
+from compresskit.checks import check_choice, check_fraction, check_int, check_module
 from compresskit.layers import GATES, copy_model, effective_weight, factory, like, replace_module, require_sites
 
 NORMS = (1, 2)
@@ -204,3 +204,106 @@ def prune_units(model: nn.Module, amount: float, *, norm: int = 1) -> nn.Module:
         replace_module(target, reader_name, _sliced(target.get_submodule(reader_name), None, keeps[-1]))
     return target
 
+
+
+# ------------------------------------------------------------------------------------ whole layers (depth)
+
+
+def _blocks(model: nn.Module) -> nn.ModuleList:
+    """The residual blocks of ``model``, refused with what is expected when there are none."""
+    from compresskit.models import ResidualBlock  # models imports layers only; imported here to keep that order
+
+    check_module("model", model)
+    blocks = getattr(model, "blocks", None)
+    if not isinstance(blocks, nn.ModuleList) or not all(isinstance(b, ResidualBlock) for b in blocks):
+        raise TypeError(f"model must keep its residual blocks in `model.blocks`, an nn.ModuleList of "
+                        f"models.ResidualBlock (e.g. models.residual_mlp()); a {type(model).__name__} has none: "
+                        f"only a block that computes x + f(x) can be removed without breaking the network")
+    if len(blocks) == 0:
+        raise ValueError("model has no residual blocks left (model.blocks is empty): nothing to remove")
+    return blocks
+
+
+def remove_blocks(model: nn.Module, indices) -> nn.Module:
+    """A copy of ``model`` without the residual blocks at ``indices`` (positions in ``model.blocks``): a shallower
+    network that computes exactly what ``model`` computes with those blocks replaced by the identity. ``model`` is
+    not changed; the copy keeps its dtype, device and mode."""
+    blocks = _blocks(model)
+    if isinstance(indices, (int, bool)) or not hasattr(indices, "__iter__"):
+        raise TypeError(f"indices must be a list of block positions, got {type(indices).__name__}")
+    indices = list(indices)
+    for i in indices:
+        if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < len(blocks):
+            raise ValueError(f"indices must be distinct block positions in [0, {len(blocks) - 1}], got {i!r}")
+    if len(set(indices)) != len(indices):
+        raise ValueError(f"indices must be distinct block positions, got {indices}")
+    shallower = copy_model(model)
+    shallower.blocks = nn.ModuleList(b for i, b in enumerate(shallower.blocks) if i not in set(indices))
+    return shallower
+
+
+BLOCK_SCORES = ("skip", "norm")
+
+
+@torch.no_grad()
+def block_importance(model: nn.Module, calibration, *, method: str = "skip") -> torch.Tensor:
+    """One importance score per residual block (higher: more important), measured on ``calibration`` (a
+    ``TensorDataset`` of inputs and labels; use training data, never the test set you report).
+
+    ``"skip"``: how much the cross-entropy loss rises when only that block is removed (one forward pass per block).
+    ``"norm"``: the cheap proxy, the mean over images of ``||f(x)|| / ||x||`` at the block's input (one forward pass):
+    a block whose correction is small against the signal it is added to changes little when removed.
+    The model's mode is restored; it runs in eval mode here.
+    """
+    from compresskit.train import _tensors  # train imports models, which structured must not import at load time
+
+    blocks = _blocks(model)
+    check_choice("method", method, BLOCK_SCORES)
+    x, y = _tensors(calibration, "calibration")
+    mode = model.training
+    model.eval()
+    try:
+        if method == "skip":
+            base = nn.functional.cross_entropy(model(x), y)
+            return torch.stack([nn.functional.cross_entropy(remove_blocks(model, [i])(x), y) - base
+                                for i in range(len(blocks))]).float()
+        ratios = []
+
+        def hook(block, inputs, output):
+            inp = inputs[0].flatten(1)
+            correction = (output - inputs[0]).flatten(1)  # f(x) = block(x) - x
+            ratios.append((correction.norm(dim=1) / inp.norm(dim=1).clamp_min(1e-12)).mean())
+
+        handles = [b.register_forward_hook(hook) for b in blocks]
+        try:
+            model(x)
+        finally:
+            for h in handles:
+                h.remove()
+        return torch.stack(ratios).float()
+    finally:
+        model.train(mode)
+
+
+def prune_blocks(model: nn.Module, count: int, calibration, *, method: str = "skip") -> nn.Module:
+    """Layer-level pruning (层级剪枝): a copy of ``model`` without its ``count`` least important residual blocks
+    (``block_importance(model, calibration, method=method)``; ties: the later block goes first). ``model`` is not
+    changed. ``count`` may be 0 (a copy) up to the number of blocks (only stem and head left)."""
+    blocks = _blocks(model)
+    check_int("count", count, 0, len(blocks))
+    scores = block_importance(model, calibration, method=method)
+    order = sorted(range(len(blocks)), key=lambda i: (scores[i].item(), -i))
+    return remove_blocks(model, order[:count])
+
+
+def thin_blocks(model: nn.Module, amount: float, *, norm: int = 1) -> nn.Module:
+    """Neuron-level pruning inside each residual block: ``prune_channels`` on every block's ``f``, which removes the
+    ``round(amount * hidden)`` lowest-norm hidden units of each block (rows of the first Linear, columns of the
+    second). The same depth, narrower blocks; the copy is returned, ``model`` is not changed."""
+    blocks = _blocks(model)
+    check_fraction("amount", amount, high_open=True)
+    _check_norm(norm)
+    thinner = copy_model(model)
+    for i in range(len(blocks)):
+        thinner.blocks[i].f = prune_channels(thinner.blocks[i].f, amount, norm=norm)
+    return thinner

@@ -120,7 +120,9 @@ def train(
     x_all, y_all = (t.to(device) for t in _tensors(dataset))
     gen = torch.Generator().manual_seed(seed) if seed is not None else None
     extra = {"momentum": 0.9} if optimizer == "sgd" else {}
-    opt = OPTIMIZERS[optimizer](model.parameters(), lr=lr, weight_decay=weight_decay, **extra)
+    # foreach: one multi-tensor update instead of a Python loop over parameters; bit-identical results on the CPU
+    # (checked in tests/test_models_train.py), ~10 % faster for the workbook's small models
+    opt = OPTIMIZERS[optimizer](model.parameters(), lr=lr, weight_decay=weight_decay, foreach=True, **extra)
     n = len(x_all)
     history = []
     model.train()

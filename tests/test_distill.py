@@ -148,3 +148,93 @@ def test_compare_with_labels_on_a_fraction_equals_the_experiment_written_out():
         assert gap == pytest.approx(100 * evaluate(taught, split.test) - 100 * evaluate(plain, split.test), abs=1e-9)
     with pytest.raises(ValueError, match="fraction"):
         distill.labelled_fraction(split.train, 1.5, 0)
+
+
+# ---------------------------------------------------------------------------------------------- logit matching
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("alpha", [0.0, 0.5, 1.0])
+def test_logit_loss_is_the_formula_written_out(seed, alpha):
+    torch.manual_seed(seed)
+    s, t = torch.randn(6, 10) * 3, torch.randn(6, 10) * 4 + 1.5
+    y = torch.randint(0, 10, (6,))
+    for centre in (True, False):
+        squares = 0.0
+        for i in range(6):
+            ms, mt = (s[i].mean().item(), t[i].mean().item()) if centre else (0.0, 0.0)
+            squares += sum(((a - ms) - (b - mt)) ** 2 for a, b in zip(s[i].tolist(), t[i].tolist()))
+        hard = sum(-math.log(math.exp(s[i, y[i]].item()) / sum(math.exp(v) for v in s[i].tolist()))
+                   for i in range(6)) / 6
+        expected = alpha * squares / 60 + (1 - alpha) * hard
+        assert distill.logit_loss(s, t, y, alpha=alpha, centre=centre).item() == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_high_temperature_limit_of_the_soft_term_is_half_the_logit_loss(seed):
+    """Hinton et al.'s limit: for centred logits, the gradient of T^2 * KL(softmax(z_t/T) || softmax(z_s/T)) tends
+    to that of mean((z_s - z_t)^2) / 2 as T grows; the gap shrinks like 1/T (checked over three decades)."""
+    torch.manual_seed(seed)
+    s, t = torch.randn(16, 10) * 2, torch.randn(16, 10) * 3 + 2.0
+    y = torch.randint(0, 10, (16,))
+
+    def grad(loss):
+        z = s.clone().requires_grad_()
+        loss(z).backward()
+        return z.grad
+
+    limit = grad(lambda z: distill.logit_loss(z, t, y, alpha=1.0) / 2)
+    gaps = [((grad(lambda z, T=T: distill.kd_loss(z, t, y, temperature=T, alpha=1.0)) - limit).norm()
+             / limit.norm()).item()
+            for T in (10.0, 100.0, 1000.0)]
+    assert gaps[0] < 0.3 and gaps[1] < gaps[0] / 5 and gaps[2] < gaps[1] / 5 and gaps[2] < 5e-3
+    # the classic mistake: uncentred logits whose rows have different means do not have this limit
+    uncentred = grad(lambda z: distill.logit_loss(z, t, y, alpha=1.0, centre=False) / 2)
+    assert ((grad(lambda z: distill.kd_loss(z, t, y, temperature=1000.0, alpha=1.0)) - uncentred).norm()
+            / uncentred.norm()).item() > 0.3
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_distill_with_logits_equals_the_loop_written_out(seed):
+    split = data.load_digits()
+    set_seed(seed)
+    teacher = models.mlp(hidden=(32,))
+    train(teacher, split.train, epochs=1, lr=3e-3, progress=False, seed=seed)
+    set_seed(seed + 10)
+    a = models.mlp(hidden=(8,))
+    b = copy.deepcopy(a)
+    distill.distill(a, teacher, split.train, alpha=0.7, epochs=2, lr=3e-3, loss="logits", progress=False, seed=seed)
+
+    def by_hand(model, x, y):
+        with torch.no_grad():
+            t = teacher(x)
+        z = model(x)
+        centred = (z - z.mean(1, keepdim=True)) - (t - t.mean(1, keepdim=True))
+        return 0.7 * centred.pow(2).mean() + 0.3 * torch.nn.functional.cross_entropy(z, y)
+
+    train(b, split.train, epochs=2, lr=3e-3, objective=by_hand, progress=False, seed=seed)
+    for (name, p), q in zip(a.state_dict().items(), b.state_dict().values()):
+        torch.testing.assert_close(p, q, atol=1e-5, rtol=1e-5, msg=name)
+
+
+def test_logit_matching_refuses_bad_arguments():
+    s, t, y = torch.randn(4, 10), torch.randn(4, 10), torch.randint(0, 10, (4,))
+    split = data.load_digits()
+    student, teacher = models.mlp(hidden=(4,)), models.mlp(hidden=(4,))
+    with pytest.raises(ValueError, match="takes no temperature"):
+        distill.distill(student, teacher, split.train, temperature=4.0, alpha=0.5, epochs=1, loss="logits")
+    with pytest.raises(ValueError, match="temperature is required"):
+        distill.distill(student, teacher, split.train, alpha=0.5, epochs=1)
+    with pytest.raises(ValueError, match="loss must be one of"):
+        distill.distill(student, teacher, split.train, alpha=0.5, epochs=1, loss="mse")
+    with pytest.raises(ValueError, match="takes no temperature"):
+        distill.compare_with_labels(lambda: models.mlp(hidden=(4,)), teacher, split.train, split.test, seeds=[0, 1],
+                                    temperature=2.0, alpha=0.5, epochs=1, loss="logits")
+    with pytest.raises(TypeError, match="centre must be a bool"):
+        distill.logit_loss(s, t, y, alpha=0.5, centre=1)
+    with pytest.raises(ValueError, match="alpha"):
+        distill.logit_loss(s, t, y, alpha=1.5)
+    with pytest.raises(ValueError, match="teacher_logits"):
+        distill.logit_loss(s, torch.full((4, 10), float("nan")), y, alpha=0.5)
+    with pytest.raises(ValueError, match="differ in shape"):
+        distill.logit_loss(s, t[:, :5], y, alpha=0.5)

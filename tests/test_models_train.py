@@ -110,3 +110,30 @@ def test_hooks_penalty_and_after_step_and_objective_are_called():
 def test_train_validates_arguments(kwargs, match):
     with pytest.raises((ValueError, TypeError), match=match):
         train(models.mlp(hidden=(4,)), data.load_digits().train, progress=False, **kwargs)
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_train_updates_exactly_as_the_plain_optimizer_loop(optimizer):
+    """train() uses the multi-tensor (foreach) optimizer for speed: the weights must equal, bit for bit, those of the
+    same epochs written out with torch's default single-tensor optimizer."""
+    torch.manual_seed(0)
+    x, y = torch.rand(96, 1, 8, 8), torch.randint(0, 10, (96,))
+    dataset = torch.utils.data.TensorDataset(x, y)
+    by_train = models.lenet(channels=(2, 4), hidden=8)
+    by_hand = models.copy_model(by_train)
+    train(by_train, dataset, epochs=2, lr=3e-3, batch_size=32, optimizer=optimizer, progress=False, seed=5)
+    extra = {"momentum": 0.9} if optimizer == "sgd" else {}
+    opt = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}[optimizer](by_hand.parameters(), lr=3e-3,
+                                                                         foreach=False, **extra)
+    gen = torch.Generator().manual_seed(5)
+    by_hand.train()
+    for _ in range(2):
+        order = torch.randperm(len(x), generator=gen)
+        for start in range(0, len(x), 32):
+            idx = order[start:start + 32]
+            loss = torch.nn.functional.cross_entropy(by_hand(x[idx]), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    for a, b in zip(by_train.parameters(), by_hand.parameters()):
+        assert torch.equal(a, b)

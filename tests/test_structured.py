@@ -128,3 +128,125 @@ def test_prune_units_validates():
         rnn.prune_units(lowrank.low_rank(model, rank=2), 0.5)
     with pytest.raises(TypeError, match="rnn.prune_units"):
         prune.prune_channels(model, 0.5)
+
+
+# ------------------------------------------------------------------------------------- layers (residual blocks)
+
+
+def _trained_residual(seed, blocks=6):
+    torch.manual_seed(seed)
+    model = models.residual_mlp(width=16, hidden=12, blocks=blocks)
+    with torch.no_grad():  # weights large enough that every block matters a little, differently
+        for p in model.parameters():
+            p.mul_(1.5)
+    x, y = torch.rand(40, 1, 8, 8), torch.randint(0, 10, (40,))
+    return model.eval(), x, y
+
+
+def _by_hand(model, x, skip=()):
+    """The residual MLP's forward written out, with the blocks in ``skip`` contributing nothing."""
+    h = torch.relu(x.flatten(1) @ model.stem[1].weight.T + model.stem[1].bias)
+    for i, block in enumerate(model.blocks):
+        if i not in skip:
+            first, second = block.f[0], block.f[2]
+            h = h + torch.relu(h @ first.weight.T + first.bias) @ second.weight.T + second.bias
+    return torch.relu(h) @ model.head[1].weight.T + model.head[1].bias
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_a_removed_block_is_the_identity(seed, unchanged):
+    model, x, _ = _trained_residual(seed)
+    with torch.no_grad():
+        assert torch.allclose(model(x), _by_hand(model, x), atol=1e-6)
+        for skip in ([0], [3], [5], [1, 4], [0, 1, 2, 3, 4, 5]):
+            with unchanged(model):
+                shallower = prune.remove_blocks(model, skip)
+            assert len(shallower.blocks) == 6 - len(skip)
+            identity = models.copy_model(model)  # the same block's f silenced: x + 0
+            for i in skip:
+                for p in identity.blocks[i].f[2].parameters():
+                    p.data.zero_()
+            assert torch.equal(shallower(x), identity(x))
+            assert torch.allclose(shallower(x), _by_hand(model, x, skip), atol=1e-6)
+            assert metrics.count_params(shallower) == metrics.count_params(model) - len(skip) * (2 * 16 * 12 + 12 + 16)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_block_importance_by_skipping_and_by_norm_equal_the_formulas(seed, unchanged):
+    model, x, y = _trained_residual(seed)
+    calibration = torch.utils.data.TensorDataset(x, y)
+    model.train()
+    with unchanged(model):
+        skip = prune.block_importance(model, calibration)
+        norm = prune.block_importance(model, calibration, method="norm")
+    assert model.training
+    base = nn.functional.cross_entropy(_by_hand(model, x), y)
+    expected = torch.stack([nn.functional.cross_entropy(_by_hand(model, x, [i]), y) - base for i in range(6)])
+    assert torch.allclose(skip, expected.detach(), atol=1e-5)
+    ratios, h = [], torch.relu(model.stem[1](x.flatten(1)))
+    with torch.no_grad():
+        for block in model.blocks:
+            f = block.f(h)
+            ratios.append((f.norm(dim=1) / h.norm(dim=1)).mean())
+            h = h + f
+    assert torch.allclose(norm, torch.stack(ratios), rtol=1e-5)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_prune_blocks_removes_the_least_important(seed, unchanged):
+    model, x, y = _trained_residual(seed)
+    calibration = torch.utils.data.TensorDataset(x, y)
+    for method in ("skip", "norm"):
+        scores = prune.block_importance(model, calibration, method=method)
+        for count in (0, 1, 3, 6):
+            with unchanged(model):
+                pruned = prune.prune_blocks(model, count, calibration, method=method)
+            dropped = torch.argsort(scores, stable=True)[:count].tolist()
+            assert torch.equal(pruned(x), prune.remove_blocks(model, dropped)(x))
+    assert len(prune.prune_blocks(model, 6, calibration).blocks) == 0  # stem and head alone still run
+    assert prune.prune_blocks(model, 6, calibration)(x).shape == (40, 10)
+
+
+def test_thin_blocks_is_prune_channels_in_every_block(unchanged):
+    model, x, _ = _trained_residual(0)
+    with unchanged(model):
+        thinner = prune.thin_blocks(model, 0.5)
+    for block, original in zip(thinner.blocks, model.blocks):
+        assert block.f[0].out_features == 6 and block.f[2].in_features == 6 and block.f[2].out_features == 16
+        assert torch.equal(block.f(x.flatten(1)[:, :16]), prune.prune_channels(original.f, 0.5)(x.flatten(1)[:, :16]))
+
+
+def test_layer_pruning_keeps_dtype_and_mode_and_composes():
+    model, x, y = _trained_residual(1)
+    model = model.double()
+    shallower = prune.remove_blocks(model, [2])
+    assert not shallower.training and next(shallower.parameters()).dtype == torch.float64
+    assert shallower(x.double()).dtype == torch.float64
+    # the shallower model is an ordinary model for the rest of the package
+    sparse = prune.magnitude_prune(shallower.float(), sparsity=0.5)
+    assert prune.sparsity_report(sparse).total.sparsity == pytest.approx(0.5, abs=0.01)
+    assert metrics.macs(shallower.float(), (1, 8, 8)) == metrics.macs(model.float(), (1, 8, 8)) - 2 * 16 * 12
+
+
+def test_layer_pruning_refuses_bad_input():
+    model, x, y = _trained_residual(0, blocks=3)
+    calibration = torch.utils.data.TensorDataset(x, y)
+    with pytest.raises(TypeError, match="residual blocks"):
+        prune.prune_blocks(models.mlp(), 1, calibration)
+    with pytest.raises(TypeError, match="model must be an nn.Module"):
+        prune.remove_blocks("model", [0])
+    for count in (-1, 4, 1.0, True):
+        with pytest.raises((ValueError, TypeError), match="count"):
+            prune.prune_blocks(model, count, calibration)
+    for indices, error in (([3], ValueError), ([0, 0], ValueError), ([-1], ValueError), (0, TypeError),
+                           ([True], ValueError)):
+        with pytest.raises(error, match="indices"):
+            prune.remove_blocks(model, indices)
+    with pytest.raises(ValueError, match="method must be one of"):
+        prune.block_importance(model, calibration, method="random")
+    with pytest.raises(ValueError, match="calibration is empty"):
+        prune.block_importance(model, torch.utils.data.TensorDataset(x[:0], y[:0]))
+    with pytest.raises(ValueError, match="nothing to remove"):
+        prune.prune_blocks(prune.remove_blocks(model, [0, 1, 2]), 0, calibration)
+    with pytest.raises(ValueError, match="amount"):
+        prune.thin_blocks(model, 1.0)
