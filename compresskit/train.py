@@ -190,6 +190,7 @@ RECIPES: dict[str, Recipe] = {
     "lenet": Recipe(models.lenet, 20, 3e-3),
     "gru": Recipe(lambda: models.rnn_classifier("gru"), 30, 3e-3),
     "lstm": Recipe(lambda: models.rnn_classifier("lstm"), 30, 3e-3),
+    "resmlp": Recipe(models.residual_mlp, 30, 1e-3),  # 8 residual blocks: depth that can be pruned (chapter 02)
 }
 """The workbook's baselines, shared by the chapters, the tests and the benchmarks."""
 
