@@ -65,11 +65,19 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: 
     """
     _check(temperature, alpha)
     _check_logits(student_logits, teacher_logits, labels)
-    t = temperature
+    return _kd(student_logits, _teacher_log_probs(teacher_logits, temperature), labels, temperature, alpha)
+
+
+def _teacher_log_probs(teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
     # in float64: at high T both distributions are nearly uniform and float32's KL cancels to a few 1e-8, which T^2
     # (e.g. 3600 at T = 60) would turn into a visibly negative "divergence"
-    soft = F.kl_div(F.log_softmax(student_logits.double() / t, dim=-1),
-                    F.log_softmax(teacher_logits.detach().double() / t, dim=-1),
+    return F.log_softmax(teacher_logits.detach().double() / temperature, dim=-1)
+
+
+def _kd(student_logits, teacher_log_probs, labels, temperature: float, alpha: float) -> torch.Tensor:
+    """kd_loss without its checks, from the teacher's log-probabilities at T (``distill`` computes them once)."""
+    t = temperature
+    soft = F.kl_div(F.log_softmax(student_logits.double() / t, dim=-1), teacher_log_probs,
                     reduction="batchmean", log_target=True).to(student_logits.dtype)
     hard = F.cross_entropy(student_logits, labels)
     return alpha * t * t * soft + (1 - alpha) * hard
@@ -98,18 +106,22 @@ def logit_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, label
 
 
 def _objective(loss: str, temperature, alpha):
-    """The per-batch loss of ``distill``: ``kd_loss`` (needs a temperature) or ``logit_loss`` (takes none)."""
+    """``(prepare, per_batch)`` for ``distill``: ``prepare(teacher_logits)`` runs once over the whole dataset's
+    logits (the teacher's log-probabilities at T, or its centred logits), ``per_batch(student_logits, prepared_rows,
+    labels)`` is ``kd_loss`` / ``logit_loss`` on a minibatch, the same numbers without re-checking and re-deriving
+    the teacher's side at every step."""
     check_choice("loss", loss, LOSSES)
     if loss == "softmax":
         if temperature is None:
             raise ValueError("temperature is required with loss='softmax' (Hinton's softened softmax), e.g. 4.0")
         _check(temperature, alpha)
-        return lambda s, t, y: kd_loss(s, t, y, temperature=temperature, alpha=alpha)
+        return (lambda t: _teacher_log_probs(t, temperature),
+                lambda s, t, y: _kd(s, t, y, temperature, alpha))
     if temperature is not None:
         raise ValueError(f"loss='logits' matches logits directly and takes no temperature, got temperature="
                          f"{temperature!r}; pass temperature=None")
     check_fraction("alpha", alpha)
-    return lambda s, t, y: logit_loss(s, t, y, alpha=alpha)
+    return lambda t: t, lambda s, t, y: logit_loss(s, t, y, alpha=alpha)
 
 
 def distill(student: nn.Module, teacher: nn.Module, dataset: Dataset, *, temperature: float | None = None,
@@ -123,7 +135,7 @@ def distill(student: nn.Module, teacher: nn.Module, dataset: Dataset, *, tempera
     every epoch and the training loop does no augmentation, so this is the loss of asking the teacher batch by batch,
     at a fraction of the cost. The teacher's own mode is restored and its weights are never touched.
     """
-    per_batch = _objective(loss, temperature, alpha)
+    prepare, per_batch = _objective(loss, temperature, alpha)
     check_module("student", student)
     check_module("teacher", teacher)
     inputs, labels = _tensors(dataset)  # read once: the teacher and the loop both use these tensors
@@ -133,10 +145,10 @@ def distill(student: nn.Module, teacher: nn.Module, dataset: Dataset, *, tempera
         raise ValueError(f"the teacher gave {teacher_logits.shape[0]} rows of logits for {len(labels)} images")
     check_tensor("the teacher's logits", teacher_logits)
     device = _device(student)
-    teacher_logits, labels = teacher_logits.to(device), labels.to(device)
+    teacher_side, labels = prepare(teacher_logits.to(device)), labels.to(device)
 
     def objective(model, x, row):
-        return per_batch(model(x), teacher_logits[row], labels[row])
+        return per_batch(model(x), teacher_side[row], labels[row])
 
     return train(student, rows, epochs=epochs, lr=lr, objective=objective, desc="distill", **train_kwargs)
 
