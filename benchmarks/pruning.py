@@ -79,6 +79,25 @@ def main() -> None:
     table(["sparsity", "dense ms", "CSR ms", "COO ms", "CSR against dense (interleaved)"], rows,
           "1024x1024 weight @ batch 64, one thread")
 
+    # layer-level against neuron-level pruning of the residual MLP (chapter 02, section 5), over seeds
+    rows = []
+    for seed in SEEDS:
+        res = fit_baseline("resmlp", split.train, seed=seed, progress=False)
+        calibration = torch.utils.data.TensorDataset(*(t[:512] for t in split.train.tensors))
+        base = evaluate(res, split.test)
+        for k in (2, 4, 6):
+            shallower, thinner = prune.prune_blocks(res, k, calibration), prune.thin_blocks(res, k / 8)
+            for m in (shallower, thinner):
+                train(m, split.train, epochs=5, lr=1e-3, progress=False, seed=seed)
+            speeds = {b: metrics.compare({"unpruned": res, "blocks": shallower, "neurons": thinner},
+                                         split.test.tensors[0][:b]) for b in (1, 64)}
+            rows.append([seed, k, f"{100 * base:.2f}", f"{100 * evaluate(shallower, split.test):.2f}",
+                         f"{100 * evaluate(thinner, split.test):.2f}",
+                         *(speeds[b].verdict("blocks", against="neurons") for b in (1, 64))])
+    table(["seed", "blocks removed", "unpruned %", "blocks + 5 ep FT %", "neurons (same budget) + 5 ep FT %",
+           "blocks vs neurons, batch 1", "batch 64"], rows,
+          "Residual MLP (8 blocks): removing k blocks against k/8 of every block's neurons, interleaved timings")
+
     if "--no-notebooks" not in sys.argv:
         notebook_times("01_pruning.ipynb", "02_structured_pruning.ipynb", "03_sparsity_l1.ipynb", target_s=60)
 
