@@ -1,12 +1,22 @@
 """Automatic checks for the chapters' exercises.
 
-An exercise cell starts with ``answer = None``; ``check`` then says "not attempted" instead of failing, so the
-chapter still runs top to bottom (and under nbval). A wrong answer raises ``AssertionError`` with a hint.
+An arithmetic exercise cell starts with ``answer = None``; ``check`` then says "not attempted" instead of failing,
+so the chapter still runs top to bottom (and under nbval). A wrong answer raises ``AssertionError`` with a hint.
+
+A coding exercise asks the learner to write the heart of a technique (``CODING`` lists them); ``check_code`` runs the
+function on many cases against the package and names the classic mistake a wrong answer matches.
 """
 
 from __future__ import annotations
 
+import copy
 import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
 
 
 def check(name: str, answer, expected, *, rel_tol: float = 1e-6, abs_tol: float = 0.0, hint: str = "") -> bool:
@@ -25,3 +35,534 @@ def check(name: str, answer, expected, *, rel_tol: float = 1e-6, abs_tol: float 
         raise AssertionError(f"[{name}] {answer!r} is not right." + (f" Hint: {hint}" if hint else ""))
     print(f"[{name}] correct: {answer!r}")
     return True
+
+
+# ------------------------------------------------------------------------------------------ coding exercises
+#
+# A coding exercise asks for a function. ``check_code(name, fn)`` runs it on every case of the exercise (seeds,
+# shapes, ties, zero ranges, extreme temperatures, ...), compares with the package's own implementation and stops at
+# the first case that differs, showing that case. When the wrong result is exactly what a classic mistake produces
+# (the source articles' mistakes among them), the message names the mistake. A stub that still raises
+# ``NotImplementedError`` is "not attempted": the chapter keeps running.
+
+
+
+@dataclass(frozen=True)
+class CodingExercise:
+    """What ``check_code`` needs: the cases (keyword arguments, with a ``"what"`` description), the package's
+    answer, how to compare (``differs(got, expected, case)`` returns None or what is wrong), the classic mistakes as
+    ``{name: (wrong implementation, explanation)}`` and a general hint."""
+
+    signature: str
+    cases: Callable[[], list[dict]]
+    solve: Callable
+    differs: Callable
+    hint: str
+    mistakes: dict = field(default_factory=dict)
+
+
+def _arguments(case: dict) -> dict:
+    """Fresh copies of a case's arguments: a learner's function that changes its input cannot change the case."""
+    return {k: copy.deepcopy(v) for k, v in case.items() if k != "what"}
+
+
+def _describe(case: dict) -> str:
+    parts = []
+    for k, v in case.items():
+        if k == "what":
+            continue
+        if isinstance(v, torch.Tensor):
+            text = f"tensor of shape {tuple(v.shape)}" if v.numel() > 12 else f"tensor({v.tolist()})"
+        elif isinstance(v, nn.Module):
+            text = repr(v).replace("\n", " ")
+        else:
+            text = repr(v)
+        parts.append(f"{k}={text}")
+    return f"{case.get('what', '')}: " + ", ".join(parts)
+
+
+def _same(a, b) -> bool:
+    """Exactly the same result (used to recognise a classic mistake)."""
+    if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
+        return a.shape == b.shape and torch.allclose(a.double(), b.double(), rtol=1e-5, atol=1e-7)
+    if isinstance(a, nn.Module) and isinstance(b, nn.Module):
+        sa, sb = a.state_dict(), b.state_dict()
+        return sa.keys() == sb.keys() and all(_same(sa[k], sb[k]) for k in sa)
+    if isinstance(a, (tuple, list)) and isinstance(b, (tuple, list)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if isinstance(a, float) or isinstance(b, float):
+        return isinstance(a, (int, float)) and isinstance(b, (int, float)) and math.isclose(a, b, rel_tol=1e-5)
+    return a == b
+
+
+def check_code(name: str, fn) -> bool:
+    """Run the learner's function for exercise ``name`` on all its cases against the package's answer.
+
+    Returns ``True`` when every case agrees, ``False`` when not attempted (``fn`` is None or still raises
+    ``NotImplementedError``); raises ``AssertionError`` at the first case that differs, with the case, what differs,
+    and the classic mistake it matches when it matches one.
+    """
+    if name not in CODING:
+        raise ValueError(f"name must be one of {sorted(CODING)}, got {name!r}")
+    exercise = CODING[name]
+    if fn is None:
+        print(f"[{name}] not attempted yet: write {exercise.signature} and run the cell again.")
+        return False
+    if not callable(fn):
+        raise TypeError(f"[{name}] expected a function {exercise.signature}, got {type(fn).__name__}")
+    cases = exercise.cases()
+    for i, case in enumerate(cases, 1):
+        expected = exercise.solve(**_arguments(case))
+        arguments = _arguments(case)
+        try:
+            got = fn(**arguments)
+        except NotImplementedError:
+            print(f"[{name}] not attempted yet: replace `raise NotImplementedError` with your code "
+                  f"({exercise.signature}) and run the cell again.")
+            return False
+        except Exception as error:  # the learner's bug, reported with the case that shows it
+            raise AssertionError(f"[{name}] case {i} of {len(cases)} ({_describe(case)}) raised "
+                                 f"{type(error).__name__}: {error}. Hint: {exercise.hint}") from error
+        problem = exercise.differs(got, expected, case)
+        changed = [k for k, v in case.items() if isinstance(v, nn.Module) and not _same(arguments[k], v)]
+        if problem is None and changed:
+            problem = f"the function changed the {changed[0]} it was given (work on a copy)"
+        if problem is not None:
+            known = []
+            for mistake, (wrong, why) in exercise.mistakes.items():
+                try:
+                    if _same(got, wrong(**_arguments(case))):
+                        known.append(f"this is the classic mistake '{mistake}': {why}")
+                except Exception:  # noqa: S112 (a mistake that cannot even run on this case is not this one)
+                    continue
+            raise AssertionError(f"[{name}] case {i} of {len(cases)} differs ({_describe(case)}): {problem}. "
+                                 + (known[0] if known else f"Hint: {exercise.hint}"))
+    print(f"[{name}] correct on all {len(cases)} cases ({', '.join(c['what'] for c in cases)}).")
+    return True
+
+
+def _randn(seed: int, *shape: int, scale: float = 1.0) -> torch.Tensor:
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed)) * scale
+
+
+# --- 01 and 07: magnitude masks ------------------------------------------------------------------------------
+
+
+def _mask_differs(got, expected, case, w_key="w"):
+    w = case[w_key] if w_key in case else case["gru"].weight_hh_l0.detach()
+    if not isinstance(got, torch.Tensor):
+        return f"expected a tensor mask, got {type(got).__name__}"
+    if got.shape != w.shape:
+        return f"the mask has shape {tuple(got.shape)}, the weight {tuple(w.shape)}"
+    if not bool(((got == 0) | (got == 1)).all()):
+        return "a mask holds only 0 (removed) and 1 (kept)"
+    removed, should = int((got == 0).sum()), int((expected == 0).sum())
+    if removed != should:
+        return f"it removes {removed} weights, round(sparsity * n) = {should}"
+    a = w.abs()
+    if removed and removed < w.numel() and float(a[got == 0].max()) > float(a[got == 1].min()):
+        return "a removed weight is larger in magnitude than a kept one"
+    return None
+
+
+def _package_mask(w, sparsity):
+    from compresskit.prune import magnitude_mask
+
+    return magnitude_mask(w, sparsity=sparsity)
+
+
+def _mask_cases():
+    ties = torch.tensor([[0.1, -0.1, 0.1, 0.2], [0.3, -0.1, 0.2, 0.05]])
+    return [{"what": "random 5x7, half", "w": _randn(0, 5, 7), "sparsity": 0.5},
+            {"what": "random 5x7, 90 % (31.5 rounds to 32)", "w": _randn(1, 5, 7), "sparsity": 0.9},
+            {"what": "ties: four weights of magnitude 0.1", "w": ties, "sparsity": 0.25},
+            {"what": "nothing to remove", "w": _randn(2, 3, 4), "sparsity": 0.0},
+            {"what": "everything removed", "w": _randn(3, 3, 4), "sparsity": 1.0},
+            {"what": "a conv weight", "w": _randn(4, 4, 2, 3, 3), "sparsity": 0.7}]
+
+
+def _mask_by_kth(w, sparsity):  # compares with the k-th smallest |w|: every weight tied with it goes too
+    k = round(sparsity * w.numel())
+    if k == 0:
+        return torch.ones_like(w)
+    return (w.abs() > w.abs().flatten().kthvalue(k).values).float()
+
+
+MASK_MISTAKES = {
+    "a threshold of 0": (lambda w, sparsity: (w.abs() >= 0).float(),
+                         "|w| < 0 is never true, so nothing is removed; the threshold must come from the sparsity"),
+    "comparing with the k-th value on ties": (_mask_by_kth, "with `|w| > t` at t = the k-th smallest |w|, every "
+                                              "weight tied with it goes too; remove exactly k = round(s * n) entries "
+                                              "(argsort or topk), not a threshold"),
+    "ranking by w instead of |w|": (lambda w, sparsity: _keep_top(w, sparsity), "large negative weights matter as "
+                                    "much as large positive ones: rank by the absolute value"),
+    "removing the large weights": (lambda w, sparsity: _keep_top(-w.abs(), sparsity),
+                                   "magnitude pruning removes the *smallest* |w|"),
+    "int() instead of round()": (lambda w, sparsity: _drop_lowest(w.abs(), int(sparsity * w.numel())),
+                                 "int() truncates: at 90 % of 35 weights it removes 31, round() gives 32"),
+}
+
+
+def _drop_lowest(scores, k):
+    mask = torch.ones_like(scores)
+    if k:
+        mask.view(-1)[scores.flatten().argsort(stable=True)[:k]] = 0
+    return mask
+
+
+def _keep_top(scores, sparsity):
+    return _drop_lowest(scores, round(sparsity * scores.numel()))
+
+
+# --- 02: structured pruning of one neuron layer ---------------------------------------------------------------
+
+
+def _neuron_reference(first, second, amount):
+    from compresskit.structured import prune_channels
+
+    pruned = prune_channels(nn.Sequential(first, nn.ReLU(), second), amount)
+    return pruned[0], pruned[2]
+
+
+def _neuron_differs(got, expected, case):
+    if not (isinstance(got, (tuple, list)) and len(got) == 2 and all(isinstance(m, nn.Linear) for m in got)):
+        return "expected a pair (first, second) of nn.Linear"
+    (a, b), (ea, eb) = got, expected
+    if a.out_features != ea.out_features:
+        return f"the first layer keeps {a.out_features} neurons, it should keep {ea.out_features}"
+    if b.in_features != a.out_features:
+        return f"the second layer takes {b.in_features} inputs but the first now gives {a.out_features}"
+    x = _randn(99, 16, ea.in_features)
+    with torch.no_grad():
+        if not torch.allclose(b(torch.relu(a(x))), eb(torch.relu(ea(x))), atol=1e-5):
+            return "the pair computes something else than keeping the highest-L1 neurons (check which rows go)"
+    return None
+
+
+def _neuron_cases():
+    out = []
+    for seed, (i, h, o, amount) in enumerate([(6, 8, 3, 0.5), (10, 12, 4, 0.25), (5, 9, 2, 0.7)]):
+        torch.manual_seed(seed)
+        out.append({"what": f"{i} -> {h} -> {o}, remove {amount:.0%}", "first": nn.Linear(i, h),
+                    "second": nn.Linear(h, o), "amount": amount})
+    return out
+
+
+def _neurons_by(score, drop_next=True, keep_low=False):
+    def wrong(first, second, amount):
+        s = score(first.weight.detach())
+        k = round(amount * len(s))
+        keep = s.argsort(descending=keep_low)[k:].sort().values
+        a = nn.Linear(first.in_features, len(keep))
+        a.weight.data, a.bias.data = first.weight.data[keep].clone(), first.bias.data[keep].clone()
+        if not drop_next:
+            return a, copy.deepcopy(second)
+        b = nn.Linear(len(keep), second.out_features)
+        b.weight.data, b.bias.data = second.weight.data[:, keep].clone(), second.bias.data.clone()
+        return a, b
+    return wrong
+
+
+NEURON_MISTAKES = {
+    "removing the strongest neurons": (_neurons_by(lambda w: w.abs().sum(1), keep_low=True),
+                                       "the neurons with the *smallest* L1 norm go"),
+    "ranking by the signed sum": (_neurons_by(lambda w: w.sum(1)), "score a neuron by sum(|w|) of its incoming "
+                                  "weights; a signed sum lets positive and negative weights cancel"),
+    "leaving the next layer as it was": (_neurons_by(lambda w: w.abs().sum(1), drop_next=False),
+                                         "the next layer must lose the matching *columns*"),
+}
+
+
+# --- 03: the soft threshold -----------------------------------------------------------------------------------
+
+
+def _tensor_differs(got, expected, case, atol=1e-6):
+    if not isinstance(got, torch.Tensor):
+        return f"expected a tensor, got {type(got).__name__}"
+    if got.shape != expected.shape:
+        return f"shape {tuple(got.shape)}, expected {tuple(expected.shape)}"
+    bad = ~torch.isclose(got.double(), expected.double(), atol=atol, rtol=1e-5)
+    if bad.any():
+        j = int(bad.flatten().nonzero()[0])
+        where = next(v for k, v in case.items() if isinstance(v, torch.Tensor)).flatten()[j].item()
+        return (f"entry {j} (input {where:.6g}) is {got.flatten()[j].item():.6g}, expected "
+                f"{expected.flatten()[j].item():.6g}")
+    return None
+
+
+def _soft(v, t):
+    from compresskit.sparsify import soft_threshold
+
+    return soft_threshold(v, t)
+
+
+SOFT_MISTAKES = {
+    "a hard threshold": (lambda v, t: v * (v.abs() > t), "the soft threshold also moves the kept values t closer "
+                         "to zero: sign(v) * max(|v| - t, 0)"),
+    "a subgradient step": (lambda v, t: v - t * torch.sign(v), "v - t * sign(v) jumps over zero instead of landing "
+                           "on it: small values change sign; clamp |v| - t at 0"),
+    "forgetting the sign": (lambda v, t: torch.clamp(v - t, min=0), "negative values must shrink towards zero too: "
+                            "apply max(|v| - t, 0) to |v| and put the sign back"),
+}
+
+
+def _soft_cases():
+    return [{"what": "random", "v": _randn(0, 20), "t": 0.3},
+            {"what": "t = 0 changes nothing", "v": _randn(1, 8), "t": 0.0},
+            {"what": "values exactly at +-t", "v": torch.tensor([0.5, -0.5, 0.2, -1.0]), "t": 0.5},
+            {"what": "t larger than every |v|", "v": _randn(2, 6, scale=0.1), "t": 5.0}]
+
+
+# --- 04: uniform fake quantization ----------------------------------------------------------------------------
+
+
+def _fake_quant(w, bits, symmetric):
+    from compresskit.quantize import fake_quantize
+
+    return fake_quantize(w, bits, symmetric=symmetric)
+
+
+def _quant_no_zero_point(w, bits, symmetric):
+    from compresskit.quantize import code_range, qparams
+
+    s, _ = qparams(w, bits, symmetric=symmetric)
+    q_min, q_max = code_range(bits, symmetric)
+    return torch.clamp(torch.round(w / s), q_min, q_max) * s
+
+
+def _quant_no_clamp(w, bits, symmetric):
+    from compresskit.quantize import qparams
+
+    s, z = qparams(w, bits, symmetric=symmetric)
+    return (torch.round(w / s) + z - z) * s
+
+
+QUANT_MISTAKES = {
+    "round(w / 2**bits)": (lambda w, bits, symmetric: torch.round(w / 2**bits), "there is no scale here and no way "
+                           "back: q = clamp(round(w / s) + z, q_min, q_max), then w_hat = (q - z) * s"),
+    "a missing zero point": (_quant_no_zero_point, "an affine grid starts at min(w), not at 0: add z = q_min - "
+                             "round(min / s) before clamping and subtract it when dequantizing"),
+    "a missing clamp": (_quant_no_clamp, "round(w / s) can land one code outside the range (max|w| / s = 7.5 rounds "
+                        "to 8 at 4 bits): clamp to [q_min, q_max]"),
+}
+
+
+def _quant_cases():
+    return [{"what": "4-bit symmetric", "w": _randn(0, 6, 5), "bits": 4, "symmetric": True},
+            {"what": "3-bit affine", "w": _randn(1, 40), "bits": 3, "symmetric": False},
+            {"what": "8-bit affine, one-sided (ReLU-like) values", "w": _randn(2, 30).abs() + 0.5, "bits": 8,
+             "symmetric": False},
+            {"what": "2-bit symmetric with an outlier", "w": torch.cat([_randn(3, 20, scale=0.1),
+                                                                        torch.tensor([2.0])]),
+             "bits": 2, "symmetric": True},
+            {"what": "a zero range: every value 0", "w": torch.zeros(5), "bits": 4, "symmetric": False}]
+
+
+# --- 05: a truncated-SVD layer pair ---------------------------------------------------------------------------
+
+
+def _svd_reference(layer, rank):
+    from compresskit.lowrank import svd_linear
+
+    return svd_linear(layer, rank)
+
+
+def _pair_differs(got, expected, case):
+    if not isinstance(got, nn.Module):
+        return f"expected an nn.Module (e.g. nn.Sequential of two Linear layers), got {type(got).__name__}"
+    first = next((m for m in got.modules() if isinstance(m, nn.Linear)), None)
+    if first is None or first.out_features != case["rank"]:
+        return f"the first Linear should map {case['layer'].in_features} inputs to rank = {case['rank']} outputs"
+    x = _randn(7, 9, case["layer"].in_features)
+    with torch.no_grad():
+        if not torch.allclose(got(x), expected(x), atol=1e-4):
+            return "its outputs differ from the best rank-r approximation of the layer"
+    return None
+
+
+def _svd_wrong(use_s=True, smallest=False):
+    def wrong(layer, rank):
+        u, s, vh = torch.linalg.svd(layer.weight.detach(), full_matrices=False)
+        pick = slice(len(s) - rank, len(s)) if smallest else slice(0, rank)
+        u, s, vh = u[:, pick], s[pick], vh[pick]
+        first, second = nn.Linear(layer.in_features, rank, bias=False), nn.Linear(rank, layer.out_features)
+        first.weight.data = (s[:, None] * vh if use_s else vh).clone()
+        second.weight.data, second.bias.data = u.clone(), layer.bias.detach().clone()
+        return nn.Sequential(first, second)
+    return wrong
+
+
+SVD_MISTAKES = {
+    "dropping the singular values": (_svd_wrong(use_s=False), "W ~ U_r diag(S_r) V_r^T: the singular values must go "
+                                     "into one of the factors (or sqrt(S) into each)"),
+    "keeping the smallest singular values": (_svd_wrong(smallest=True), "torch.linalg.svd sorts S in descending "
+                                             "order: keep the first r, not the last"),
+}
+
+
+def _svd_cases():
+    out = []
+    for seed, (i, o, r) in enumerate([(12, 8, 3), (8, 8, 8), (20, 5, 1)]):
+        torch.manual_seed(seed)
+        out.append({"what": f"Linear({i}, {o}) at rank {r}", "layer": nn.Linear(i, o), "rank": r})
+    return out
+
+
+# --- 06: the distillation loss --------------------------------------------------------------------------------
+
+
+def _kd_reference(student_logits, teacher_logits, labels, temperature, alpha):
+    from compresskit.distill import kd_loss
+
+    return kd_loss(student_logits, teacher_logits, labels, temperature=temperature, alpha=alpha)
+
+
+def _scalar_differs(got, expected, case):
+    if isinstance(got, torch.Tensor):
+        if got.numel() != 1:
+            return f"expected one number (the batch mean), got a tensor of shape {tuple(got.shape)}"
+        got = got.item()
+    if not isinstance(got, (int, float)):
+        return f"expected a number or a 0-d tensor, got {type(got).__name__}"
+    if not math.isclose(got, float(expected), rel_tol=1e-4, abs_tol=1e-6):
+        return f"it gives {got:.6g}, the loss is {float(expected):.6g}"
+    return None
+
+
+def _kd_wrong(t_squared=True, log_input=True, reverse=False, soften_teacher=True):
+    def wrong(student_logits, teacher_logits, labels, temperature, alpha):
+        t = temperature
+        p_s = F.log_softmax(student_logits / t, dim=1)
+        p_t = F.softmax(teacher_logits / (t if soften_teacher else 1.0), dim=1)
+        if reverse:
+            soft = F.kl_div(torch.log(p_t), p_s.exp(), reduction="batchmean")
+        else:
+            soft = F.kl_div(p_s if log_input else p_s.exp(), p_t, reduction="batchmean")
+        return (alpha * (t * t if t_squared else 1.0) * soft + (1 - alpha) * F.cross_entropy(student_logits, labels))
+    return wrong
+
+
+KD_MISTAKES = {
+    "a missing T^2": (_kd_wrong(t_squared=False), "the soft term's gradient shrinks like 1/T^2; multiply it by T^2"),
+    "KL with probabilities as input": (_kd_wrong(log_input=False), "F.kl_div(input, target) wants log-probabilities "
+                                       "as input: log_softmax(student / T)"),
+    "the KL the wrong way round": (_kd_wrong(reverse=True), "KL(p_teacher || p_student): the teacher's "
+                                   "distribution is the target"),
+    "an unsoftened teacher": (_kd_wrong(soften_teacher=False), "divide the teacher's logits by T too"),
+}
+
+
+def _kd_cases():
+    y = torch.tensor([0, 3, 9, 3, 1])
+    return [{"what": "T = 4, alpha = 0.9", "student_logits": _randn(0, 5, 10),
+             "teacher_logits": _randn(1, 5, 10, scale=4), "labels": y, "temperature": 4.0, "alpha": 0.9},
+            {"what": "T = 1, alpha = 0.5", "student_logits": _randn(2, 5, 10), "teacher_logits": _randn(3, 5, 10),
+             "labels": y, "temperature": 1.0, "alpha": 0.5},
+            {"what": "high T = 20, soft term only", "student_logits": _randn(4, 5, 10, scale=3),
+             "teacher_logits": _randn(5, 5, 10, scale=6), "labels": y, "temperature": 20.0, "alpha": 1.0},
+            {"what": "labels only (alpha = 0)", "student_logits": _randn(6, 5, 10), "teacher_logits": _randn(7, 5, 10),
+             "labels": y, "temperature": 2.0, "alpha": 0.0}]
+
+
+# --- 07: pruning a GRU's recurrent weights --------------------------------------------------------------------
+
+
+def _gru_reference(gru, sparsity):
+    from compresskit.prune import magnitude_mask
+
+    return magnitude_mask(gru.weight_hh_l0.detach(), sparsity=sparsity)
+
+
+def _gru_cases():
+    out = []
+    for seed, (i, h, s) in enumerate([(8, 6, 0.5), (4, 5, 0.8), (3, 4, 0.0)]):
+        torch.manual_seed(seed)
+        gru = nn.GRU(i, h, batch_first=True)
+        out.append({"what": f"GRU({i}, {h}), {s:.0%}", "gru": gru, "sparsity": s})
+    return out
+
+
+def _gru_differs(got, expected, case):
+    return _mask_differs(got, expected, case, w_key="none")
+
+
+GRU_MISTAKES = {
+    "masking weight_ih": (lambda gru, sparsity: _keep_top(gru.weight_ih_l0.detach().abs(), sparsity),
+                          "the recurrent matrix is weight_hh_l0 (hidden x hidden, per gate), weight_ih_l0 reads the "
+                          "input"),
+    "one sparsity per gate": (lambda gru, sparsity: torch.cat(
+        [_keep_top(g.abs(), sparsity) for g in gru.weight_hh_l0.detach().chunk(3)]),
+        "the exercise ranks the whole weight_hh_l0 at once (as magnitude_prune does), not each gate's block"),
+}
+
+
+# --- 08: Huffman code lengths ---------------------------------------------------------------------------------
+
+
+def _huffman_reference(counts):
+    from compresskit.encode import huffman_code
+
+    return {s: len(c) for s, c in huffman_code(counts).items()}
+
+
+def _lengths_differ(got, expected, case):
+    counts = case["counts"]
+    if not isinstance(got, dict) or set(got) != set(counts):
+        return f"expected a dict with one code length per symbol {sorted(counts)}"
+    if any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in got.values()):
+        return "every code length is a whole number of bits >= 1"
+    kraft = sum(2.0 ** -v for v in got.values())
+    if kraft > 1 + 1e-12:
+        return f"no prefix-free code has these lengths (sum of 2^-length = {kraft:.3f} > 1)"
+    bits, best = sum(counts[s] * got[s] for s in counts), sum(counts[s] * expected[s] for s in counts)
+    if bits != best:
+        return f"the message takes {bits} bits with these lengths, {best} with an optimal code"
+    return None
+
+
+HUFFMAN_MISTAKES = {
+    "a fixed-length code": (lambda counts: {s: max(1, math.ceil(math.log2(len(counts)))) for s in counts},
+                            "equal lengths ignore the counts: frequent symbols must get shorter codes"),
+    "Shannon's lengths ceil(-log2 p)": (lambda counts: {s: max(1, math.ceil(-math.log2(c / sum(counts.values()))))
+                                                        for s, c in counts.items()},
+                                        "ceil(-log2 p) is a valid code but not optimal: merge the two rarest "
+                                        "subtrees repeatedly (heapq) and count each symbol's depth"),
+}
+
+
+def _huffman_cases():
+    return [{"what": "skewed counts", "counts": {"a": 45, "b": 13, "c": 12, "d": 16, "e": 9, "f": 5}},
+            {"what": "two symbols", "counts": {0: 3, 1: 1}},
+            {"what": "equal counts", "counts": {s: 4 for s in range(8)}},
+            {"what": "k-means indices", "counts": {0: 900, 1: 60, 2: 25, 3: 10, 4: 4, 5: 1}}]
+
+
+CODING: dict[str, CodingExercise] = {
+    "01-code": CodingExercise("magnitude_mask(w, sparsity) -> keep-mask", _mask_cases, _package_mask, _mask_differs,
+                              "remove exactly k = round(sparsity * n) entries of smallest |w| (argsort of |w|)",
+                              MASK_MISTAKES),
+    "02-code": CodingExercise("prune_neurons(first, second, amount) -> (first, second)", _neuron_cases,
+                              _neuron_reference, _neuron_differs,
+                              "score rows of first.weight by their L1 norm, keep the highest, slice first's rows and "
+                              "bias and second's columns", NEURON_MISTAKES),
+    "03-code": CodingExercise("soft_threshold(v, t) -> tensor", _soft_cases, _soft,
+                              lambda g, e, c: _tensor_differs(g, e, c), "sign(v) * max(|v| - t, 0)", SOFT_MISTAKES),
+    "04-code": CodingExercise("fake_quantize(w, bits, symmetric) -> tensor", _quant_cases, _fake_quant,
+                              lambda g, e, c: _tensor_differs(g, e, c, atol=1e-6),
+                              "scale and zero point as in section 1 (quantize.qparams), round half to even "
+                              "(torch.round), clamp, dequantize", QUANT_MISTAKES),
+    "05-code": CodingExercise("low_rank_pair(layer, rank) -> nn.Sequential", _svd_cases, _svd_reference,
+                              _pair_differs, "W = U S V^T: first layer S_r V_r^T (no bias), second U_r with the "
+                              "layer's bias", SVD_MISTAKES),
+    "06-code": CodingExercise("kd_loss(student_logits, teacher_logits, labels, temperature, alpha) -> loss",
+                              _kd_cases, _kd_reference, _scalar_differs,
+                              "alpha * T^2 * KL(softmax(t/T) || softmax(s/T)) (batch mean) + (1 - alpha) * CE",
+                              KD_MISTAKES),
+    "07-code": CodingExercise("recurrent_mask(gru, sparsity) -> keep-mask of weight_hh_l0", _gru_cases,
+                              _gru_reference, _gru_differs, "rank |gru.weight_hh_l0| as one tensor and remove the "
+                              "round(sparsity * n) smallest", GRU_MISTAKES),
+    "08-code": CodingExercise("huffman_lengths(counts) -> {symbol: code length}", _huffman_cases, _huffman_reference,
+                              _lengths_differ, "repeatedly merge the two subtrees of smallest total count; a "
+                              "symbol's code length is its depth", HUFFMAN_MISTAKES),
+}
+"""The coding exercises of chapters 01-08, by name."""

@@ -42,6 +42,13 @@ _ERRORS = f"""() => {{ const cells = {_NOTEBOOK}.content.model.cells; const foun
         for (let j = 0; j < c.outputs.length; j++) {{ const o = c.outputs.get(j).toJSON();
             if (o.output_type === 'error') found.push(`cell ${{i}}: ${{o.ename}}: ${{o.evalue}}`); }} }}
     return found; }}"""
+# per cell: is it a solution (tag), and is its input collapsed in the notebook JupyterLab opened
+_SOLUTIONS = f"""() => {{ const nb = {_NOTEBOOK}; const found = [];
+    nb.content.widgets.forEach((w, i) => {{ const tags = w.model.getMetadata('tags') || [];
+        found.push({{index: i, solution: tags.includes('solution'), exercise: tags.includes('exercise'),
+                     hidden: w.inputHidden, text: w.model.sharedModel.getSource(),
+                     output: w.model.type === 'code' ? JSON.stringify(w.model.outputs.toJSON()) : ''}}); }});
+    return found; }}"""
 _PLOT_SRC = f"() => {{ const img = document.querySelector('.{MAIN_CLASS} img'); return img ? img.src : null; }}"
 # 'changed' once a new image is in the panel; 'error' as soon as the panel shows a traceback (fail fast)
 _PLOT_STATE = f"""(before) => {{ const panel = document.querySelector('.{MAIN_CLASS}');
@@ -119,6 +126,15 @@ def test_main_panel_redraws_in_jupyterlab(executed, notebook):
         page.bring_to_front()
         errors = page.evaluate(_ERRORS)
         assert not errors, f"{notebook}: cells raised in JupyterLab: {errors}"
+
+        cells = page.evaluate(_SOLUTIONS)
+        solutions = [c for c in cells if c["solution"]]
+        assert solutions, f"{notebook}: no solution cells"
+        shown = [c["index"] for c in solutions if not c["hidden"]]
+        assert not shown, f"{notebook}: solution cells {shown} are open when the chapter opens (they must be collapsed)"
+        stubs = [c for c in cells if c["exercise"] and "check_code(" in c["text"]]
+        if notebook[:2] != "00":  # chapters 01-08 have a coding exercise: its untouched stub ran without breaking
+            assert len(stubs) == 1 and "not attempted yet" in stubs[0]["output"], f"{notebook}: the stub cell"
 
         panels = page.locator(f".{MAIN_CLASS}")
         assert panels.count() == 1, f"{notebook}: expected one main panel (.{MAIN_CLASS}), found {panels.count()}"

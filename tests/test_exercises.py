@@ -1,0 +1,113 @@
+"""The coding exercises (compresskit.exercises.CODING): every chapter has one; its checker accepts the worked
+solution stored in the chapter (the hidden cell, run here as the chapter runs it), rejects each classic wrong answer
+and names it, and treats the untouched stub as "not attempted" so the chapter still runs."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from compresskit import exercises
+from compresskit.exercises import CODING, check_code
+
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+CHAPTERS = [f"{n:02d}" for n in range(1, 9)]  # with a coding exercise; chapter 00 has arithmetic ones only
+
+
+def _cells(chapter):
+    path = next(NOTEBOOKS.glob(f"{chapter}_*.ipynb"))
+    return json.loads(path.read_text())["cells"]
+
+
+def _tagged(chapter, tag):
+    return [c for c in _cells(chapter) if tag in c["metadata"].get("tags", [])]
+
+
+def _run(cell) -> dict:
+    namespace = {"torch": torch, "check_code": check_code}
+    exec(compile("".join(cell["source"]), "<cell>", "exec"), namespace)  # noqa: S102 (the chapter's own cell)
+    return namespace
+
+
+def _function(name, namespace):
+    fn_name = CODING[name].signature.split("(")[0]
+    return namespace[fn_name]
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_the_chapters_worked_solution_passes_its_checker(chapter, capsys):
+    name = f"{chapter}-code"
+    solutions = [c for c in _tagged(chapter, "solution") if f'check_code("{name}"' in "".join(c["source"])]
+    assert len(solutions) == 1, f"chapter {chapter}: expected one solution cell for {name}"
+    assert check_code(name, _function(name, _run(solutions[0]))) is True
+    assert "correct on all" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_the_untouched_stub_is_not_attempted_and_does_not_fail(chapter, capsys):
+    stubs = [c for c in _tagged(chapter, "exercise") if "check_code(" in "".join(c["source"])]
+    assert len(stubs) == 1 and "raise NotImplementedError" in "".join(stubs[0]["source"])
+    _run(stubs[0])  # the cell as nbval runs it: no exception
+    assert "not attempted yet" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name, mistake", [(n, m) for n, ex in CODING.items() for m in ex.mistakes])
+def test_each_classic_mistake_is_rejected_and_named(name, mistake):
+    wrong, why = CODING[name].mistakes[mistake]
+    with pytest.raises(AssertionError) as error:
+        check_code(name, wrong)
+    message = str(error.value)
+    assert f"classic mistake '{mistake}'" in message and why in message and "case" in message
+
+
+def test_a_wrong_answer_shows_the_input_that_exposes_it():
+    def off_by_one(w, sparsity):
+        return exercises.CODING["01-code"].solve(w=w, sparsity=min(1.0, sparsity + 0.05))
+
+    with pytest.raises(AssertionError, match=r"\[01-code\] case 1 of 6 differs \(random 5x7, half: w=tensor of shape"):
+        check_code("01-code", off_by_one)
+
+    def crashes(v, t):
+        raise ValueError("oops")
+
+    with pytest.raises(AssertionError, match="raised ValueError: oops. Hint: sign"):
+        check_code("03-code", crashes)
+
+
+def test_a_function_that_changes_its_input_model_is_caught():
+    def in_place(gru, sparsity):
+        mask = CODING["07-code"].solve(gru=gru, sparsity=sparsity)
+        with torch.no_grad():
+            gru.weight_hh_l0.mul_(mask)
+        return mask
+
+    with pytest.raises(AssertionError, match="changed the gru it was given"):
+        check_code("07-code", in_place)
+
+
+def test_check_code_refuses_bad_arguments(capsys):
+    with pytest.raises(ValueError, match="name must be one of"):
+        check_code("99-code", lambda: None)
+    with pytest.raises(TypeError, match="expected a function"):
+        check_code("03-code", 3)
+    assert check_code("03-code", None) is False
+    assert "not attempted" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("chapter", ["00", *CHAPTERS])
+def test_solutions_are_hidden_when_the_chapter_opens(chapter):
+    """Every worked solution (markdown and code) is collapsed in JupyterLab and tagged, and every tagged cell is."""
+    cells = _cells(chapter)
+    for i, cell in enumerate(cells):
+        text = "".join(cell["source"])
+        hidden = cell["metadata"].get("jupyter", {}).get("source_hidden", False)
+        tagged = "solution" in cell["metadata"].get("tags", [])
+        if text.startswith("*Worked solution.*"):
+            assert hidden and tagged, f"chapter {chapter}, cell {i}: a worked solution in plain view"
+            after = cells[i + 1]
+            assert after["cell_type"] == "code" and "solution" in after["metadata"].get("tags", []), \
+                f"chapter {chapter}, cell {i + 1}: the solution's code cell is not tagged"
+        assert tagged == hidden, f"chapter {chapter}, cell {i}: 'solution' tag and hidden source must go together"
+        if "exercise" in cell["metadata"].get("tags", []):
+            assert not hidden, f"chapter {chapter}, cell {i}: the exercise itself must be visible"
