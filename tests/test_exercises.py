@@ -97,17 +97,26 @@ def test_check_code_refuses_bad_arguments(capsys):
 
 @pytest.mark.parametrize("chapter", ["00", *CHAPTERS])
 def test_solutions_are_hidden_when_the_chapter_opens(chapter):
-    """Every worked solution (markdown and code) is collapsed in JupyterLab and tagged, and every tagged cell is."""
+    """Every worked solution is closed when a chapter opens: its explanation inside a closed <details> (one click
+    opens it; JupyterLab does not collapse rendered markdown by metadata), its code cell collapsed by
+    ``jupyter.source_hidden``; all of them tagged ``solution``, and nothing else hidden."""
     cells = _cells(chapter)
+    explained = 0
     for i, cell in enumerate(cells):
         text = "".join(cell["source"])
         hidden = cell["metadata"].get("jupyter", {}).get("source_hidden", False)
         tagged = "solution" in cell["metadata"].get("tags", [])
-        if text.startswith("*Worked solution.*"):
-            assert hidden and tagged, f"chapter {chapter}, cell {i}: a worked solution in plain view"
+        if "Worked solution" in text and cell["cell_type"] == "markdown":
+            explained += 1
+            assert tagged and text.startswith("<details><summary>") and text.rstrip().endswith("</details>") \
+                and "<details open" not in text, f"chapter {chapter}, cell {i}: a worked solution in plain view"
             after = cells[i + 1]
             assert after["cell_type"] == "code" and "solution" in after["metadata"].get("tags", []), \
                 f"chapter {chapter}, cell {i + 1}: the solution's code cell is not tagged"
-        assert tagged == hidden, f"chapter {chapter}, cell {i}: 'solution' tag and hidden source must go together"
+        if cell["cell_type"] == "code":
+            assert tagged == hidden, f"chapter {chapter}, cell {i}: 'solution' tag and hidden source must go together"
+        else:
+            assert not hidden, f"chapter {chapter}, cell {i}: hide markdown in <details>, not by metadata"
         if "exercise" in cell["metadata"].get("tags", []):
             assert not hidden, f"chapter {chapter}, cell {i}: the exercise itself must be visible"
+    assert explained >= 2, f"chapter {chapter}: expected worked solutions"

@@ -46,7 +46,10 @@ _ERRORS = f"""() => {{ const cells = {_NOTEBOOK}.content.model.cells; const foun
 _SOLUTIONS = f"""() => {{ const nb = {_NOTEBOOK}; const found = [];
     nb.content.widgets.forEach((w, i) => {{ const tags = w.model.getMetadata('tags') || [];
         found.push({{index: i, solution: tags.includes('solution'), exercise: tags.includes('exercise'),
-                     hidden: w.inputHidden, text: w.model.sharedModel.getSource(),
+                     markdown: w.model.type === 'markdown',
+                     hidden: w.model.type === 'markdown' ? !!w.node.querySelector('details:not([open])')
+                                                        : w.inputHidden,
+                     text: w.model.sharedModel.getSource(),
                      output: w.model.type === 'code' ? JSON.stringify(w.model.outputs.toJSON()) : ''}}); }});
     return found; }}"""
 _PLOT_SRC = f"() => {{ const img = document.querySelector('.{MAIN_CLASS} img'); return img ? img.src : null; }}"
