@@ -8,12 +8,23 @@ from __future__ import annotations
 
 import io
 import math
+import os
 from collections.abc import Sequence
 
 import matplotlib
 
+STANDARD = {"font.size": 13, "axes.titlesize": 15, "axes.labelsize": 14, "legend.fontsize": 12, "xtick.labelsize": 13,
+            "ytick.labelsize": 13, "lines.linewidth": 2.0, "lines.markersize": 6.0, "axes.linewidth": 0.8,
+            "grid.linewidth": 0.8}
+"""The workbook's style on a laptop screen."""
+PROJECTOR_SCALE = 1.45
+"""How much larger ``projector()`` makes fonts, lines and markers: read from the back of a room at 1280x720."""
+PROJECTOR_ENV = "COMPRESSKIT_PROJECTOR"
+"""Set to 1 (as the lecture view does) and every plot starts in projector style."""
+_scale = [1.0]
+
 matplotlib.rcParams.update(
-    {"font.size": 13, "axes.titlesize": 15, "axes.labelsize": 14, "legend.fontsize": 12, "figure.dpi": 90,
+    {**STANDARD, "figure.dpi": 90,
      # titles at a fixed height above the axes: matplotlib otherwise measures every tick label on each draw to lift
      # titles over top-side labels, which no plot here has (~6 % of a two-axes slider redraw, measured)
      "axes.titley": 1.0}
@@ -24,7 +35,23 @@ import torch  # noqa: E402
 from matplotlib import ticker  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from compresskit.checks import check_bool  # noqa: E402
 from compresskit.metrics import Record  # noqa: E402
+
+
+def projector(on: bool = True) -> None:
+    """Switch every plot drawn from now on to projector style (``on=True``: fonts, lines and markers
+    ``PROJECTOR_SCALE`` times larger) or back to the screen style. The lecture view turns it on through the
+    ``COMPRESSKIT_PROJECTOR=1`` environment variable, read when this module is imported."""
+    check_bool("on", on)
+    _scale[0] = PROJECTOR_SCALE if on else 1.0
+    matplotlib.rcParams.update({k: v * _scale[0] for k, v in STANDARD.items()})
+
+
+def _z(size: float) -> float:
+    """A line width, marker or font size in the current style."""
+    return size * _scale[0]
+
 
 FIGSIZE = (9, 5.2)
 COLORS = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -76,15 +103,16 @@ def accuracy_vs_size(
     groups = list(dict.fromkeys(r.group or "model" for r in records))
     for gi, group in enumerate(groups):
         pts = [r for r in records if (r.group or "model") == group]
-        ax.plot([r.kb for r in pts], [100 * r.accuracy for r in pts], "o", ms=9, color=COLORS[gi % len(COLORS)],
+        ax.plot([r.kb for r in pts], [100 * r.accuracy for r in pts], "o", ms=_z(9), color=COLORS[gi % len(COLORS)],
                 label=group, alpha=0.85)
     if annotate:
         for r in records:
             if r.name:
-                ax.annotate(r.name, (r.kb, 100 * r.accuracy), textcoords="offset points", xytext=(6, 5), fontsize=11)
+                ax.annotate(r.name, (r.kb, 100 * r.accuracy), textcoords="offset points", xytext=(6, 5),
+                            fontsize=_z(11))
     if highlight is not None:
         r = records[highlight]
-        ax.plot([r.kb], [100 * r.accuracy], "o", ms=18, mfc="none", mec="red", mew=2.5, label="current")
+        ax.plot([r.kb], [100 * r.accuracy], "o", ms=_z(18), mfc="none", mec="red", mew=_z(2.5), label="current")
     ax.set_xscale("log")
     _plain_log(ax.xaxis)
     ax.set_xlabel("size on disk (KB, log scale)")
@@ -107,7 +135,7 @@ def digit_grid(images: torch.Tensor, labels: torch.Tensor, *, n: int = 20, cols:
         ax.axis("off")
         if i < n:
             ax.imshow(images[i, 0].cpu().numpy(), cmap="gray_r", vmin=0, vmax=1)
-            ax.set_title(str(int(labels[i])), fontsize=12)
+            ax.set_title(str(int(labels[i])), fontsize=_z(12))
     if title:
         fig.suptitle(title)
     return fig
@@ -216,7 +244,7 @@ def pixel_map(values: torch.Tensor, *, ax=None, title: str = "", label: str = ""
     image = ax.imshow(v.numpy(), cmap="viridis", vmin=0, vmax=high if high > 0 else 1, interpolation="nearest")
     for (i, j), value in np.ndenumerate(v.numpy()):
         dark = value < 0.6 * (high if high > 0 else 1)
-        ax.text(j, i, fmt.format(value), ha="center", va="center", fontsize=9, color="white" if dark else "black")
+        ax.text(j, i, fmt.format(value), ha="center", va="center", fontsize=_z(9), color="white" if dark else "black")
     ax.set_xticks(range(v.shape[1]))
     ax.set_yticks(range(v.shape[0]))
     ax.set_xlabel("pixel column")
@@ -232,9 +260,9 @@ def curves(series: dict[str, tuple[Sequence[float], Sequence[float]]], *, xlabel
     """Several named (x, y) lines on one axes, e.g. accuracy against sparsity per method."""
     fig, ax = _axes(ax)
     for i, (name, (xs, ys)) in enumerate(series.items()):
-        ax.plot(list(xs), list(ys), marker=marker, lw=2, ms=6, label=name, color=COLORS[i % len(COLORS)])
+        ax.plot(list(xs), list(ys), marker=marker, lw=_z(2), ms=_z(6), label=name, color=COLORS[i % len(COLORS)])
     if hline is not None:
-        ax.axhline(hline, color="0.3", ls="--", lw=1.5, label=hline_label or None)
+        ax.axhline(hline, color="0.3", ls="--", lw=_z(1.5), label=hline_label or None)
     return _finish(fig, ax, xlabel, ylabel, title, logx, logy)
 
 
@@ -269,7 +297,7 @@ def errorbars(series: dict[str, tuple[Sequence[float], Sequence[float], Sequence
         raise ValueError(f"styles names series that are not plotted: {sorted(unknown)}; series: {list(series)}")
     fig, ax = _axes(ax)
     for i, (name, (xs, means, spreads)) in enumerate(series.items()):
-        kwargs = {"marker": "o", "lw": 2, "ms": 6, "capsize": 5, "color": COLORS[i % len(COLORS)],
+        kwargs = {"marker": "o", "lw": _z(2), "ms": _z(6), "capsize": _z(5), "color": COLORS[i % len(COLORS)],
                   **styles.get(name, {})}
         ax.errorbar(list(xs), list(means), yerr=list(spreads), label=name, **kwargs)
     return _finish(fig, ax, xlabel, ylabel, title, logx, False)
@@ -293,19 +321,19 @@ def pareto(points, *, x: str = "bytes", front=None, highlight=None, budget: floa
     families = list(dict.fromkeys(p.family for p in points))
     for i, family in enumerate(families):
         mine = [p for p in points if p.family == family]
-        ax.plot([value(p) for p in mine], [100 * p.accuracy for p in mine], "o", ms=9, color=COLORS[i % len(COLORS)],
-                label=family)
+        ax.plot([value(p) for p in mine], [100 * p.accuracy for p in mine], "o", ms=_z(9),
+                color=COLORS[i % len(COLORS)], label=family)
     if front:
-        ax.plot([value(p) for p in front], [100 * p.accuracy for p in front], "-", color="0.35", lw=1.5,
+        ax.plot([value(p) for p in front], [100 * p.accuracy for p in front], "-", color="0.35", lw=_z(1.5),
                 label="Pareto front", zorder=0)
         for p in front:  # the front's recipes by name; the others are in the printed table
             ax.annotate(p.name, (value(p), 100 * p.accuracy), textcoords="offset points", xytext=(6, -14),
-                        fontsize=10, color="0.25")
+                        fontsize=_z(10), color="0.25")
     if highlight is not None:
-        ax.plot([value(highlight)], [100 * highlight.accuracy], "o", ms=20, mfc="none", mec="red", mew=2.5,
+        ax.plot([value(highlight)], [100 * highlight.accuracy], "o", ms=_z(20), mfc="none", mec="red", mew=_z(2.5),
                 label="chosen")
     if budget is not None:
-        ax.axvline(budget / 1024, color="red", ls="--", lw=1.5, label="byte budget")
+        ax.axvline(budget / 1024, color="red", ls="--", lw=_z(1.5), label="byte budget")
     ax.set_xscale("log")
     # a fixed 1-2-5 ladder of plain labels and no minor ticks: a tenth of the tick artists of the default log axis
     # (the ticks were half of a slider move's redraw)
@@ -323,3 +351,7 @@ def pareto(points, *, x: str = "bytes", front=None, highlight=None, budget: floa
     ax.grid(True, alpha=0.3)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     return fig
+
+
+if os.environ.get(PROJECTOR_ENV, "").strip().lower() in ("1", "true", "yes", "on"):
+    projector(True)

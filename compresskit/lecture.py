@@ -1,0 +1,95 @@
+"""The lecture view: every chapter served as a page of markdown and live panels, code hidden, plots in projector style.
+
+    python -m compresskit.lecture                 # all chapters at http://localhost:8866
+    python -m compresskit.lecture --warm 02       # ... and chapter 02 pre-run in a waiting kernel: opens in seconds
+
+Voilà serves the notebooks: it runs each chapter in a kernel of its own, shows the markdown and every cell's output but
+no code (``strip_sources``), and keeps the kernel alive behind the sliders. Cells tagged ``solution``, ``exercise`` or
+``lecture-skip`` are left out before the chapter runs (``LECTURE_SKIP_TAGS``). ``COMPRESSKIT_PROJECTOR=1`` switches
+``compresskit.plots`` to large fonts and thick lines. ``--warm`` pre-heats one kernel for the chapter(s) a lecture
+is about to show (one per chapter, never more than the machine's cores): Voilà runs the chapter ahead of the request
+and hands the finished page over when it is opened.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from compresskit.checks import available_cores
+
+LECTURE_SKIP_TAGS = ("solution", "exercise", "lecture-skip")
+"""Cells with any of these tags are not part of a lecture (worked solutions, exercises, long tables, set-up noise)."""
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+DEFAULT_PORT = 8866
+
+
+def in_lecture(cell) -> bool:
+    """Whether a notebook cell is shown (and run) in the lecture view."""
+    return not set(cell.get("metadata", {}).get("tags", [])) & set(LECTURE_SKIP_TAGS)
+
+
+def lecture_cells(notebook):
+    """The notebook without the cells a lecture leaves out (a copy; the file is not changed)."""
+    import copy
+
+    lecture = copy.deepcopy(notebook)
+    lecture.cells = [c for c in lecture.cells if in_lecture(c)]
+    return lecture
+
+
+def _prelaunch_hook(request_handler, notebook, cwd):  # Voilà's hook: called with the notebook before it runs
+    return lecture_cells(notebook)
+
+
+def chapter_path(chapter: str) -> Path:
+    """``"02"`` (or ``"2"``, or a file name) -> the chapter's notebook; refuses anything else by name."""
+    if not isinstance(chapter, str):
+        raise TypeError(f"chapter must be a string such as '02', got {type(chapter).__name__}")
+    matches = sorted(NOTEBOOKS.glob(f"{chapter.zfill(2)}_*.ipynb")) or sorted(NOTEBOOKS.glob(chapter))
+    if len(matches) != 1:
+        known = ", ".join(p.name[:2] for p in sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")))
+        raise ValueError(f"chapter must be one of {known}, got {chapter!r}")
+    return matches[0]
+
+
+def voila_config(warm: list[str] = ()):
+    """The traitlets ``Config`` of the lecture server: sources stripped, lecture cells only, one pre-heated kernel per
+    chapter in ``warm`` and none for the others."""
+    from traitlets.config import Config
+
+    warm = [chapter_path(c).name for c in warm]
+    if len(warm) > available_cores():
+        raise ValueError(f"warm may name at most {available_cores()} chapter(s) (one waiting kernel per core of this "
+                         f"machine), got {len(warm)}: {warm}")
+    c = Config()
+    c.VoilaConfiguration.strip_sources = True
+    c.VoilaConfiguration.show_tracebacks = True
+    c.VoilaConfiguration.prelaunch_hook = _prelaunch_hook
+    if warm:
+        c.VoilaConfiguration.preheat_kernel = True
+        c.VoilaKernelManager.kernel_pools_config = {"default": {"pool_size": 0},
+                                                    **{name: {"pool_size": 1} for name in warm}}
+        c.VoilaKernelManager.fill_delay = 0.0
+    return c
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m compresskit.lecture", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port of the lecture server (default 8866)")
+    parser.add_argument("--warm", nargs="*", default=[], metavar="CHAPTER",
+                        help="chapters (e.g. 02 06) to pre-run in a waiting kernel, at most one per CPU core")
+    parser.add_argument("--no-browser", action="store_true", help="do not open a browser")
+    args = parser.parse_args(argv)
+    from voila.app import Voila
+
+    config = voila_config(args.warm)
+    os.environ["COMPRESSKIT_PROJECTOR"] = "1"  # kernels inherit it: every plot in projector style
+    app = Voila(config=config)
+    app.initialize([f"--port={args.port}", *(["--no-browser"] if args.no_browser else []), str(NOTEBOOKS)])
+    app.start()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,143 @@
+"""Every chapter's lecture page (python -m compresskit.lecture, Voilà) in headless Chromium at 1280x720, as a
+lecturer uses it: the page renders with no code visible and no exercise or solution, and moving the main slider
+changes the plot. Two chapters open at a time (one kernel per core)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from compresskit.widgets import MAIN_CLASS, MAIN_CONTROL_CLASS
+
+from .conftest import ARTIFACTS, ROOT, _free_port, _leftover_processes
+
+pytestmark = pytest.mark.browser
+
+NOTEBOOKS = sorted(p.name for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+PARALLEL = 2
+RENDER_TIMEOUT_MS = 180_000
+_CODE_VISIBLE = """() => document.querySelectorAll(
+    '.jp-CodeCell .jp-InputArea, .cm-editor, .CodeMirror, .jp-InputPrompt').length"""
+_TEXT = "() => document.body.innerText"
+_PLOT_SRC = f"() => {{ const img = document.querySelector('.{MAIN_CLASS} img'); return img ? img.src : null; }}"
+_PLOT_CHANGED = f"""(before) => {{ const img = document.querySelector('.{MAIN_CLASS} img');
+    return !!(img && img.complete && img.src !== before); }}"""
+
+
+class LectureServer:
+    def __init__(self, base: Path, warm: tuple[str, ...] = ()):
+        self.base, self.port = base, _free_port()
+        warm = ("--warm", *warm) if warm else ()
+        env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(base / "runtime"), "JUPYTER_CONFIG_DIR": str(base / "config"),
+               "JUPYTER_DATA_DIR": str(base / "data")}
+        self.log = open(base / "voila.log", "w")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "compresskit.lecture", "--no-browser", f"--port={self.port}", *warm],
+            env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.url = f"http://127.0.0.1:{self.port}"
+        deadline = time.monotonic() + 60
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the lecture server exited with {self.proc.returncode}; see {base / 'voila.log'}")
+            try:
+                urllib.request.urlopen(self.url, timeout=2).read()
+                return
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the lecture server did not answer within 60 s") from None
+                time.sleep(0.3)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.log.close()
+        for pid in _leftover_processes(str(self.base)):
+            os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture(scope="module")
+def lecture_pages(browser, tmp_path_factory, request):
+    base = tmp_path_factory.mktemp("lecture")
+    server = LectureServer(base)
+    context = browser.new_context(viewport={"width": 1280, "height": 720})
+    selected = [n for n in NOTEBOOKS if any(getattr(i, "callspec", None) and i.callspec.params.get("notebook") == n
+                                            for i in request.session.items)]
+    pages: dict[str, tuple] = {}
+    try:
+        for start in range(0, len(selected), PARALLEL):
+            batch = selected[start:start + PARALLEL]
+            opened = {}
+            for notebook in batch:
+                page = context.new_page()
+                page.goto(f"{server.url}/voila/render/{notebook}", wait_until="commit")
+                opened[notebook] = (page, time.monotonic())
+            for notebook, (page, started) in opened.items():
+                try:
+                    page.wait_for_selector(f".{MAIN_CLASS} img", timeout=RENDER_TIMEOUT_MS)
+                    print(f"{notebook}: lecture page with its plot in {time.monotonic() - started:.0f} s")
+                    pages[notebook] = (page, None)
+                except Exception as error:
+                    pages[notebook] = (page, error)
+            _check_batch(batch, pages)  # each batch checked and closed before the next starts its kernels
+        yield pages
+    finally:
+        context.close()
+        server.stop()
+        left = _leftover_processes(str(base))
+        assert not left, f"processes still running after the lecture server stopped: {left}"
+
+
+RESULTS: dict[str, str | None] = {}
+
+
+def _check_batch(batch, pages) -> None:
+    """Check the pages of one batch (then close them, which ends their kernels) and record the outcome."""
+    for notebook in batch:
+        page, error = pages[notebook]
+        try:
+            if error is not None:
+                raise error
+            assert page.evaluate(_CODE_VISIBLE) == 0, f"{notebook}: code is visible on the lecture page"
+            text = page.evaluate(_TEXT)
+            for hidden in ("Worked solution", "not attempted yet", "Traceback", "## Exercises"):
+                assert hidden not in text, f"{notebook}: the lecture page shows {hidden!r}"
+            assert "Summary" in text and "Learning goals" in text, f"{notebook}: the lecture lost its markdown"
+            panel = page.locator(f".{MAIN_CLASS}")
+            panel.scroll_into_view_if_needed()
+            box = panel.bounding_box()
+            assert box and box["width"] <= 1280, f"{notebook}: the main panel does not fit a 1280-pixel screen"
+            before = page.evaluate(_PLOT_SRC)
+            handle = page.locator(f".{MAIN_CONTROL_CLASS} .noUi-handle")
+            assert handle.count() == 1, f"{notebook}: the main control is not a slider"
+            at_max = float(handle.get_attribute("aria-valuenow")) >= float(handle.get_attribute("aria-valuemax"))
+            handle.focus()
+            page.keyboard.press("ArrowLeft" if at_max else "ArrowRight")
+            page.wait_for_function(_PLOT_CHANGED, arg=before, timeout=60_000, polling=250)
+            RESULTS[notebook] = None
+        except BaseException as failure:  # recorded; the test of that chapter reports it
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            try:
+                page.screenshot(path=str(ARTIFACTS / f"lecture-{Path(notebook).stem}.png"), full_page=True)
+            except Exception:
+                pass
+            RESULTS[notebook] = f"{type(failure).__name__}: {failure}"
+        finally:
+            page.close()
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS)
+def test_lecture_page_hides_code_and_its_slider_redraws(lecture_pages, notebook):
+    assert notebook in RESULTS, f"{notebook} was not opened"
+    assert RESULTS[notebook] is None, RESULTS[notebook]

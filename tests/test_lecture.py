@@ -1,0 +1,85 @@
+"""The lecture view's pieces that need no server: which cells a lecture shows, its configuration, the projector
+style. tests/browser/test_lecture.py opens every chapter's lecture page in Chromium."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import matplotlib
+import nbformat
+import pytest
+
+from compresskit import lecture, plots
+
+NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_every_chapters_tags_keep_the_lecture_consistent(path):
+    cells = json.loads(path.read_text())["cells"]
+    for i, cell in enumerate(cells):
+        text, tags = "".join(cell["source"]), cell["metadata"].get("tags", [])
+        unknown = set(tags) - {"solution", "exercise", "lecture-skip"}
+        assert not unknown, f"{path.name}, cell {i}: unknown tags {unknown} (see the README's contributing section)"
+        if "Worked solution" in text or cell["metadata"].get("jupyter", {}).get("source_hidden"):
+            assert not lecture.in_lecture(cell), f"{path.name}, cell {i}: a solution in the lecture view"
+        if "answer = None" in text or "raise NotImplementedError" in text or text.startswith("**Exercise"):
+            assert "exercise" in tags, f"{path.name}, cell {i}: an exercise in the lecture view"
+        if "main=True" in text:
+            assert lecture.in_lecture(cell), f"{path.name}, cell {i}: the main panel must be in the lecture"
+    shown = [c for c in cells if lecture.in_lecture(c)]
+    assert shown[0]["cell_type"] == "markdown" and shown[0]["source"][0].startswith("# Chapter")
+    # once a lecture leaves a cell out, everything after it is out too: no later lecture cell can need a name that
+    # only a skipped cell defines (exercises and solutions close each chapter)
+    first_out = next(i for i, c in enumerate(cells) if not lecture.in_lecture(c))
+    assert all(not lecture.in_lecture(c) for c in cells[first_out:]), f"{path.name}: lecture cells after a skipped one"
+
+
+def test_lecture_cells_leaves_the_notebook_alone():
+    nb = nbformat.read(NOTEBOOKS[1], as_version=4)
+    before = len(nb.cells)
+    shown = lecture.lecture_cells(nb)
+    assert len(nb.cells) == before > len(shown.cells) > 0
+    assert all(lecture.in_lecture(c) for c in shown.cells)
+
+
+def test_voila_config_warms_at_most_one_kernel_per_core(monkeypatch):
+    config = lecture.voila_config(["02"])
+    assert config.VoilaConfiguration.strip_sources is True and config.VoilaConfiguration.preheat_kernel is True
+    assert config.VoilaKernelManager.kernel_pools_config == {"default": {"pool_size": 0},
+                                                             "02_structured_pruning.ipynb": {"pool_size": 1}}
+    assert "preheat_kernel" not in lecture.voila_config([]).VoilaConfiguration
+    monkeypatch.setattr(lecture, "available_cores", lambda: 2)
+    with pytest.raises(ValueError, match="at most 2 chapter"):  # refused before any kernel starts
+        lecture.voila_config(["01", "02", "03"])
+    with pytest.raises(ValueError, match="chapter must be one of 00, 01"):
+        lecture.chapter_path("42")
+    with pytest.raises(TypeError, match="chapter must be a string"):
+        lecture.chapter_path(2)
+    assert lecture.chapter_path("2").name == "02_structured_pruning.ipynb"
+
+
+def test_projector_style_makes_fonts_and_lines_larger_and_comes_back():
+    try:
+        plots.projector(True)
+        assert matplotlib.rcParams["font.size"] == pytest.approx(13 * plots.PROJECTOR_SCALE)
+        fig = plots.curves({"a": ([0, 1], [0, 1])}, xlabel="x (unit)", ylabel="y (unit)")
+        assert fig.axes[0].lines[0].get_linewidth() == pytest.approx(2 * plots.PROJECTOR_SCALE)
+        matplotlib.pyplot.close(fig)
+    finally:
+        plots.projector(False)
+    assert matplotlib.rcParams["font.size"] == 13 and matplotlib.rcParams["lines.linewidth"] == 2
+    fig = plots.curves({"a": ([0, 1], [0, 1])}, xlabel="x (unit)", ylabel="y (unit)")
+    assert fig.axes[0].lines[0].get_linewidth() == 2
+    matplotlib.pyplot.close(fig)
+    with pytest.raises(TypeError, match="on must be a bool"):
+        plots.projector(1)
+
+
+def test_the_environment_variable_turns_the_projector_style_on_at_import():
+    code = "import matplotlib; from compresskit import plots; print(matplotlib.rcParams['font.size'])"
+    env = {**os.environ, plots.PROJECTOR_ENV: "1", "MPLBACKEND": "Agg"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert float(out) == pytest.approx(13 * plots.PROJECTOR_SCALE)
