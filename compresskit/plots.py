@@ -186,7 +186,8 @@ def png(fig: Figure) -> bytes:
 def figure(ncols: int = 1, *, width: float = 6.0, height: float = 4.6, nrows: int = 1):
     """A figure with ``nrows x ncols`` axes (flattened list), sized for a projector."""
     fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows), squeeze=False)
-    fig.subplots_adjust(left=0.1, right=0.98, bottom=0.14, top=0.88, wspace=0.3, hspace=0.45)
+    z = _scale[0]  # larger fonts (projector style) need wider margins for the tick and axis labels
+    fig.subplots_adjust(left=0.1 * z, right=0.98, bottom=0.14 * z, top=1 - 0.12 * z, wspace=0.3 * z, hspace=0.45 * z)
     return fig, list(axes.flat)
 
 
