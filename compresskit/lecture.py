@@ -5,7 +5,8 @@
 
 Voilà serves the notebooks: it runs each chapter in a kernel of its own, shows the markdown and every cell's output but
 no code (``strip_sources``), and keeps the kernel alive behind the sliders. Cells tagged ``solution``, ``exercise`` or
-``lecture-skip`` are left out before the chapter runs (``LECTURE_SKIP_TAGS``). ``COMPRESSKIT_PROJECTOR=1`` switches
+``lecture-skip`` are left out (``LECTURE_SKIP_TAGS``): the server serves copies of the chapters without them, in a
+temporary folder removed when it stops. ``COMPRESSKIT_PROJECTOR=1`` switches
 ``compresskit.plots`` to large fonts and thick lines. ``--warm`` pre-heats one kernel for the chapter(s) a lecture
 is about to show (one per chapter, never more than the machine's cores): Voilà runs the chapter ahead of the request
 and hands the finished page over when it is opened.
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import tempfile
 from pathlib import Path
 
 from compresskit.checks import available_cores
@@ -39,10 +41,6 @@ def lecture_cells(notebook):
     return lecture
 
 
-def _prelaunch_hook(request_handler, notebook, cwd):  # Voilà's hook: called with the notebook before it runs
-    return lecture_cells(notebook)
-
-
 def chapter_path(chapter: str) -> Path:
     """``"02"`` (or ``"2"``, or a file name) -> the chapter's notebook; refuses anything else by name."""
     if not isinstance(chapter, str):
@@ -52,6 +50,21 @@ def chapter_path(chapter: str) -> Path:
         known = ", ".join(p.name[:2] for p in sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")))
         raise ValueError(f"chapter must be one of {known}, got {chapter!r}")
     return matches[0]
+
+
+def write_lecture_notebooks(folder: str | os.PathLike) -> list[Path]:
+    """Every chapter, with only its lecture cells, written to ``folder`` (the repository's notebooks are not
+    touched): what the lecture server serves. Voilà's per-request hook cannot be combined with pre-heated kernels,
+    so the cells are left out of the files instead."""
+    import nbformat
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for path in sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")):
+        nbformat.write(lecture_cells(nbformat.read(path, as_version=4)), folder / path.name)
+        written.append(folder / path.name)
+    return written
 
 
 def voila_config(warm: list[str] = ()):
@@ -66,7 +79,6 @@ def voila_config(warm: list[str] = ()):
     c = Config()
     c.VoilaConfiguration.strip_sources = True
     c.VoilaConfiguration.show_tracebacks = True
-    c.VoilaConfiguration.prelaunch_hook = _prelaunch_hook
     if warm:
         c.VoilaConfiguration.preheat_kernel = True
         c.VoilaKernelManager.kernel_pools_config = {"default": {"pool_size": 0},
@@ -86,9 +98,11 @@ def main(argv: list[str] | None = None) -> None:
 
     config = voila_config(args.warm)
     os.environ["COMPRESSKIT_PROJECTOR"] = "1"  # kernels inherit it: every plot in projector style
-    app = Voila(config=config)
-    app.initialize([f"--port={args.port}", *(["--no-browser"] if args.no_browser else []), str(NOTEBOOKS)])
-    app.start()
+    with tempfile.TemporaryDirectory(prefix="compresskit-lecture-") as folder:
+        write_lecture_notebooks(folder)
+        app = Voila(config=config)
+        app.initialize([f"--port={args.port}", *(["--no-browser"] if args.no_browser else []), folder])
+        app.start()
 
 
 if __name__ == "__main__":

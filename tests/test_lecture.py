@@ -83,3 +83,12 @@ def test_the_environment_variable_turns_the_projector_style_on_at_import():
     env = {**os.environ, plots.PROJECTOR_ENV: "1", "MPLBACKEND": "Agg"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
     assert float(out) == pytest.approx(13 * plots.PROJECTOR_SCALE)
+
+
+def test_the_lecture_notebooks_are_the_chapters_without_their_skipped_cells(tmp_path):
+    written = lecture.write_lecture_notebooks(tmp_path)
+    assert [p.name for p in written] == [p.name for p in NOTEBOOKS]
+    for original, copy in zip(NOTEBOOKS, written):
+        kept = [c for c in json.loads(original.read_text())["cells"] if lecture.in_lecture(c)]
+        assert [c["source"] for c in nbformat.read(copy, as_version=4).cells] == \
+            ["".join(c["source"]) for c in kept]
