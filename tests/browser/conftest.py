@@ -105,16 +105,22 @@ class LabServer:
             self.proc.wait(timeout=20)
         except Exception:
             pass
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        self.log.close()
-        for pid in _leftover_processes(str(self.base)):  # kernels in their own sessions
-            os.kill(pid, signal.SIGKILL)
+        stop_server(self.proc, self.log, self.base)
+
+
+def stop_server(proc: subprocess.Popen, log, base: Path) -> None:
+    """End a server's whole process group (SIGTERM, then SIGKILL), close its log, and kill any process left that
+    mentions ``base`` (kernels run in sessions of their own)."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    log.close()
+    for pid in _leftover_processes(str(base)):
+        os.kill(pid, signal.SIGKILL)
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,6 @@ changes the plot. Two chapters open at a time (one kernel per core)."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -16,7 +15,7 @@ import pytest
 
 from compresskit.widgets import MAIN_CLASS, MAIN_CONTROL_CLASS
 
-from .conftest import ARTIFACTS, ROOT, _free_port, _leftover_processes
+from .conftest import ARTIFACTS, ROOT, _free_port, _leftover_processes, stop_server
 
 pytestmark = pytest.mark.browser
 
@@ -55,16 +54,7 @@ class LectureServer:
                 time.sleep(0.3)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        self.log.close()
-        for pid in _leftover_processes(str(self.base)):
-            os.kill(pid, signal.SIGKILL)
+        stop_server(self.proc, self.log, self.base)
 
 
 @pytest.fixture(scope="module")
