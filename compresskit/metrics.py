@@ -282,6 +282,19 @@ def _timing_conditions(models, threads: int):
 
 
 @torch.inference_mode()
+def _timed_call(callables: dict, example_input, warmup, threads: int) -> tuple:
+    """The checks every timing shares (each callable by its label, the input, warm-up, threads); returns the call's
+    arguments."""
+    for label, m in callables.items():
+        if not callable(m):
+            raise TypeError(f"{label} must be an nn.Module or a callable, got {type(m).__name__}")
+    if example_input is not None:
+        check_tensor("example_input", example_input, floating=False)
+    check_int("warmup", warmup, 0)
+    check_threads(threads)
+    return () if example_input is None else (example_input,)
+
+
 def latency(
     model: nn.Module | Callable, example_input: torch.Tensor | None, *, repeats: int = 50, warmup: int = 10,
     threads: int = 1,
@@ -291,14 +304,8 @@ def latency(
     One thread by default: the figure then compares models, not how busy the other core was. The previous
     thread setting is restored afterwards. ``threads`` may not exceed the machine's cores (``checks.check_threads``).
     """
-    if not callable(model):
-        raise TypeError(f"model must be an nn.Module or a callable, got {type(model).__name__}")
-    if example_input is not None:
-        check_tensor("example_input", example_input, floating=False)
+    args = _timed_call({"model": model}, example_input, warmup, threads)
     check_int("repeats", repeats, 1)
-    check_int("warmup", warmup, 0)
-    check_threads(threads)
-    args = () if example_input is None else (example_input,)
     with _timing_conditions([model], threads):
         for _ in range(warmup):
             model(*args)
@@ -488,20 +495,13 @@ def compare(models: dict, example_input: torch.Tensor | None, *, reference: str 
     """
     if not isinstance(models, dict) or len(models) < 2:
         raise TypeError("models must be a dict of at least two {name: model or callable} to compare")
-    for name, m in models.items():
-        if not callable(m):
-            raise TypeError(f"models['{name}'] must be an nn.Module or a callable, got {type(m).__name__}")
+    args = _timed_call({f"models['{name}']": m for name, m in models.items()}, example_input, warmup, threads)
     reference = next(iter(models)) if reference is None else reference
     if reference not in models:
         raise ValueError(f"reference must be one of {list(models)}, got {reference!r}")
-    if example_input is not None:
-        check_tensor("example_input", example_input, floating=False)
     check_int("rounds", rounds, 3)
-    check_int("warmup", warmup, 0)
-    check_threads(threads)
     if isinstance(block_ms, bool) or not isinstance(block_ms, (int, float)) or not 0 < block_ms <= 1000:
         raise ValueError(f"block_ms must be in (0, 1000], got {block_ms!r}")
-    args = () if example_input is None else (example_input,)
     with _timing_conditions(list(models.values()), threads):
         calls = {}
         for name, m in models.items():  # warm up and size each block so that it lasts about block_ms
