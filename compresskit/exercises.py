@@ -148,8 +148,8 @@ def _randn(seed: int, *shape: int, scale: float = 1.0) -> torch.Tensor:
 # --- 01 and 07: magnitude masks ------------------------------------------------------------------------------
 
 
-def _mask_differs(got, expected, case, w_key="w"):
-    w = case[w_key] if w_key in case else case["gru"].weight_hh_l0.detach()
+def _mask_differs(got, expected, w):
+    """What is wrong with a keep-mask ``got`` of ``w`` against the package's ``expected`` (None when right)."""
     if not isinstance(got, torch.Tensor):
         return f"expected a tensor mask, got {type(got).__name__}"
     if got.shape != w.shape:
@@ -333,8 +333,8 @@ def _quant_no_zero_point(w, bits, symmetric):
 def _quant_no_clamp(w, bits, symmetric):
     from compresskit.quantize import qparams
 
-    s, z = qparams(w, bits, symmetric=symmetric)
-    return (torch.round(w / s) + z - z) * s
+    s, _ = qparams(w, bits, symmetric=symmetric)
+    return torch.round(w / s) * s  # (round(w / s) + z - z) * s: the zero point in and out, nothing clamped
 
 
 QUANT_MISTAKES = {
@@ -482,10 +482,6 @@ def _gru_cases():
     return out
 
 
-def _gru_differs(got, expected, case):
-    return _mask_differs(got, expected, case, w_key="none")
-
-
 GRU_MISTAKES = {
     "masking weight_ih": (lambda gru, sparsity: _keep_top(gru.weight_ih_l0.detach().abs(), sparsity),
                           "the recurrent matrix is weight_hh_l0 (hidden x hidden, per gate), weight_ih_l0 reads the "
@@ -538,7 +534,8 @@ def _huffman_cases():
 
 
 CODING: dict[str, CodingExercise] = {
-    "01-code": CodingExercise("magnitude_mask(w, sparsity) -> keep-mask", _mask_cases, _package_mask, _mask_differs,
+    "01-code": CodingExercise("magnitude_mask(w, sparsity) -> keep-mask", _mask_cases, _package_mask,
+                              lambda got, expected, case: _mask_differs(got, expected, case["w"]),
                               "remove exactly k = round(sparsity * n) entries of smallest |w| (argsort of |w|)",
                               MASK_MISTAKES),
     "02-code": CodingExercise("prune_neurons(first, second, amount) -> (first, second)", _neuron_cases,
@@ -559,7 +556,10 @@ CODING: dict[str, CodingExercise] = {
                               "alpha * T^2 * KL(softmax(t/T) || softmax(s/T)) (batch mean) + (1 - alpha) * CE",
                               KD_MISTAKES),
     "07-code": CodingExercise("recurrent_mask(gru, sparsity) -> keep-mask of weight_hh_l0", _gru_cases,
-                              _gru_reference, _gru_differs, "rank |gru.weight_hh_l0| as one tensor and remove the "
+                              _gru_reference,
+                              lambda got, expected, case: _mask_differs(got, expected,
+                                                                        case["gru"].weight_hh_l0.detach()),
+                              "rank |gru.weight_hh_l0| as one tensor and remove the "
                               "round(sparsity * n) smallest", GRU_MISTAKES),
     "08-code": CodingExercise("huffman_lengths(counts) -> {symbol: code length}", _huffman_cases, _huffman_reference,
                               _lengths_differ, "repeatedly merge the two subtrees of smallest total count; a "
