@@ -23,7 +23,15 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from compresskit.checks import check_bool, check_fraction, check_int, check_module, check_tensor, check_threads
+from compresskit.checks import (
+    check_bool,
+    check_fraction,
+    check_int,
+    check_module,
+    check_number,
+    check_tensor,
+    check_threads,
+)
 from compresskit.layers import GATES, effective_weight, pruning_hook
 from compresskit.train import _tensors, evaluate
 
@@ -424,46 +432,102 @@ def sparse_matmul_timings(
 # ---------------------------------------------------------------------------------------------- comparisons
 
 
+def median_interval(values: Iterable[float], confidence: float = 0.95) -> tuple[float, float, float]:
+    """Distribution-free confidence interval of the median of ``values``: ``(low, high, coverage)``.
+
+    From order statistics: with the n values sorted, the median lies between the k-th smallest and the k-th largest
+    unless k or fewer of the n values fall on one side of it; each value falls below the median with probability 1/2,
+    so that happens with probability ``2 P(B <= k - 1)``, B ~ Binomial(n, 1/2). ``k`` is the largest with
+    ``coverage = 1 - 2 P(B <= k - 1) >= confidence``: the interval narrows as n grows (about as 1/sqrt(n)) however
+    skewed the values are. Below 6 values no interval reaches 95 %: the smallest and largest value are returned with
+    the coverage they have (n = 5: 93.75 %).
+    """
+    ordered = sorted(values)
+    n = len(ordered)
+    if n < 2:
+        raise ValueError(f"values must hold at least 2 numbers, got {n}")
+    if not all(math.isfinite(v) for v in ordered):
+        raise ValueError("values must be finite")
+    check_number("confidence", confidence, 0.0, 1.0, low_open=True, high_open=True)
+    below, k = 0.5**n, 1  # below = P(B <= k - 1)
+    while k + 1 <= n // 2:
+        nxt = below + math.comb(n, k) * 0.5**n  # P(B <= k)
+        if 1 - 2 * nxt < confidence:
+            break
+        below, k = nxt, k + 1
+    return ordered[k - 1], ordered[n - k], 1 - 2 * below
+
+
 @dataclass(frozen=True)
 class SpeedComparison:
     """Several models timed on the same input, interleaved round by round (``compare``).
 
     ``times_ms[name]`` holds one time per call for each round; ``speedup(name)`` is the reference's time over the
-    model's, per round, as ``(median, low, high)`` with low-high the 10th-90th percentile over rounds.
+    model's, per round, as ``(median, low, high)`` with low-high the 95 % confidence interval of that median
+    (``median_interval``), which narrows as rounds are added.
     """
 
     reference: str
     times_ms: dict[str, list[float]]
     threads: int
-    resolution: float = 0.10  # speed-ups closer to 1 than this are not called a difference
+    # Speed-ups closer to 1 than this are not called a difference. Measured on the workbook's 2-core machine: models
+    # that run identical computations (chapter 08's quantized models unpacked to float32, against the dense one)
+    # come out up to 9 % apart in one run, and the same pair's speed-up moves by 5-10 % when the other core is busy.
+    resolution: float = 0.15
+    confidence: float = 0.95
+
+    @property
+    def rounds(self) -> int:
+        return len(self.times_ms[self.reference])
 
     def median_ms(self, name: str) -> float:
         return statistics.median(self.times_ms[name])
 
     def speedup(self, name: str, against: str | None = None) -> tuple[float, float, float]:
-        """``(median, low, high)`` of the per-round speed-up of ``name`` over ``against`` (default: the reference);
-        both were timed in the same rounds, so any pair can be compared, not only against the reference."""
+        """``(median, low, high)`` of the per-round speed-up of ``name`` over ``against`` (default: the reference),
+        low-high the confidence interval of the median; both were timed in the same rounds, so any pair can be
+        compared, not only against the reference."""
         against = self.reference if against is None else against
         for arg, value in (("name", name), ("against", against)):
             if value not in self.times_ms:
                 raise ValueError(f"{arg} must be one of {list(self.times_ms)}, got {value!r}")
-        ratios = sorted(r / m for r, m in zip(self.times_ms[against], self.times_ms[name]))
-        return statistics.median(ratios), _percentile(ratios, 0.1), _percentile(ratios, 0.9)
+        ratios = [r / m for r, m in zip(self.times_ms[against], self.times_ms[name])]
+        low, high, _ = median_interval(ratios, self.confidence)
+        return statistics.median(ratios), low, high
 
-    def verdict(self, name: str, against: str | None = None) -> str:
-        """"1.8x faster (1.6-2.0)", "1.3x slower (1.2-1.4)", or "no measurable difference (0.97-1.04)": a
-        difference is called only when the whole interval over rounds is on one side of 1 and the median speed-up is
-        at least ``resolution`` (10 %) away from it. Two models that run the same kernels on equal shapes differ by a
-        few percent from run to run on a shared CPU (memory placement, the other core); such a difference is not a
-        property of the model and would flip between runs."""
+    def kind(self, name: str, against: str | None = None) -> str:
+        """"faster", "slower", "same" (no measurable difference), "undecided" or "reference": where the confidence
+        interval of the median speed-up lies against the resolution band ``[1 / (1 + r), 1 + r]``. Beyond the band
+        on one side: faster or slower; inside it: no measurable difference; reaching across one of its edges:
+        undecided (the effect is about as large as the resolution, or the rounds vary too much to place it)."""
         if name == (self.reference if against is None else against):
             return "reference"
+        _, low, high = self.speedup(name, against)
+        edge = 1.0 + self.resolution
+        if low >= edge:
+            return "faster"
+        if high <= 1.0 / edge:
+            return "slower"
+        if low > 1.0 / edge and high < edge:
+            return "same"
+        return "undecided"
+
+    def verdict(self, name: str, against: str | None = None) -> str:
+        """"1.8x faster (1.6-2.0)", "1.3x slower (1.2-1.4)", "no measurable difference (0.97-1.04)" or
+        "undecided, 1.09x (1.04-1.16)" (``kind``), with the 95 % confidence interval of the median per-round
+        speed-up in brackets. A difference is called only when that whole interval is beyond the 15 % resolution:
+        two models that run the same kernels on equal shapes differ by a few percent from run to run on a shared CPU
+        (memory placement, the other core), and the share of time the machine takes from each model shifts with its
+        load; a difference of that size is not a property of the models and would flip between runs."""
+        kind = self.kind(name, against)
+        if kind == "reference":
+            return kind
         mid, low, high = self.speedup(name, against)
-        faster = low > 1.0 and mid >= 1.0 + self.resolution
-        slower = high < 1.0 and mid <= 1.0 / (1.0 + self.resolution)
-        if not (faster or slower):
+        if kind == "same":
             return f"no measurable difference ({low:.2f}-{high:.2f})"
-        if mid > 1.0:
+        if kind == "undecided":
+            return f"undecided, {mid:.2f}x ({low:.2f}-{high:.2f})"
+        if kind == "faster":
             return f"{mid:.1f}x faster ({low:.1f}-{high:.1f})" if mid >= 1.95 else \
                 f"{mid:.2f}x faster ({low:.2f}-{high:.2f})"
         return f"{1 / mid:.1f}x slower ({1 / high:.1f}-{1 / low:.1f})" if mid <= 0.51 else \
@@ -472,26 +536,25 @@ class SpeedComparison:
     def __str__(self) -> str:
         width = max(len(n) for n in self.times_ms)
         lines = [f"{'model':{width}s} {'median ms':>10s}  against {self.reference} ({self.threads} thread(s), "
-                 f"{len(self.times_ms[self.reference])} interleaved rounds)"]
+                 f"{self.rounds} interleaved rounds, {self.confidence:.0%} intervals)"]
         lines += [f"{n:{width}s} {self.median_ms(n):10.3f}  {self.verdict(n)}" for n in self.times_ms]
         return "\n".join(lines)
 
 
-def _percentile(sorted_values: list[float], q: float) -> float:
-    position = q * (len(sorted_values) - 1)
-    low = math.floor(position)
-    high = min(low + 1, len(sorted_values) - 1)
-    return sorted_values[low] + (sorted_values[high] - sorted_values[low]) * (position - low)
-
-
 @torch.inference_mode()
 def compare(models: dict, example_input: torch.Tensor | None, *, reference: str | None = None, rounds: int = 15,
-            warmup: int = 5, threads: int = 1, block_ms: float = 2.0) -> SpeedComparison:
+            max_rounds: int | None = None, warmup: int = 5, threads: int = 1, block_ms: float = 2.0
+            ) -> SpeedComparison:
     """Time several models on the same input, **interleaved**: each round times every model once (in an order that
     rotates from round to round), so a busy moment on the machine hits all of them, not one. Each model's time in a
     round is the mean over a block of calls long enough (``block_ms``) for the timer; the reference (default: the
     first model) is timed once per round like the others, never against itself. Threads are pinned and restored,
     modules run in eval mode (restored) under ``torch.inference_mode``.
+
+    At least ``rounds`` rounds are timed; while any pair of models is still "undecided" (its interval reaches across
+    an edge of the resolution band, ``SpeedComparison.kind``), rounds are added, up to ``max_rounds`` (default: four
+    times ``rounds``). The interval narrows as rounds grow, so a pair left undecided after them all differs by
+    about the resolution itself.
     """
     if not isinstance(models, dict) or len(models) < 2:
         raise TypeError("models must be a dict of at least two {name: model or callable} to compare")
@@ -499,9 +562,13 @@ def compare(models: dict, example_input: torch.Tensor | None, *, reference: str 
     reference = next(iter(models)) if reference is None else reference
     if reference not in models:
         raise ValueError(f"reference must be one of {list(models)}, got {reference!r}")
-    check_int("rounds", rounds, 3)
+    check_int("rounds", rounds, 3, 10_000)
+    max_rounds = 4 * rounds if max_rounds is None else max_rounds
+    check_int("max_rounds", max_rounds, rounds, 10_000)
     if isinstance(block_ms, bool) or not isinstance(block_ms, (int, float)) or not 0 < block_ms <= 1000:
         raise ValueError(f"block_ms must be in (0, 1000], got {block_ms!r}")
+    names = list(models)
+    pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1:]]
     with _timing_conditions(list(models.values()), threads):
         calls = {}
         for name, m in models.items():  # warm up and size each block so that it lasts about block_ms
@@ -510,13 +577,16 @@ def compare(models: dict, example_input: torch.Tensor | None, *, reference: str 
                 m(*args)
             one = (time.perf_counter() - start) / max(warmup, 1) * 1e3
             calls[name] = max(1, math.ceil(block_ms / max(one, 1e-6)))
-        names = list(models)
         times: dict[str, list[float]] = {n: [] for n in names}
-        for r in range(rounds):
+        for r in range(max_rounds):
             for name in names[r % len(names):] + names[: r % len(names)]:
                 m, n = models[name], calls[name]
                 start = time.perf_counter()
                 for _ in range(n):
                     m(*args)
                 times[name].append((time.perf_counter() - start) * 1e3 / n)
+            if r + 1 >= rounds:
+                so_far = SpeedComparison(reference, times, threads)
+                if all(so_far.kind(a, b) != "undecided" for a, b in pairs):
+                    break
     return SpeedComparison(reference, times, threads)

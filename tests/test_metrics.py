@@ -128,6 +128,133 @@ def test_compare_interleaves_rounds_and_states_verdicts_with_their_spread():
         result.speedup("fast", against="nope")
 
 
+@pytest.mark.parametrize("n", [2, 3, 5, 6, 7, 10, 15, 16, 31, 60, 61, 120])
+@pytest.mark.parametrize("confidence", [0.9, 0.95, 0.99])
+def test_median_interval_is_the_binomial_order_statistic_interval(n, confidence):
+    from scipy.stats import binom
+
+    values = [float(v) for v in torch.randperm(n, generator=torch.Generator().manual_seed(n))]
+    low, high, coverage = metrics.median_interval(values, confidence)
+    k = int(low) + 1  # values are 0..n-1: the k-th smallest is k - 1
+    assert high == n - k and coverage == pytest.approx(1 - 2 * binom.cdf(k - 1, n, 0.5), abs=1e-12)
+    if 1 - 2 * binom.cdf(0, n, 0.5) >= confidence:  # some interval reaches the confidence: the narrowest that does
+        assert coverage >= confidence
+        assert k + 1 > n // 2 or 1 - 2 * binom.cdf(k, n, 0.5) < confidence
+    else:  # too few values: the extremes, with the coverage they have
+        assert (low, high) == (0, n - 1)
+
+
+def test_median_interval_covers_the_true_median_of_a_skewed_distribution_and_narrows_with_n():
+    gen = torch.Generator().manual_seed(0)
+    widths = {}
+    for n in (15, 60):
+        hits, width = 0, 0.0
+        trials = 3000
+        samples = torch.randn(trials, n, generator=gen).mul(0.5).exp()  # log-normal: median exactly 1, long right tail
+        for row in samples.tolist():
+            low, high, coverage = metrics.median_interval(row)
+            hits += low <= 1.0 <= high
+            width += (high - low) / trials
+        # binomial standard error of the hit rate at 3000 trials: 0.0034; the stated coverage is a lower bound
+        assert hits / trials >= 0.95 - 3 * 0.0034 and coverage >= 0.95
+        widths[n] = width
+    assert widths[60] < 0.6 * widths[15]  # about 1/sqrt(4) = 0.5
+
+
+def test_median_interval_refuses_bad_input():
+    with pytest.raises(ValueError, match="at least 2"):
+        metrics.median_interval([1.0])
+    with pytest.raises(ValueError, match="finite"):
+        metrics.median_interval([1.0, float("nan"), 2.0])
+    for bad, error in ((0.0, ValueError), (1.0, ValueError), (True, TypeError), (float("nan"), ValueError)):
+        with pytest.raises(error, match="confidence"):
+            metrics.median_interval([1.0, 2.0, 3.0], bad)
+
+
+def _scripted(times_ms: dict[str, list[float]]) -> metrics.SpeedComparison:
+    return metrics.SpeedComparison(next(iter(times_ms)), times_ms, 1)
+
+
+def test_verdict_kinds_follow_the_median_interval_against_the_resolution_band():
+    from scipy.stats import binom
+
+    n = 15
+    k = max(j for j in range(1, n // 2 + 1) if 1 - 2 * binom.cdf(j - 1, n, 0.5) >= 0.95)  # 4: the 4th from each end
+    base = [10.0] * n
+
+    def model(ratios):  # times that give these per-round speed-ups against the 10 ms reference
+        return [10.0 / r for r in ratios]
+
+    spread = [1 + 0.01 * (i - 7) for i in range(n)]  # 0.93 ... 1.07 around a median of 1
+    cases = {
+        "clearly faster": ([1.5 * s for s in spread], "faster"),
+        "clearly slower": ([s / 1.5 for s in spread], "slower"),
+        "same": (spread, "same"),
+        "at the edge": ([1.15 * s for s in spread], "undecided"),  # interval 1.10-1.20 holds the edge, 1.15
+        "too noisy": ([1 + 0.05 * (i - 7) for i in range(n)], "undecided"),  # interval 0.80-1.20: across both edges
+    }
+    result = _scripted({"ref": base, **{name: model(r) for name, (r, _) in cases.items()}})
+    for name, (ratios, kind) in cases.items():
+        ordered = sorted(ratios)
+        mid, low, high = result.speedup(name)
+        assert (low, high) == pytest.approx((ordered[k - 1], ordered[n - k]))
+        assert mid == pytest.approx(ordered[n // 2])
+        assert result.kind(name) == kind, name
+    assert result.verdict("clearly faster") == "1.50x faster (1.44-1.56)"
+    assert result.verdict("clearly slower") == "1.50x slower (1.44-1.56)"
+    assert result.verdict("same") == "no measurable difference (0.96-1.04)"
+    assert result.verdict("at the edge") == "undecided, 1.15x (1.10-1.20)"
+    assert result.kind("ref") == "reference" and result.rounds == n
+    # a difference just beyond the band with a tight interval is called; inside it, it is not
+    assert _scripted({"ref": base, "m": model([1.17] * n)}).kind("m") == "faster"
+    assert _scripted({"ref": base, "m": model([1.13] * n)}).kind("m") == "same"
+    assert _scripted({"ref": base, "m": model([1 / 1.17] * n)}).kind("m") == "slower"
+    assert result.resolution == 0.15 and result.confidence == 0.95
+
+
+class _FakeClock:
+    """A perf_counter that advances only when a scripted model runs: timings without the machine's noise."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+    def model(self, costs_ms):
+        calls = iter(costs_ms)
+
+        def run():
+            self.now += next(calls) / 1e3
+        return run
+
+
+def test_compare_adds_rounds_only_while_a_pair_is_undecided(monkeypatch):
+    import itertools
+
+    clock = _FakeClock()
+    monkeypatch.setattr(metrics.time, "perf_counter", clock)
+    steady = lambda ms: clock.model(itertools.repeat(ms))
+    # decided after the first rounds: 4x faster, and equal
+    clear = metrics.compare({"ref": steady(4.0), "fast": steady(1.0), "twin": steady(4.0)}, None,
+                            rounds=15, block_ms=1.0)
+    assert clear.rounds == 15 and clear.kind("fast") == "faster" and clear.kind("twin") == "same"
+    # a model whose speed-up wobbles around the band's edge (1.10x, 1.20x in turn) never gets decided: max_rounds
+    edge = metrics.compare({"ref": steady(4.0), "edge": clock.model(itertools.cycle([4 / 1.1, 4 / 1.2]))}, None,
+                           rounds=15, max_rounds=40, block_ms=1.0)
+    assert edge.rounds == 40 and edge.kind("edge") == "undecided"
+    assert edge.verdict("edge").startswith("undecided, 1.")
+    # the default cap is four times the minimum; max_rounds == rounds times exactly that many
+    assert metrics.compare({"ref": steady(4.0), "edge": clock.model(itertools.cycle([4 / 1.1, 4 / 1.2]))}, None,
+                           rounds=5, block_ms=1.0).rounds == 20
+    assert metrics.compare({"ref": steady(4.0), "edge": clock.model(itertools.cycle([4 / 1.1, 4 / 1.2]))}, None,
+                           rounds=5, max_rounds=5, block_ms=1.0).rounds == 5
+    # a pair not involving the reference counts too: a and b straddle the edge against each other
+    pair = metrics.compare({"ref": steady(8.0), "a": steady(4.0), "b": clock.model(itertools.cycle([4.2, 5.0]))},
+                           None, rounds=10, max_rounds=30, block_ms=1.0)
+    assert pair.rounds == 30 and pair.kind("b", against="a") == "undecided" and pair.kind("a") == "faster"
+
+
 def test_sparse_matmul_timings_interleave_the_kernels_and_give_verdicts():
     rows = metrics.sparse_matmul_timings(size=64, batch=4, sparsities=(0.0, 0.99))
     assert [r["sparsity"] for r in rows] == [0.0, 0.99]
@@ -144,7 +271,9 @@ def test_compare_validates_and_restores_threads_and_modes():
     result = metrics.compare({"a": model, "b": models.mlp(hidden=(2,))}, torch.rand(1, 1, 8, 8), rounds=3)
     assert model.training and torch.get_num_threads() == before and result.threads == 1
     for kwargs, error in (({"rounds": 2}, ValueError), ({"threads": 10**6}, ValueError),
-                          ({"reference": "z"}, ValueError), ({"block_ms": 0}, ValueError)):
+                          ({"reference": "z"}, ValueError), ({"block_ms": 0}, ValueError),
+                          ({"max_rounds": 2}, ValueError), ({"rounds": 4, "max_rounds": 3}, ValueError),
+                          ({"max_rounds": 4.0}, TypeError)):
         with pytest.raises(error):
             metrics.compare({"a": model, "b": model}, torch.rand(1, 1, 8, 8), **kwargs)
     with pytest.raises(TypeError, match="at least two"):
