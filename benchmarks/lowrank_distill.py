@@ -40,12 +40,13 @@ def main() -> None:
 
     set_seed(0)
     wide, x = torch.nn.Linear(2048, 2048), torch.randn(64, 2048)
-    dense_ms = metrics.latency(wide, x, repeats=50).ms
-    rows = [[r, f"{metrics.macs(wide, (2048,)) / metrics.macs(lowrank.svd_linear(wide, r), (2048,)):.2f}x",
-             f"{dense_ms / metrics.latency(lowrank.svd_linear(wide, r), x, repeats=50).ms:.2f}x"]
-            for r in (64, 256, 512, 1024)]
-    table(["rank", "MACs ratio", "measured speed-up"], rows,
-          f"2048x2048 Linear, batch 64, 1 thread, dense {dense_ms:.3f} ms (target: rank 256 >= 2x)")
+    factored = {r: lowrank.svd_linear(wide, r) for r in (64, 256, 512, 1024)}
+    speed = metrics.compare({"dense": wide, **{f"rank {r}": f for r, f in factored.items()}}, x)
+    rows = [[r, f"{metrics.macs(wide, (2048,)) / metrics.macs(f, (2048,)):.2f}x", speed.verdict(f"rank {r}")]
+            for r, f in factored.items()]
+    table(["rank", "MACs ratio", "measured (interleaved)"], rows,
+          f"2048x2048 Linear, batch 64, 1 thread, dense {speed.median_ms('dense'):.3f} ms, verdicts with the 95 % "
+          "interval of the median (target: rank 256 >= 2x)")
 
     teacher = fit_baseline("lenet", split.train, seed=0, progress=False)
     label = f"LeNet teacher {100 * evaluate(teacher, split.test):.2f} %, {metrics.count_params(teacher):,} params"

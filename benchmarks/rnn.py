@@ -72,10 +72,12 @@ def main() -> None:
         halved = rnn.prune_units(base, 0.5)
         train(halved, split.train, epochs=10, lr=3e-3, progress=False, seed=seed)
         zeros = prune.finalize(prune.magnitude_prune(base, sparsity=0.7, scope="global"))
-        rows.append([seed, f"{100 * (evaluate(halved, split.test) - b):+.2f}", f"{metrics.latency(base, x64).ms:.3f}",
-                     f"{metrics.latency(halved, x64).ms:.3f}", f"{metrics.latency(zeros, x64).ms:.3f}"])
-    table(["seed", "64 -> 32 units + 10 ep (pts)", "dense ms", "32 units ms", "70 % zeros ms"], rows,
-          "Structured: removing hidden units (rnn.prune_units) vs scattered zeros, batch 64, 1 thread")
+        speed = metrics.compare({"dense": base, "32 units": halved, "70 % zeros": zeros}, x64)
+        rows.append([seed, f"{100 * (evaluate(halved, split.test) - b):+.2f}", f"{speed.median_ms('dense'):.3f}",
+                     speed.verdict("32 units"), speed.verdict("70 % zeros")])
+    table(["seed", "64 -> 32 units + 10 ep (pts)", "dense ms", "32 units against dense", "70 % zeros against dense"],
+          rows, "Structured: removing hidden units (rnn.prune_units) vs scattered zeros, batch 64, 1 thread, timed "
+          "interleaved, verdicts with the 95 % interval of the median")
 
     rows = []
     for which, rank in [("rank_hh", r) for r in (8, 16, 32)] + [("rank_ih", r) for r in (2, 4, 6)]:
@@ -121,13 +123,15 @@ def main() -> None:
     rows = []
     for hidden in (64, 256):
         lstm = trained(lambda h=hidden: models.rnn_classifier("lstm", hidden_size=h), split, 0, lr=3e-3)
-        sessions = int8.int8_models(lstm, x64)
-        for name, model, size in [("torch fp32", lstm, int8.torch_file_bytes(lstm))] + [
-                (name, session, session.file_bytes) for name, session in sessions.items()]:
+        versions = {"torch fp32": lstm, **int8.int8_models(lstm, x64)}
+        speeds = {batch: metrics.compare(versions, x64[:batch]) for batch in (64, 1)}
+        for name, model in versions.items():
+            size = int8.torch_file_bytes(model) if model is lstm else model.file_bytes
             rows.append([f"LSTM-{hidden} {name}", size, f"{100 * evaluate(model, split.test):.2f}",
-                         f"{metrics.latency(model, x64).ms:.3f}", f"{metrics.latency(model, x64[:1]).ms:.3f}"])
-    table(["model", "file bytes", "accuracy %", "ms batch 64", "ms batch 1"], rows,
-          "Real int8 LSTM through ONNX Runtime (dynamic quantization, DynamicQuantizeLSTM), 1 thread")
+                         *(f"{speeds[b].median_ms(name):.3f}  {speeds[b].verdict(name)}" for b in (64, 1))])
+    table(["model", "file bytes", "accuracy %", "batch 64: median ms, against torch fp32", "batch 1: the same"], rows,
+          "Real int8 LSTM through ONNX Runtime (dynamic quantization, DynamicQuantizeLSTM), 1 thread, timed "
+          "interleaved, verdicts with the 95 % interval of the median")
 
     if "--no-notebooks" not in sys.argv:
         notebook_times("07_rnn_compression.ipynb")

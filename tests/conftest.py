@@ -3,11 +3,20 @@ recipes), and a check that a function left the caller's model bit for bit as it 
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
 from compresskit import data
 from compresskit.train import fit_baseline
+
+from .kernels import THREADS
+
+# one thread per kernel when two chapters (or two workers) share the two cores: kernels, nbconvert and the servers
+# the browser tests start inherit this; the tests' own torch follows it too
+os.environ["OMP_NUM_THREADS"] = str(THREADS)
+torch.set_num_threads(THREADS)
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,7 @@
 """Every chapter executed the way `jupyter nbconvert --execute` executes it (nbclient), with a cell timeout, so a
-cell that never returns fails CI instead of waiting forever. Chapters run two at a time (one kernel per core), each in
-its own `jupyter nbconvert` process, on copies in a temporary folder (the repository stays clean).
+cell that never returns fails CI instead of waiting forever. Chapters run PARALLEL at a time (one kernel per core,
+shared with the other pytest-xdist worker: `kernels.py`), each in its own `jupyter nbconvert` process, on copies in
+a temporary folder (the repository stays clean).
 
 Why this exists: panels used to draw into their output widget with `display` inside `with output:` after
 `clear_output(wait=True)`; under nbclient on a loaded machine the cell's execute reply then went unread until the
@@ -16,10 +17,11 @@ from pathlib import Path
 
 import pytest
 
+from .kernels import PARALLEL
+
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted(p.name for p in (ROOT / "notebooks").glob("*.ipynb"))
 CELL_TIMEOUT_S = 120  # the slowest cell of any chapter takes about 10 s
-PARALLEL = 2
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
 """Every chapter's lecture page (python -m compresskit.lecture, Voilà) in headless Chromium at 1280x720, as a
 lecturer uses it: the page renders with no code visible and no exercise or solution, and moving the main slider
-changes the plot. Two chapters open at a time (one kernel per core)."""
+changes the plot. PARALLEL chapters open at a time (one kernel per core, shared with the other pytest-xdist worker)."""
 
 from __future__ import annotations
 
@@ -15,12 +15,12 @@ import pytest
 
 from compresskit.widgets import MAIN_CLASS, MAIN_CONTROL_CLASS
 
+from ..kernels import PARALLEL  # chapters open at once: one kernel per core
 from .conftest import ARTIFACTS, ROOT, _free_port, _leftover_processes, stop_server
 
 pytestmark = pytest.mark.browser
 
 NOTEBOOKS = sorted(p.name for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-PARALLEL = 2
 RENDER_TIMEOUT_MS = 180_000
 _CODE_VISIBLE = """() => document.querySelectorAll(
     '.jp-CodeCell .jp-InputArea, .cm-editor, .CodeMirror, .jp-InputPrompt').length"""

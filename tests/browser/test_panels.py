@@ -15,6 +15,7 @@ import pytest
 
 from compresskit.widgets import MAIN_CLASS, MAIN_CONTROL_CLASS
 
+from ..kernels import PARALLEL  # chapters executing at once: one kernel per core
 from .conftest import ARTIFACTS, ROOT
 
 NOTEBOOKS = sorted(p.name for p in (ROOT / "notebooks").glob("*.ipynb"))
@@ -60,7 +61,6 @@ _PLOT_STATE = f"""(before) => {{ const panel = document.querySelector('.{MAIN_CL
     return (img && img.complete && img.src !== before) ? 'changed' : false; }}"""
 
 
-PARALLEL = 2  # chapters executing at once: one kernel per core
 
 
 def _screenshot_on_failure(page, name: str) -> Path:
