@@ -449,13 +449,14 @@ def median_interval(values: Iterable[float], confidence: float = 0.95) -> tuple[
     if not all(math.isfinite(v) for v in ordered):
         raise ValueError("values must be finite")
     check_number("confidence", confidence, 0.0, 1.0, low_open=True, high_open=True)
-    below, k = 0.5**n, 1  # below = P(B <= k - 1)
+    outcomes = 2**n  # exact integers: 0.5**n underflows to 0 past n = 1074
+    below, k = 1, 1  # below / outcomes = P(B <= k - 1)
     while k + 1 <= n // 2:
-        nxt = below + math.comb(n, k) * 0.5**n  # P(B <= k)
-        if 1 - 2 * nxt < confidence:
+        nxt = below + math.comb(n, k)
+        if 1 - 2 * nxt / outcomes < confidence:
             break
         below, k = nxt, k + 1
-    return ordered[k - 1], ordered[n - k], 1 - 2 * below
+    return ordered[k - 1], ordered[n - k], 1 - 2 * below / outcomes
 
 
 @dataclass(frozen=True)

@@ -128,7 +128,7 @@ def test_compare_interleaves_rounds_and_states_verdicts_with_their_spread():
         result.speedup("fast", against="nope")
 
 
-@pytest.mark.parametrize("n", [2, 3, 5, 6, 7, 10, 15, 16, 31, 60, 61, 120])
+@pytest.mark.parametrize("n", [2, 3, 5, 6, 7, 10, 15, 16, 31, 60, 61, 120, 1500])
 @pytest.mark.parametrize("confidence", [0.9, 0.95, 0.99])
 def test_median_interval_is_the_binomial_order_statistic_interval(n, confidence):
     from scipy.stats import binom
