@@ -105,12 +105,14 @@ def test_compare_interleaves_rounds_and_states_verdicts_with_their_spread():
         calls.append("same")
         _time.sleep(0.002)
 
-    result = metrics.compare({"slow": slow, "fast": fast, "same": same}, None, rounds=6, warmup=1, block_ms=1.0)
-    assert result.reference == "slow" and len(result.times_ms["fast"]) == 6
+    result = metrics.compare({"slow": slow, "fast": fast, "same": same}, None, rounds=6, max_rounds=6, warmup=1,
+                             block_ms=1.0)
+    assert result.reference == "slow" and len(result.times_ms["fast"]) == 6 == result.rounds
     mid, low, high = result.speedup("fast")
     assert low <= mid <= high and mid > 2
     assert result.verdict("fast").endswith(")") and "faster" in result.verdict("fast")
-    assert result.verdict("same").startswith("no measurable difference")
+    # equal sleeps: never called a difference (a sleep's overshoot on a busy machine can leave it undecided)
+    assert result.kind("same") in ("same", "undecided")
     assert result.verdict("slow") == "reference"
     assert "interleaved rounds" in str(result)
     # interleaved: the first three measured blocks belong to three different models (after warm-up)
