@@ -18,10 +18,11 @@ from compresskit.widgets import MAIN_CLASS, MAIN_CONTROL_CLASS
 from ..kernels import PARALLEL  # chapters open at once: one kernel per core
 from .conftest import ARTIFACTS, ROOT, _free_port, _leftover_processes, stop_server
 
-pytestmark = pytest.mark.browser
-
 NOTEBOOKS = sorted(p.name for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 RENDER_TIMEOUT_MS = 180_000
+# the fixture opens every chapter in the first test: its budget is the chapters', not pytest's 600 s default
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(120 + len(NOTEBOOKS) * RENDER_TIMEOUT_MS // 1000 // PARALLEL)]
+
 _CODE_VISIBLE = """() => document.querySelectorAll(
     '.jp-CodeCell .jp-InputArea, .cm-editor, .CodeMirror, .jp-InputPrompt').length"""
 _TEXT = "() => document.body.innerText"

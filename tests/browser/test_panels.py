@@ -22,7 +22,8 @@ NOTEBOOKS = sorted(p.name for p in (ROOT / "notebooks").glob("*.ipynb"))
 RUN_TIMEOUT_MS = 150_000  # one chapter, top to bottom, in a kernel started by the test
 REDRAW_TIMEOUT_MS = 60_000
 
-pytestmark = pytest.mark.browser
+# the fixture runs every chapter in the first test: its budget is the chapters', not pytest's 600 s default
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(120 + len(NOTEBOOKS) * RUN_TIMEOUT_MS // 1000 // PARALLEL)]
 
 _APP = "window.jupyterapp"
 _NOTEBOOK = f"{_APP}.shell.currentWidget"
