@@ -3,7 +3,10 @@ recipes), and a check that a function left the caller's model bit for bit as it 
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 
 import pytest
 import torch
@@ -17,6 +20,15 @@ from .kernels import THREADS
 # the browser tests start inherit this; the tests' own torch follows it too
 os.environ["OMP_NUM_THREADS"] = str(THREADS)
 torch.set_num_threads(THREADS)
+
+# a baseline cache of this test session's own, shared by the xdist workers (they inherit the controller's
+# environment) and every kernel they start: each baseline is trained once per session, then loaded; a developer's
+# ~/.cache/compresskit is never read or written by the tests
+_cache = os.environ.get("COMPRESSKIT_TEST_CACHE", "")
+if "PYTEST_XDIST_WORKER" not in os.environ or not os.path.isdir(_cache):  # the controller, or a worker on its own
+    _cache = os.environ["COMPRESSKIT_TEST_CACHE"] = tempfile.mkdtemp(prefix="compresskit-test-cache-")
+    atexit.register(shutil.rmtree, _cache, ignore_errors=True)
+os.environ["COMPRESSKIT_CACHE"] = _cache
 
 
 @pytest.fixture(scope="session")
