@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import io
+import os
 import statistics
 import subprocess
 import sys
@@ -30,10 +31,12 @@ def table(headers: list[str], rows: list[list], title: str = "") -> None:
 
 
 def nbval_seconds(notebook: str) -> tuple[float, bool]:
-    """Wall-clock seconds of `pytest --nbval-lax notebooks/<notebook>`, and whether it passed."""
+    """Wall-clock seconds of `pytest --nbval-lax notebooks/<notebook>`, and whether it passed: one process, no xdist
+    workers, and cold (``COMPRESSKIT_CACHE=off``: every baseline trained, as on a learner's first run)."""
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "--nbval-lax", "-p", "no:cacheprovider",
-                           f"notebooks/{notebook}"], cwd=ROOT, capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-n", "0", "--nbval-lax", "-p", "no:cacheprovider",
+                           f"notebooks/{notebook}"], cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, "COMPRESSKIT_CACHE": "off"})
     return time.perf_counter() - start, proc.returncode == 0
 
 
