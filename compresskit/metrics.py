@@ -289,7 +289,6 @@ def _timing_conditions(models, threads: int):
             m.train(mode)
 
 
-@torch.inference_mode()
 def _timed_call(callables: dict, example_input, warmup, threads: int) -> tuple:
     """The checks every timing shares (each callable by its label, the input, warm-up, threads); returns the call's
     arguments."""
@@ -303,6 +302,7 @@ def _timed_call(callables: dict, example_input, warmup, threads: int) -> tuple:
     return () if example_input is None else (example_input,)
 
 
+@torch.inference_mode()
 def latency(
     model: nn.Module | Callable, example_input: torch.Tensor | None, *, repeats: int = 50, warmup: int = 10,
     threads: int = 1,

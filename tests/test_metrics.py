@@ -79,6 +79,18 @@ def test_latency_reports_median_and_restores_threads():
         metrics.latency(nn.Linear(2, 2), torch.zeros(1, 2), repeats=0)
 
 
+def test_latency_and_compare_time_models_without_autograd():
+    """Both time the forward pass as deployed: under torch.inference_mode, no graph recorded."""
+    seen = []
+
+    def model(x=None):
+        seen.append(torch.is_inference_mode_enabled())
+
+    metrics.latency(model, None, repeats=3, warmup=1)
+    metrics.compare({"a": model, "b": model}, None, rounds=3, max_rounds=3, warmup=1, block_ms=0.01)
+    assert seen and all(seen)
+
+
 def test_measure_record():
     split = data.load_digits()
     m = models.mlp(hidden=(10,))
