@@ -46,7 +46,6 @@ def check(name: str, answer, expected, *, rel_tol: float = 1e-6, abs_tol: float 
 # ``NotImplementedError`` is "not attempted": the chapter keeps running.
 
 
-
 @dataclass(frozen=True)
 class CodingExercise:
     """What ``check_code`` needs: the cases (keyword arguments, with a ``"what"`` description), the package's

@@ -503,7 +503,9 @@ class SpeedComparison:
         undecided (the effect is about as large as the resolution, or the rounds vary too much to place it)."""
         if name == (self.reference if against is None else against):
             return "reference"
-        _, low, high = self.speedup(name, against)
+        return self._kind(*self.speedup(name, against)[1:])
+
+    def _kind(self, low: float, high: float) -> str:
         edge = 1.0 + self.resolution
         if low >= edge:
             return "faster"
@@ -520,10 +522,10 @@ class SpeedComparison:
         two models that run the same kernels on equal shapes differ by a few percent from run to run on a shared CPU
         (memory placement, the other core), and the share of time the machine takes from each model shifts with its
         load; a difference of that size is not a property of the models and would flip between runs."""
-        kind = self.kind(name, against)
-        if kind == "reference":
-            return kind
+        if name == (self.reference if against is None else against):
+            return "reference"
         mid, low, high = self.speedup(name, against)
+        kind = self._kind(low, high)
         if kind == "same":
             return f"no measurable difference ({low:.2f}-{high:.2f})"
         if kind == "undecided":

@@ -253,8 +253,7 @@ def fit_baseline(name: str, dataset: Dataset, *, seed: int = 0, progress: bool =
     set_seed(seed)
     model = recipe.make()
     folder = baseline_cache_dir()
-    key = None if folder is None else _baseline_key(name, recipe, model, dataset, seed)
-    path = None if folder is None else folder / f"{name}-seed{seed}-{key}.pt"
+    path = folder and folder / f"{name}-seed{seed}-{_baseline_key(name, recipe, model, dataset, seed)}.pt"
     if path is not None and path.exists():
         try:
             saved = torch.load(path, weights_only=True)
