@@ -27,7 +27,8 @@ pytestmark = [pytest.mark.browser, pytest.mark.timeout(120 + len(NOTEBOOKS) * RU
 
 _APP = "window.jupyterapp"
 _NOTEBOOK = f"{_APP}.shell.currentWidget"
-_KERNEL_READY = f"""(path) => {{ const nb = {_NOTEBOOK};
+# false (not an error) until JupyterLab has loaded and exposed its app: a busy machine can take a while
+_KERNEL_READY = f"""(path) => {{ if (!{_APP} || !{_APP}.shell) return false; const nb = {_NOTEBOOK};
     const kernel = nb && nb.sessionContext && nb.sessionContext.session && nb.sessionContext.session.kernel;
     return !!(nb && nb.context && nb.context.path === path && kernel && kernel.status === 'idle'); }}"""
 # finished: kernel idle and every code cell executed, or an error stopped "run all" (reported by the test)
