@@ -12,7 +12,11 @@ import sys
 import time
 from pathlib import Path
 
-from compresskit.train import set_seed, train
+# benchmarks measure a learner's first run: every training runs (compresskit.cache would load the ones an earlier run
+# of a benchmark or a chapter left), unless COMPRESSKIT_CACHE is set on purpose
+os.environ.setdefault("COMPRESSKIT_CACHE", "off")
+
+from compresskit.train import set_seed, train  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -32,7 +36,7 @@ def table(headers: list[str], rows: list[list], title: str = "") -> None:
 
 def nbval_seconds(notebook: str) -> tuple[float, bool]:
     """Wall-clock seconds of `pytest --nbval-lax notebooks/<notebook>`, and whether it passed: one process, no xdist
-    workers, and cold (``COMPRESSKIT_CACHE=off``: every baseline trained, as on a learner's first run)."""
+    workers, and cold (``COMPRESSKIT_CACHE=off``: every training runs, as on a learner's first run)."""
     start = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-n", "0", "--nbval-lax", "-p", "no:cacheprovider",
                            f"notebooks/{notebook}"], cwd=ROOT, capture_output=True, text=True,

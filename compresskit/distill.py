@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset, TensorDataset
 
+from compresskit.cache import keyed
 from compresskit.checks import check_bool, check_choice, check_fraction, check_module, check_number, check_tensor
 from compresskit.train import _device, _tensors, evaluate, predict, set_seed, train
 
@@ -150,6 +151,7 @@ def distill(student: nn.Module, teacher: nn.Module, dataset: Dataset, *, tempera
     def objective(model, x, row):
         return per_batch(model(x), teacher_side[row], labels[row])
 
+    keyed(objective, "distill", loss, temperature, alpha, teacher_side, labels)  # what it does, for the cache
     return train(student, rows, epochs=epochs, lr=lr, objective=objective, desc="distill", **train_kwargs)
 
 

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from compresskit.cache import keyed
 from compresskit.checks import check_choice, check_number, check_tensor
 from compresskit.layers import require_sites
 from compresskit.train import train
@@ -91,10 +92,10 @@ def train_sparse(
     check_choice("method", method, METHODS)
     _check_lam(lam)
     check_number("lr", lr, 0, low_open=True)
-    hooks = {
+    hooks = {  # keyed: what each hook does, so that the training cache can recognise a training that ran before
         "none": {},
-        "l1": {"penalty": lambda m: l1_penalty(m, lam)},
-        "l2": {"penalty": lambda m: l2_penalty(m, lam)},
-        "proximal": {"after_step": lambda m: proximal_l1_step(m, lr * lam)},
+        "l1": {"penalty": keyed(lambda m: l1_penalty(m, lam), "l1", lam)},
+        "l2": {"penalty": keyed(lambda m: l2_penalty(m, lam), "l2", lam)},
+        "proximal": {"after_step": keyed(lambda m: proximal_l1_step(m, lr * lam), "proximal", lr * lam)},
     }[method]
     return train(model, dataset, epochs=epochs, lr=lr, optimizer=optimizer, **hooks, **kwargs)

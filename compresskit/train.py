@@ -11,15 +11,9 @@ objective without copying the loop:
 
 from __future__ import annotations
 
-import functools
-import hashlib
-import os
 import random
-import tempfile
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -28,7 +22,7 @@ from torch import nn
 from torch.utils.data import Dataset, TensorDataset
 from tqdm.auto import tqdm
 
-from compresskit import models
+from compresskit import cache, models
 from compresskit.checks import check_bool, check_choice, check_int, check_module, check_number
 from compresskit.layers import refresh_pruned
 
@@ -108,6 +102,9 @@ def train(
         seed: seeds the shuffling (a private generator, so training does not disturb the global RNG);
             ``None`` uses the global RNG.
         progress: show a tqdm.auto bar (``False`` for quiet runs, tests and benchmarks).
+
+    A training that ran before on the same model, data, settings and hooks is loaded from the training cache instead
+    (``compresskit.cache``: bit for bit the tensors this loop would leave; ``COMPRESSKIT_CACHE=off`` always trains).
     """
     check_module("model", model)
     check_int("epochs", epochs, 1)
@@ -124,6 +121,24 @@ def train(
     objective = objective or cross_entropy
     device = _device(model)
     x_all, y_all = (t.to(device) for t in _tensors(dataset))
+    path = None
+    if seed is not None and cache.cache_dir() is not None:  # the global generator's order cannot be in a key
+        settings = {"epochs": epochs, "lr": lr, "batch_size": batch_size, "optimizer": optimizer,
+                    "weight_decay": weight_decay, "seed": seed}
+        hooks = {"objective": None if objective is cross_entropy else objective, "penalty": penalty,
+                 "after_step": after_step}
+        key = cache.training_key(model, (x_all, y_all), settings, hooks)
+        path = key and cache.path_for(desc, key)
+    if path is not None:
+        history = cache.load(path, model)
+        if history is not None:
+            model.eval()
+            refresh_pruned(model)
+            if progress:
+                print(f"{desc}: this training ran before (same model, data and settings); its result is loaded from "
+                      f"{path.parent} ({cache.ENV}=off trains again)")
+            return history
+        rng, structure = torch.get_rng_state(), cache.structure(model)
     gen = torch.Generator().manual_seed(seed) if seed is not None else None
     extra = {"momentum": 0.9} if optimizer == "sgd" else {}
     # foreach: one multi-tensor update instead of a Python loop over parameters; bit-identical results on the CPU
@@ -150,8 +165,13 @@ def train(
                 after_step(model)
             total += loss.item() * len(idx)
         history.append(total / n)
+    opt.zero_grad(set_to_none=True)  # no gradients left behind: memory, and a loaded training is a run one
     model.eval()
     refresh_pruned(model)  # pruned weights as they are after the last step, not before it
+    # stored only if the training depended on nothing but its key: the global generator (dropout draws from it) and
+    # the modules' other attributes are as they were
+    if path is not None and torch.equal(torch.get_rng_state(), rng) and cache.structure(model) == structure:
+        cache.store(path, model, history)
     return history
 
 
@@ -201,89 +221,17 @@ RECIPES: dict[str, Recipe] = {
 """The workbook's baselines, shared by the chapters, the tests and the benchmarks."""
 
 
-CACHE_ENV = "COMPRESSKIT_CACHE"
-"""Environment variable: the folder of the baseline cache, or ``off``; default ``~/.cache/compresskit``."""
-
-
-def baseline_cache_dir() -> Path | None:
-    """Where ``fit_baseline`` keeps trained baselines: ``$COMPRESSKIT_CACHE``, else ``$XDG_CACHE_HOME/compresskit``
-    (``~/.cache/compresskit``); None when ``COMPRESSKIT_CACHE=off``. Read at every call."""
-    value = os.environ.get(CACHE_ENV, "")
-    if value.lower() == "off":
-        return None
-    if value:
-        return Path(value)
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "compresskit"
-
-
-@functools.lru_cache(maxsize=1)
-def _package_digest() -> bytes:
-    """Hash of the package's own source: a changed training loop or model never reuses an old baseline."""
-    h = hashlib.sha256()
-    for path in sorted(Path(__file__).parent.glob("*.py")):
-        h.update(path.name.encode() + path.read_bytes())
-    return h.digest()
-
-
-def _baseline_key(name: str, recipe: Recipe, model: nn.Module, dataset: Dataset, seed: int) -> str:
-    """Everything the trained weights depend on: recipe, architecture and initial weights, data, seed, the package's
-    source, torch's version, its thread count and the CPU's vector unit (float sums may differ across them)."""
-    h = hashlib.sha256(_package_digest())
-    h.update(repr((name, recipe.epochs, recipe.lr, seed, torch.__version__, torch.get_num_threads(),
-                   torch.backends.cpu.get_cpu_capability(), repr(model))).encode())
-    tensors = [v for _, v in sorted(model.state_dict().items())] + list(_tensors(dataset))
-    for t in tensors:
-        h.update(str((t.dtype, tuple(t.shape))).encode())
-        h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()[:24]
-
-
 def fit_baseline(name: str, dataset: Dataset, *, seed: int = 0, progress: bool = True) -> nn.Module:
     """The baseline ``name`` (a key of ``RECIPES``) trained on ``dataset`` for ``seed``: ``set_seed(seed)``, build,
     train with the recipe's epochs and learning rate (minibatch order from the same seed). Deterministic.
 
-    A baseline trained once is kept in the baseline cache (``baseline_cache_dir``) under a key of everything its
-    weights depend on (``_baseline_key``), and loaded instead of retrained: the same weights bit for bit, the random
-    generators left as training leaves them (training draws only from its own seeded generator). A file that cannot
-    be read is retrained and rewritten; ``COMPRESSKIT_CACHE=off`` always retrains.
+    A baseline trained once comes from the training cache the next time (``compresskit.cache``): the same weights bit
+    for bit, the random generators left as training leaves them (training draws only from its own seeded generator).
     """
     check_choice("name", name, tuple(RECIPES))
     check_bool("progress", progress)
     recipe = RECIPES[name]
     set_seed(seed)
     model = recipe.make()
-    folder = baseline_cache_dir()
-    path = folder and folder / f"{name}-seed{seed}-{_baseline_key(name, recipe, model, dataset, seed)}.pt"
-    if path is not None and path.exists():
-        try:
-            saved = torch.load(path, weights_only=True)
-            model.load_state_dict(saved["state"])
-            model.train(saved["training"])
-            if progress:
-                print(f"{name} (seed {seed}): trained before with this recipe and data, loaded from {folder} "
-                      f"({CACHE_ENV}=off retrains)")
-            return model
-        except Exception:  # a damaged or foreign file: train again below and replace it
-            set_seed(seed)
-            model = recipe.make()
     train(model, dataset, epochs=recipe.epochs, lr=recipe.lr, seed=seed, progress=progress, desc=name)
-    if path is not None:
-        _save_atomically({"state": model.state_dict(), "training": model.training}, path)
     return model
-
-
-def _save_atomically(obj, path: Path) -> None:
-    """Write to a temporary file beside ``path``, then rename: a reader (another kernel) never sees half a file.
-    A folder that cannot be written only costs the cache, with a warning."""
-    temporary = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".tmp-", suffix=".pt", delete=False) as f:
-            temporary = f.name
-            torch.save(obj, f)
-        os.replace(temporary, path)
-    except OSError as err:
-        if temporary is not None and os.path.exists(temporary):
-            os.unlink(temporary)
-        warnings.warn(f"compresskit: the baseline cache {path.parent} cannot be written ({err}); set {CACHE_ENV} "
-                      f"to a writable folder, or to off", stacklevel=3)

@@ -11,6 +11,7 @@ import tempfile
 import pytest
 import torch
 
+from compresskit import cache as training_cache
 from compresskit import data
 from compresskit.train import fit_baseline
 
@@ -21,14 +22,21 @@ from .kernels import THREADS
 os.environ["OMP_NUM_THREADS"] = str(THREADS)
 torch.set_num_threads(THREADS)
 
-# a baseline cache of this test session's own, shared by the xdist workers (they inherit the controller's
-# environment) and every kernel they start: each baseline is trained once per session, then loaded; a developer's
-# ~/.cache/compresskit is never read or written by the tests
+# a training cache (compresskit.cache) of this test session's own, shared by the xdist workers (they inherit the
+# controller's environment) and every kernel they start: each chapter's trainings run once per session, then load in
+# the other passes over the chapters; a developer's ~/.cache/compresskit is never read or written by the tests
 _cache = os.environ.get("COMPRESSKIT_TEST_CACHE", "")
 if "PYTEST_XDIST_WORKER" not in os.environ or not os.path.isdir(_cache):  # the controller, or a worker on its own
     _cache = os.environ["COMPRESSKIT_TEST_CACHE"] = tempfile.mkdtemp(prefix="compresskit-test-cache-")
     atexit.register(shutil.rmtree, _cache, ignore_errors=True)
 os.environ["COMPRESSKIT_CACHE"] = _cache
+
+
+@pytest.fixture(autouse=True)
+def _unit_tests_train_for_real(monkeypatch):
+    """In the test processes every training runs: a unit test checks the code, not a file an earlier test wrote
+    (tests/test_cache.py turns the cache back on for itself). Kernels and servers keep the session's cache."""
+    monkeypatch.setattr(training_cache, "cache_dir", lambda: None)
 
 
 @pytest.fixture(scope="session")

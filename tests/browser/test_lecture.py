@@ -63,8 +63,10 @@ def lecture_pages(browser, tmp_path_factory, request):
     base = tmp_path_factory.mktemp("lecture")
     server = LectureServer(base)
     context = browser.new_context(viewport={"width": 1280, "height": 720})
-    selected = [n for n in NOTEBOOKS if any(getattr(i, "callspec", None) and i.callspec.params.get("notebook") == n
-                                            for i in request.session.items)]
+    # last chapter first: the JupyterLab test, which starts at the same time on the other xdist worker, runs them
+    # first to last, so each chapter's trainings run once and the other test loads them (compresskit.cache)
+    selected = [n for n in reversed(NOTEBOOKS) if any(
+        getattr(i, "callspec", None) and i.callspec.params.get("notebook") == n for i in request.session.items)]
     pages: dict[str, tuple] = {}
     try:
         for start in range(0, len(selected), PARALLEL):
