@@ -65,6 +65,9 @@ def package_digest() -> bytes:
     return h.digest()
 
 
+package_digest()  # now: the digest of the code as it is loaded, not as a file may be edited later
+
+
 class _NoKey(Exception):
     """Something the training depends on cannot be put in a key."""
 

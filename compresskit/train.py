@@ -14,6 +14,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -76,6 +77,15 @@ def cross_entropy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.T
     return F.cross_entropy(model(x), y)
 
 
+class History(list):
+    """The mean training loss of each epoch (a list), and ``loaded_from``: the training cache's file it was loaded
+    from, or None when the training ran."""
+
+    def __init__(self, losses=(), loaded_from: Path | None = None):
+        super().__init__(losses)
+        self.loaded_from = loaded_from
+
+
 def train(
     model: nn.Module,
     dataset: Dataset,
@@ -91,8 +101,8 @@ def train(
     seed: int | None = 0,
     progress: bool = True,
     desc: str = "train",
-) -> list[float]:
-    """Train ``model`` in place with minibatches; returns the mean loss of each epoch.
+) -> History:
+    """Train ``model`` in place with minibatches; returns the mean loss of each epoch (a list).
 
     Args:
         epochs, lr, batch_size: the usual; all must be > 0.
@@ -104,7 +114,8 @@ def train(
         progress: show a tqdm.auto bar (``False`` for quiet runs, tests and benchmarks).
 
     A training that ran before on the same model, data, settings and hooks is loaded from the training cache instead
-    (``compresskit.cache``: bit for bit the tensors this loop would leave; ``COMPRESSKIT_CACHE=off`` always trains).
+    (``compresskit.cache``: bit for bit the tensors this loop would leave; the returned losses' ``loaded_from`` names
+    the file; ``COMPRESSKIT_CACHE=off`` always trains).
     """
     check_module("model", model)
     check_int("epochs", epochs, 1)
@@ -134,10 +145,7 @@ def train(
         if history is not None:
             model.eval()
             refresh_pruned(model)
-            if progress:
-                print(f"{desc}: this training ran before (same model, data and settings); its result is loaded from "
-                      f"{path.parent} ({cache.ENV}=off trains again)")
-            return history
+            return History(history, loaded_from=path)
         rng, structure = torch.get_rng_state(), cache.structure(model)
     gen = torch.Generator().manual_seed(seed) if seed is not None else None
     extra = {"momentum": 0.9} if optimizer == "sgd" else {}
@@ -145,7 +153,7 @@ def train(
     # (checked in tests/test_models_train.py), ~10 % faster for the workbook's small models
     opt = OPTIMIZERS[optimizer](model.parameters(), lr=lr, weight_decay=weight_decay, foreach=True, **extra)
     n = len(x_all)
-    history = []
+    history = History()
     model.train()
     for _ in tqdm(range(epochs), desc=desc, disable=not progress, leave=False):
         order = torch.randperm(n, generator=gen).to(device)
@@ -233,5 +241,8 @@ def fit_baseline(name: str, dataset: Dataset, *, seed: int = 0, progress: bool =
     recipe = RECIPES[name]
     set_seed(seed)
     model = recipe.make()
-    train(model, dataset, epochs=recipe.epochs, lr=recipe.lr, seed=seed, progress=progress, desc=name)
+    history = train(model, dataset, epochs=recipe.epochs, lr=recipe.lr, seed=seed, progress=progress, desc=name)
+    if progress and history.loaded_from is not None:
+        print(f"{name} (seed {seed}): trained before with this recipe and data, loaded from "
+              f"{history.loaded_from.parent} ({cache.ENV}=off trains again)")
     return model

@@ -243,7 +243,9 @@ def test_a_damaged_or_foreign_file_is_retrained_and_replaced(cache, split, monke
         return _after(model, train.train(model, split.train, epochs=1, lr=1e-3, progress=False))
 
     trained = run()
+    assert trained[3].loaded_from is None  # the losses say whether they were trained or loaded, and from where
     (path,) = cache.glob("*.pt")
+    assert run()[3].loaded_from == path
     path.write_bytes(path.read_bytes()[:100])  # cut short
     assert _same(trained, run())
     assert _same(trained, run())  # the rewritten file loads
