@@ -24,6 +24,7 @@ is part of every key, so editing the training loop or a model never reuses an ol
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import os
@@ -40,6 +41,10 @@ from torch.nn.utils.prune import BasePruningMethod
 
 ENV = "COMPRESSKIT_CACHE"
 """Environment variable: the cache's folder, or ``off``; default ``~/.cache/compresskit``."""
+
+MAX_BYTES = 512 * 2**20
+"""The cache's size limit: past it, storing a result deletes the files least recently used (a full pass over the
+chapters writes about 40 MB; each change to the package's code starts a new set)."""
 
 _OWN_CLASSES = ("torch.", "compresskit.")
 _PLAIN = (type(None), bool, int, float, complex, str, bytes, torch.dtype, torch.device)
@@ -226,6 +231,8 @@ def load(path: Path, model: nn.Module) -> list[float] | None:
     with torch.no_grad():
         for k, t in tensors.items():
             state[k].copy_(t)
+    with contextlib.suppress(OSError):
+        os.utime(path)  # used now: the last file the size limit deletes
     return history
 
 
@@ -241,8 +248,25 @@ def store(path: Path, model: nn.Module, history: list[float]) -> None:
             temporary = f.name
             torch.save(obj, f)
         os.replace(temporary, path)
+        _trim(path.parent)
     except OSError as err:
         if temporary is not None and os.path.exists(temporary):
             os.unlink(temporary)
         warnings.warn(f"compresskit: the training cache {path.parent} cannot be written ({err}); set {ENV} to a "
                       f"writable folder, or to off", stacklevel=3)
+
+
+def _trim(folder: Path) -> None:
+    """Delete the least recently used results until the folder's results take at most ``MAX_BYTES``."""
+    files = []
+    for p in folder.glob("*.pt"):
+        with contextlib.suppress(OSError):  # another kernel may be deleting it now
+            st = p.stat()
+            files.append((st.st_mtime, st.st_size, p))
+    total = sum(size for _, size, _ in files)
+    for _, size, p in sorted(files, key=lambda f: f[0]):
+        if total <= MAX_BYTES:
+            break
+        with contextlib.suppress(OSError):
+            p.unlink()
+        total -= size

@@ -301,3 +301,25 @@ def test_unit_tests_run_without_the_cache(split, tmp_path, monkeypatch):
     assert training_cache.cache_dir() is None
     train.train(copy_model(models.mlp(hidden=(4,))), split.train, epochs=1, lr=1e-3, progress=False)
     assert not list(tmp_path.iterdir())
+
+
+def test_past_its_size_limit_the_cache_deletes_the_least_recently_used(cache, split, monkeypatch):
+    import os
+    import time
+
+    def fit(width):
+        set_seed(0)
+        model = models.mlp(hidden=(width,))
+        return train.train(model, split.train, epochs=1, lr=1e-3, progress=False)
+
+    fit(8)
+    (first,) = cache.glob("*.pt")
+    one = first.stat().st_size
+    fit(9)
+    os.utime(first, (time.time() - 100, time.time() - 100))
+    assert fit(8).loaded_from == first and first.stat().st_mtime > time.time() - 50  # a load marks it used
+    second = next(p for p in cache.glob("*.pt") if p != first)
+    os.utime(second, (time.time() - 100, time.time() - 100))
+    monkeypatch.setattr(training_cache, "MAX_BYTES", 2 * one + 10)
+    fit(7)  # three results do not fit: the least recently used (width 9) goes
+    assert len(_files(cache)) == 2 and first.exists() and not second.exists()
