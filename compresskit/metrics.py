@@ -516,7 +516,9 @@ class SpeedComparison:
     def interval(self, name: str, against: str | None = None) -> tuple[float, float]:
         """The interval a verdict reads: the confidence interval of the median speed-up (``speedup``) widened by
         ``drift`` on each side, ``(low / (1 + drift), high * (1 + drift))``."""
-        _, low, high = self.speedup(name, against)
+        return self._widen(*self.speedup(name, against)[1:])
+
+    def _widen(self, low: float, high: float) -> tuple[float, float]:
         return low / (1.0 + self.drift), high * (1.0 + self.drift)
 
     def _kind(self, low: float, high: float) -> str:
@@ -539,8 +541,8 @@ class SpeedComparison:
         load; a difference of that size is not a property of the models and would flip between runs."""
         if name == (self.reference if against is None else against):
             return "reference"
-        mid = self.speedup(name, against)[0]
-        low, high = self.interval(name, against)
+        mid, low, high = self.speedup(name, against)  # one median and interval for the figure and the kind
+        low, high = self._widen(low, high)
         kind = self._kind(low, high)
         if kind == "same":
             return f"no measurable difference ({low:.2f}-{high:.2f})"
