@@ -9,7 +9,7 @@ import sys
 import torch
 from _common import GAP_COLUMNS, chapter_panels, distillation_gaps, notebook_times, slider_latency, table
 
-from compresskit import data, distill, lowrank, metrics, models
+from compresskit import data, distill, lowrank, metrics, models, timing
 from compresskit.train import evaluate, fit_baseline, set_seed, train
 
 SEEDS = (0, 1, 2)
@@ -42,7 +42,7 @@ def main() -> None:
     wide, x = torch.nn.Linear(2048, 2048), torch.randn(64, 2048)
     svd = lowrank.svd_of(wide)  # one decomposition, sliced for every rank
     factored = {r: lowrank.svd_linear(wide, r, svd=svd) for r in (64, 256, 512, 1024)}
-    speed = metrics.compare({"dense": wide, **{f"rank {r}": f for r, f in factored.items()}}, x)
+    speed = timing.compare({"dense": wide, **{f"rank {r}": f for r, f in factored.items()}}, x)
     rows = [[r, f"{metrics.macs(wide, (2048,)) / metrics.macs(f, (2048,)):.2f}x", speed.verdict(f"rank {r}")]
             for r, f in factored.items()]
     table(["rank", "MACs ratio", "measured (interleaved)"], rows,

@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import torch  # noqa: E402
 from _common import chapter_panels, notebook_times, slider_latency, table  # noqa: E402
 
-from compresskit import data, metrics, models, prune, sparsify  # noqa: E402
+from compresskit import data, metrics, models, prune, sparsify, timing  # noqa: E402
 from compresskit.train import evaluate, fit_baseline, set_seed, train  # noqa: E402
 
 SEEDS = (0, 1, 2)
@@ -49,7 +49,7 @@ def main() -> None:
         small = prune.prune_channels(wide, amount)
         budget = 1 - metrics.count_params(small) / metrics.count_params(wide)
         finalized = prune.finalize(prune.magnitude_prune(wide, sparsity=budget, scope="global"))
-        speed = metrics.compare({"dense": wide, "structured": small, "unstructured": finalized}, x)
+        speed = timing.compare({"dense": wide, "structured": small, "unstructured": finalized}, x)
         dense_ms.append(speed.median_ms("dense"))
         rows.append([f"{amount:.0%}", f"{metrics.macs(wide, (1, 8, 8)) / metrics.macs(small, (1, 8, 8)):.2f}x",
                      speed.verdict("structured"), speed.verdict("unstructured"),
@@ -76,7 +76,7 @@ def main() -> None:
           "Proximal L1, lambda = 6e-3 (target: >= 80 % zeros, <= 1 point loss)")
 
     rows = [[f"{r['sparsity']:.2f}", f"{r['dense_ms']:.3f}", f"{r['csr_ms']:.3f}", f"{r['coo_ms']:.3f}",
-             r["csr"]] for r in prune.sparse_matmul_timings()]
+             r["csr"]] for r in timing.sparse_matmul_timings()]
     table(["sparsity", "dense ms", "CSR ms", "COO ms", "CSR against dense (interleaved)"], rows,
           "1024x1024 weight @ batch 64, one thread")
 
@@ -90,7 +90,7 @@ def main() -> None:
             shallower, thinner = prune.prune_blocks(res, k, calibration), prune.thin_blocks(res, k / 8)
             for m in (shallower, thinner):
                 train(m, split.train, epochs=5, lr=1e-3, progress=False, seed=seed)
-            speeds = {b: metrics.compare({"unpruned": res, "blocks": shallower, "neurons": thinner},
+            speeds = {b: timing.compare({"unpruned": res, "blocks": shallower, "neurons": thinner},
                                          split.test.tensors[0][:b]) for b in (1, 64)}
             rows.append([seed, k, f"{100 * base:.2f}", f"{100 * evaluate(shallower, split.test):.2f}",
                          f"{100 * evaluate(thinner, split.test):.2f}",

@@ -8,7 +8,7 @@ import sys
 import torch
 from _common import chapter_panels, notebook_times, slider_latency, table, trained
 
-from compresskit import data, int8, metrics, models, quantize
+from compresskit import data, int8, models, quantize, timing
 from compresskit.train import evaluate, fit_baseline
 
 SEEDS = (0, 1, 2)
@@ -43,7 +43,7 @@ def main() -> None:
     runs = {"torch float32": wide, "torch fake-quant 8 bit": quantize.quantize_model(wide, 8, per_channel=True)}
     runs.update(int8.int8_models(wide, x, calibration=split.train))
     fp32_bytes = int8.torch_file_bytes(wide)
-    speed = metrics.compare(runs, x)  # interleaved, against torch float32
+    speed = timing.compare(runs, x)  # interleaved, against torch float32
     rows = []
     for name, model in runs.items():
         size = model.file_bytes if isinstance(model, int8.OnnxModel) else int8.torch_file_bytes(model)

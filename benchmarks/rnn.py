@@ -9,7 +9,7 @@ import sys
 import torch
 from _common import GAP_COLUMNS, chapter_panels, distillation_gaps, notebook_times, slider_latency, table, trained
 
-from compresskit import data, int8, lowrank, metrics, models, prune, quantize, rnn
+from compresskit import data, int8, lowrank, metrics, models, prune, quantize, rnn, timing
 from compresskit.train import evaluate, fit_baseline, train
 
 SEEDS = (0, 1, 2)
@@ -72,7 +72,7 @@ def main() -> None:
         halved = rnn.prune_units(base, 0.5)
         train(halved, split.train, epochs=10, lr=3e-3, progress=False, seed=seed)
         zeros = prune.finalize(prune.magnitude_prune(base, sparsity=0.7, scope="global"))
-        speed = metrics.compare({"dense": base, "32 units": halved, "70 % zeros": zeros}, x64)
+        speed = timing.compare({"dense": base, "32 units": halved, "70 % zeros": zeros}, x64)
         rows.append([seed, f"{100 * (evaluate(halved, split.test) - b):+.2f}", f"{speed.median_ms('dense'):.3f}",
                      speed.verdict("32 units"), speed.verdict("70 % zeros")])
     table(["seed", "64 -> 32 units + 10 ep (pts)", "dense ms", "32 units against dense", "70 % zeros against dense"],
@@ -124,7 +124,7 @@ def main() -> None:
     for hidden in (64, 256):
         lstm = trained(lambda h=hidden: models.rnn_classifier("lstm", hidden_size=h), split, 0, lr=3e-3)
         versions = {"torch fp32": lstm, **int8.int8_models(lstm, x64)}
-        speeds = {batch: metrics.compare(versions, x64[:batch]) for batch in (64, 1)}
+        speeds = {batch: timing.compare(versions, x64[:batch]) for batch in (64, 1)}
         for name, model in versions.items():
             size = int8.torch_file_bytes(model) if model is lstm else model.file_bytes
             int8_vs_onnx = " / ".join(speeds[b].verdict(name, against="onnx fp32") for b in (64, 1)) \

@@ -124,7 +124,7 @@ class Point:
     bytes: int
     model: Callable | None = None  # what to time (an nn.Module or an ONNX Runtime session)
     file: str = "pack"  # how the bytes were measured: "pack" (len(encode.pack)) or "onnx" (the .onnx file)
-    latency_ms: float | None = None  # filled by a timing (metrics.compare), when one is made
+    latency_ms: float | None = None  # filled by a timing (timing.compare), when one is made
 
 
 def pareto_front(points: list[Point], *, cost: str = "bytes") -> list[Point]:
@@ -135,7 +135,7 @@ def pareto_front(points: list[Point], *, cost: str = "bytes") -> list[Point]:
     if cost not in ("bytes", "latency_ms"):
         raise ValueError(f"cost must be 'bytes' or 'latency_ms', got {cost!r}")
     if any(getattr(p, cost) is None for p in points):
-        raise ValueError(f"every point needs a {cost} (time them with metrics.compare first)")
+        raise ValueError(f"every point needs a {cost} (time them with timing.compare first)")
     front = []
     for p in sorted(points, key=lambda p: (getattr(p, cost), -p.accuracy)):
         if not front or p.accuracy > front[-1].accuracy:
@@ -148,43 +148,6 @@ def best_under(points: list[Point], budget: float) -> Point | None:
     check_number("budget", budget, 0, low_open=True)
     fitting = [p for p in points if p.bytes <= budget]
     return max(fitting, key=lambda p: (p.accuracy, -p.bytes)) if fitting else None
-
-
-class SparseCSR(nn.Module):
-    """An ``nn.Sequential`` MLP whose Linear layers multiply with ``torch.sparse`` CSR weights: the runtime that can
-    skip a pruned model's zeros (the dense kernel multiplies them)."""
-
-    def __init__(self, model: nn.Sequential):
-        super().__init__()
-        check_module("model", model)
-        if not isinstance(model, nn.Sequential):
-            raise TypeError(f"model must be an nn.Sequential MLP, got {type(model).__name__}")
-        import warnings
-
-        from compresskit.layers import effective_weight
-
-        self.steps: list = []
-        for layer in model:
-            if isinstance(layer, nn.Linear):
-                with warnings.catch_warnings():  # "sparse CSR support is in beta": the point of the measurement
-                    warnings.simplefilter("ignore", UserWarning)
-                    w = effective_weight(layer).detach().to_sparse_csr()
-                bias = layer.bias.detach() if layer.bias is not None else None
-                self.steps.append((w, bias))
-            elif isinstance(layer, (nn.ReLU, nn.Flatten)):
-                self.steps.append(layer)
-            else:
-                raise TypeError(f"SparseCSR runs Linear, ReLU and Flatten layers, not {type(layer).__name__}")
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for step in self.steps:
-            if isinstance(step, tuple):
-                w, bias = step
-                x = (w @ x.T).T
-                x = x + bias if bias is not None else x
-            else:
-                x = step(x)
-        return x
 
 
 # ------------------------------------------------------------------------------------------------ recipes

@@ -23,7 +23,6 @@ from torch.utils.data import Dataset
 
 from compresskit.checks import check_bool, check_choice, check_fraction, check_int, check_module, check_number
 from compresskit.layers import copy_model, require_sites, sites, unique_sites
-from compresskit.metrics import sparse_matmul_timings  # noqa: F401 (measurements live in metrics; public here too)
 from compresskit.structured import (  # noqa: F401 (public here)
     block_importance,
     channel_scores,

@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from compresskit import checks, data, distill, int8, lowrank, metrics, models, prune, quantize, rnn, sparsify
+from compresskit import checks, data, distill, int8, lowrank, metrics, models, prune, quantize, rnn, sparsify, timing
 from compresskit.train import evaluate, predict, train
 
 # ------------------------------------------------------------------------------------------------ booleans
@@ -59,8 +59,8 @@ def test_inplace_no_leaves_the_callers_model_alone(unchanged):
 
 def test_thread_counts_above_the_cores_are_refused_before_any_thread_starts():
     before = torch.get_num_threads()
-    for call in (lambda: metrics.latency(models.mlp(hidden=(4,)), torch.rand(1, 1, 8, 8), threads=10**6),
-                 lambda: metrics.sparse_matmul_timings(size=8, batch=2, sparsities=(0.5,), threads=10**6),
+    for call in (lambda: timing.latency(models.mlp(hidden=(4,)), torch.rand(1, 1, 8, 8), threads=10**6),
+                 lambda: timing.sparse_matmul_timings(size=8, batch=2, sparsities=(0.5,), threads=10**6),
                  lambda: int8.OnnxModel("missing.onnx", threads=10**6),
                  lambda: checks.check_threads(checks.available_cores() + 1)):
         with pytest.raises(ValueError, match=rf"threads must be in \[1, {checks.available_cores()}\]"):
@@ -131,7 +131,7 @@ WRONG_TYPES = [
     (lambda: metrics.storage_bytes(None), "model must be an nn.Module"),
     (lambda: metrics.count_params("mlp"), "model must be an nn.Module"),
     (lambda: metrics.macs(None, (1, 8, 8)), "model must be an nn.Module"),
-    (lambda: metrics.latency(None, None), "model must be an nn.Module or a callable"),
+    (lambda: timing.latency(None, None), "model must be an nn.Module or a callable"),
     (lambda: evaluate(models.mlp(), None), "dataset must be"),
     (lambda: evaluate(None, data.load_digits().test), "model must be an nn.Module"),
     (lambda: distill.kd_loss(None, torch.randn(2, 3), torch.tensor([0, 1]), temperature=1.0, alpha=0.5),

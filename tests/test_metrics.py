@@ -4,7 +4,7 @@ from torch import nn
 from torch.nn.utils import prune as torch_prune
 from torch.utils.flop_counter import FlopCounterMode
 
-from compresskit import data, metrics, models
+from compresskit import data, metrics, models, timing
 
 
 def _flops_reference(model, shape):
@@ -71,12 +71,12 @@ def test_storage_rounds_each_tensor_to_whole_bytes_and_validates():
 
 def test_latency_reports_median_and_restores_threads():
     before = torch.get_num_threads()
-    t = metrics.latency(nn.Linear(8, 8), torch.zeros(2, 8), repeats=5, warmup=1, threads=1)
+    t = timing.latency(nn.Linear(8, 8), torch.zeros(2, 8), repeats=5, warmup=1, threads=1)
     assert t.threads == 1 and t.repeats == 5 and 0 < t.q1_ms <= t.ms <= t.q3_ms and float(t) == t.ms
     assert "median of 5" in str(t)
     assert torch.get_num_threads() == before
     with pytest.raises(ValueError, match="repeats"):
-        metrics.latency(nn.Linear(2, 2), torch.zeros(1, 2), repeats=0)
+        timing.latency(nn.Linear(2, 2), torch.zeros(1, 2), repeats=0)
 
 
 def test_latency_and_compare_time_models_without_autograd():
@@ -86,8 +86,8 @@ def test_latency_and_compare_time_models_without_autograd():
     def model(x=None):
         seen.append(torch.is_inference_mode_enabled())
 
-    metrics.latency(model, None, repeats=3, warmup=1)
-    metrics.compare({"a": model, "b": model}, None, rounds=3, max_rounds=3, warmup=1, block_ms=0.01)
+    timing.latency(model, None, repeats=3, warmup=1)
+    timing.compare({"a": model, "b": model}, None, rounds=3, max_rounds=3, warmup=1, block_ms=0.01)
     assert seen and all(seen)
 
 
@@ -117,7 +117,7 @@ def test_compare_interleaves_rounds_and_states_verdicts_with_their_spread():
         calls.append("same")
         _time.sleep(0.002)
 
-    result = metrics.compare({"slow": slow, "fast": fast, "same": same}, None, rounds=6, max_rounds=6, warmup=1,
+    result = timing.compare({"slow": slow, "fast": fast, "same": same}, None, rounds=6, max_rounds=6, warmup=1,
                              block_ms=1.0)
     assert result.reference == "slow" and len(result.times_ms["fast"]) == 6 == result.rounds
     mid, low, high = result.speedup("fast")
@@ -129,7 +129,7 @@ def test_compare_interleaves_rounds_and_states_verdicts_with_their_spread():
     assert "interleaved rounds" in str(result)
     # interleaved: the first three measured blocks belong to three different models (after warm-up)
     assert len(set(calls[-3:])) == 3 or len(set(calls[-6:])) == 3
-    slower = metrics.compare({"fast": fast, "slow": slow}, None, rounds=5, warmup=1, block_ms=1.0)
+    slower = timing.compare({"fast": fast, "slow": slow}, None, rounds=5, warmup=1, block_ms=1.0)
     assert "slower" in slower.verdict("slow")
     # any pair timed in the same rounds can be compared: the per-round ratio of the two, not a ratio of medians
     times = result.times_ms
@@ -148,7 +148,7 @@ def test_median_interval_is_the_binomial_order_statistic_interval(n, confidence)
     from scipy.stats import binom
 
     values = [float(v) for v in torch.randperm(n, generator=torch.Generator().manual_seed(n))]
-    low, high, coverage = metrics.median_interval(values, confidence)
+    low, high, coverage = timing.median_interval(values, confidence)
     k = int(low) + 1  # values are 0..n-1: the k-th smallest is k - 1
     assert high == n - k and coverage == pytest.approx(1 - 2 * binom.cdf(k - 1, n, 0.5), abs=1e-12)
     if 1 - 2 * binom.cdf(0, n, 0.5) >= confidence:  # some interval reaches the confidence: the narrowest that does
@@ -166,7 +166,7 @@ def test_median_interval_covers_the_true_median_of_a_skewed_distribution_and_nar
         trials = 3000
         samples = torch.randn(trials, n, generator=gen).mul(0.5).exp()  # log-normal: median exactly 1, long right tail
         for row in samples.tolist():
-            low, high, coverage = metrics.median_interval(row)
+            low, high, coverage = timing.median_interval(row)
             hits += low <= 1.0 <= high
             width += (high - low) / trials
         # binomial standard error of the hit rate at 3000 trials: 0.0034; the stated coverage is a lower bound
@@ -177,16 +177,16 @@ def test_median_interval_covers_the_true_median_of_a_skewed_distribution_and_nar
 
 def test_median_interval_refuses_bad_input():
     with pytest.raises(ValueError, match="at least 2"):
-        metrics.median_interval([1.0])
+        timing.median_interval([1.0])
     with pytest.raises(ValueError, match="finite"):
-        metrics.median_interval([1.0, float("nan"), 2.0])
+        timing.median_interval([1.0, float("nan"), 2.0])
     for bad, error in ((0.0, ValueError), (1.0, ValueError), (True, TypeError), (float("nan"), ValueError)):
         with pytest.raises(error, match="confidence"):
-            metrics.median_interval([1.0, 2.0, 3.0], bad)
+            timing.median_interval([1.0, 2.0, 3.0], bad)
 
 
-def _scripted(times_ms: dict[str, list[float]]) -> metrics.SpeedComparison:
-    return metrics.SpeedComparison(next(iter(times_ms)), times_ms, 1)
+def _scripted(times_ms: dict[str, list[float]]) -> timing.SpeedComparison:
+    return timing.SpeedComparison(next(iter(times_ms)), times_ms, 1)
 
 
 def test_verdict_kinds_follow_the_widened_median_interval_against_the_resolution_band():
@@ -252,30 +252,30 @@ def test_compare_adds_rounds_only_while_a_pair_is_undecided(monkeypatch):
     import itertools
 
     clock = _FakeClock()
-    monkeypatch.setattr(metrics.time, "perf_counter", clock)
+    monkeypatch.setattr(timing.time, "perf_counter", clock)
     steady = lambda ms: clock.model(itertools.repeat(ms))
     # decided after the first rounds: 4x faster, and equal
-    clear = metrics.compare({"ref": steady(4.0), "fast": steady(1.0), "twin": steady(4.0)}, None,
+    clear = timing.compare({"ref": steady(4.0), "fast": steady(1.0), "twin": steady(4.0)}, None,
                             rounds=15, block_ms=1.0)
     assert clear.rounds == 15 and clear.kind("fast") == "faster" and clear.kind("twin") == "same"
     # a model whose speed-up wobbles around the band's edge (1.10x, 1.20x in turn) never gets decided: max_rounds
-    edge = metrics.compare({"ref": steady(4.0), "edge": clock.model(itertools.cycle([4 / 1.1, 4 / 1.2]))}, None,
+    edge = timing.compare({"ref": steady(4.0), "edge": clock.model(itertools.cycle([4 / 1.1, 4 / 1.2]))}, None,
                            rounds=15, max_rounds=40, block_ms=1.0)
     assert edge.rounds == 40 and edge.kind("edge") == "undecided"
     assert edge.verdict("edge").startswith("undecided, 1.")
     # the default cap is four times the minimum; max_rounds == rounds times exactly that many
-    assert metrics.compare({"ref": steady(4.0), "edge": clock.model(itertools.cycle([4 / 1.1, 4 / 1.2]))}, None,
+    assert timing.compare({"ref": steady(4.0), "edge": clock.model(itertools.cycle([4 / 1.1, 4 / 1.2]))}, None,
                            rounds=5, block_ms=1.0).rounds == 20
-    assert metrics.compare({"ref": steady(4.0), "edge": clock.model(itertools.cycle([4 / 1.1, 4 / 1.2]))}, None,
+    assert timing.compare({"ref": steady(4.0), "edge": clock.model(itertools.cycle([4 / 1.1, 4 / 1.2]))}, None,
                            rounds=5, max_rounds=5, block_ms=1.0).rounds == 5
     # a pair not involving the reference counts too: a and b straddle the edge against each other
-    pair = metrics.compare({"ref": steady(8.0), "a": steady(4.0), "b": clock.model(itertools.cycle([4.2, 5.0]))},
+    pair = timing.compare({"ref": steady(8.0), "a": steady(4.0), "b": clock.model(itertools.cycle([4.2, 5.0]))},
                            None, rounds=10, max_rounds=30, block_ms=1.0)
     assert pair.rounds == 30 and pair.kind("b", against="a") == "undecided" and pair.kind("a") == "faster"
 
 
 def test_sparse_matmul_timings_interleave_the_kernels_and_give_verdicts():
-    rows = metrics.sparse_matmul_timings(size=64, batch=4, sparsities=(0.0, 0.99))
+    rows = timing.sparse_matmul_timings(size=64, batch=4, sparsities=(0.0, 0.99))
     assert [r["sparsity"] for r in rows] == [0.0, 0.99]
     for r in rows:
         comparison = r["comparison"]
@@ -287,13 +287,13 @@ def test_sparse_matmul_timings_interleave_the_kernels_and_give_verdicts():
 def test_compare_validates_and_restores_threads_and_modes():
     model = models.mlp(hidden=(4,)).train()
     before = torch.get_num_threads()
-    result = metrics.compare({"a": model, "b": models.mlp(hidden=(2,))}, torch.rand(1, 1, 8, 8), rounds=3)
+    result = timing.compare({"a": model, "b": models.mlp(hidden=(2,))}, torch.rand(1, 1, 8, 8), rounds=3)
     assert model.training and torch.get_num_threads() == before and result.threads == 1
     for kwargs, error in (({"rounds": 2}, ValueError), ({"threads": 10**6}, ValueError),
                           ({"reference": "z"}, ValueError), ({"block_ms": 0}, ValueError),
                           ({"max_rounds": 2}, ValueError), ({"rounds": 4, "max_rounds": 3}, ValueError),
                           ({"max_rounds": 4.0}, TypeError)):
         with pytest.raises(error):
-            metrics.compare({"a": model, "b": model}, torch.rand(1, 1, 8, 8), **kwargs)
+            timing.compare({"a": model, "b": model}, torch.rand(1, 1, 8, 8), **kwargs)
     with pytest.raises(TypeError, match="at least two"):
-        metrics.compare({"a": model}, None)
+        timing.compare({"a": model}, None)
