@@ -3,6 +3,8 @@
 - ``load_digits``: the 8x8 handwritten digits shipped in ``data/digits.csv.gz``.
 - ``load_idx`` / ``load_mnist``: MNIST-format IDX files that a user brings.
 - ``as_sequences``: images as sequences of rows, for the recurrent-network chapter.
+- ``load_text``: the text corpus of chapters 09-10 (Python source of CPython's standard library, ``data/pycode.txt.gz``),
+  as token ids of ``TEXT_VOCAB``; ``windows`` cuts next-token training pairs from it.
 """
 
 from __future__ import annotations
@@ -22,6 +24,11 @@ from torch.utils.data import TensorDataset
 DATA_DIR = Path(os.environ.get("COMPRESSKIT_DATA", Path(__file__).resolve().parent.parent / "data"))
 DIGITS_FILE = "digits.csv.gz"
 DIGITS_SHA256 = "e31b7ccbf8cc2b158de948b1bb7a67bf39a856fb064b3aa8ef489f12a2dc4b63"
+TEXT_FILE = "pycode.txt.gz"
+TEXT_SHA256 = "32c49aa763c88042677a05176b821612b4bb107d432f8d92e86b80c9fb23ceb1"
+TEXT_VOCAB = "\n" + "".join(chr(c) for c in range(32, 127))
+"""The text corpus's alphabet: newline and the 95 printable ASCII characters; a character's token is its index."""
+TEXT_SPLIT = (0.9, 0.05, 0.05)  # train / validation / test, contiguous, in this order
 
 # IDX type codes (http://yann.lecun.com/exdb/mnist/ file format) -> numpy dtype (big-endian).
 _IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
@@ -98,6 +105,29 @@ def _split(images: torch.Tensor, labels: torch.Tensor, test_fraction: float, see
     )
 
 
+def verified_file(path, default: str, sha256: str, *, what: str, script: str, needs: str) -> Path:
+    """The shipped file at ``path`` (default ``DATA_DIR / default``), refused unless its SHA-256 is the published one.
+
+    Raises:
+        FileNotFoundError: the file is missing (says how to restore it).
+        ValueError: the file's SHA-256 is not the published one (corrupt, truncated or edited).
+    """
+    path = Path(path) if path is not None else DATA_DIR / default
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{what} file not found at {path}. It ships with the workbook in data/{default}: restore it with "
+            f"`git checkout -- data/` (or regenerate with `python data/{script}`, which needs {needs}), or point "
+            "COMPRESSKIT_DATA at the folder holding it."
+        )
+    digest = _sha256(path)
+    if digest != sha256:
+        raise ValueError(
+            f"{path} is corrupt: SHA-256 {digest}, expected {sha256} (see data/README.md). "
+            f"Restore it with `git checkout -- data/` or `python data/{script}`."
+        )
+    return path
+
+
 def read_digits(path: str | os.PathLike | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """All 1797 digits: images ``(1797, 1, 8, 8)`` float32 in [0, 1], labels ``(1797,)`` int64.
 
@@ -105,19 +135,8 @@ def read_digits(path: str | os.PathLike | None = None) -> tuple[torch.Tensor, to
         FileNotFoundError: the file is missing (says how to restore it).
         ValueError: the file's SHA-256 is not the published one (corrupt or edited).
     """
-    path = Path(path) if path is not None else DATA_DIR / DIGITS_FILE
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"digits data file not found at {path}. It ships with the workbook in data/{DIGITS_FILE}: "
-            "restore it with `git checkout -- data/` (or regenerate with `python data/make_digits.py`, "
-            "which needs scikit-learn), or point COMPRESSKIT_DATA at the folder holding it."
-        )
-    digest = _sha256(path)
-    if digest != DIGITS_SHA256:
-        raise ValueError(
-            f"{path} is corrupt: SHA-256 {digest}, expected {DIGITS_SHA256} (see data/README.md). "
-            "Restore it with `git checkout -- data/` or `python data/make_digits.py`."
-        )
+    path = verified_file(path, DIGITS_FILE, DIGITS_SHA256, what="digits data", script="make_digits.py",
+                         needs="scikit-learn")
     with gzip.open(path, "rt") as fh:
         table = np.loadtxt(fh, delimiter=",", dtype=np.int64)
     images = torch.from_numpy(table[:, :64]).float().div_(16.0).reshape(-1, 1, 8, 8)
@@ -248,3 +267,81 @@ def as_sequences(images: torch.Tensor) -> torch.Tensor:
     if images.dim() != 4 or images.shape[1] != 1:
         raise ValueError(f"images must have shape (N, 1, H, W), got {tuple(images.shape)}")
     return images[:, 0]
+
+
+# ---------------------------------------------------------------------------------------------- text corpus
+
+
+@dataclass(frozen=True)
+class TextSplit:
+    """The text corpus as token ids (int64, one per character of ``TEXT_VOCAB``): contiguous train / val / test."""
+
+    train: torch.Tensor
+    val: torch.Tensor
+    test: torch.Tensor
+
+    @property
+    def vocab_size(self) -> int:
+        return len(TEXT_VOCAB)
+
+
+_TOKEN = {c: i for i, c in enumerate(TEXT_VOCAB)}
+
+
+def encode_text(text: str) -> torch.Tensor:
+    """Characters -> token ids (int64). Refuses characters outside ``TEXT_VOCAB`` (a tab, a non-ASCII letter)."""
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a str, got {type(text).__name__}")
+    try:
+        return torch.tensor([_TOKEN[c] for c in text], dtype=torch.int64)
+    except KeyError as error:
+        raise ValueError(f"text holds {error.args[0]!r}, which is not in TEXT_VOCAB (newline and printable "
+                         "ASCII)") from None
+
+
+def decode_text(ids) -> str:
+    """Token ids (a tensor or a sequence of ints in ``[0, len(TEXT_VOCAB))``) -> characters."""
+    ids = torch.as_tensor(ids)
+    if ids.dtype.is_floating_point or ids.dtype == torch.bool or ids.dim() != 1:
+        raise ValueError(f"ids must be a 1-d sequence of integer token ids, got {ids.dtype} of shape "
+                         f"{tuple(ids.shape)}")
+    if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= len(TEXT_VOCAB)):
+        raise ValueError(f"ids must lie in [0, {len(TEXT_VOCAB) - 1}], got {int(ids.min())}..{int(ids.max())}")
+    return "".join(TEXT_VOCAB[i] for i in ids.tolist())
+
+
+def read_text(path: str | os.PathLike | None = None) -> str:
+    """The whole corpus (``data/pycode.txt.gz``: Python source of CPython's standard library, PSF licence),
+    checksum verified."""
+    path = verified_file(path, TEXT_FILE, TEXT_SHA256, what="text corpus", script="make_pycode.py",
+                         needs="CPython 3.11.7")
+    with gzip.open(path, "rb") as fh:
+        return fh.read().decode("ascii")
+
+
+def load_text() -> TextSplit:
+    """The text corpus as token ids, split contiguously 90 / 5 / 5 % into train, validation and test (in that order,
+    so no file's text is in two parts except at the two cuts). Deterministic: there is nothing random to seed."""
+    ids = encode_text(read_text())
+    n_train, n_val = (round(f * len(ids)) for f in TEXT_SPLIT[:2])
+    return TextSplit(train=ids[:n_train], val=ids[n_train:n_train + n_val], test=ids[n_train + n_val:])
+
+
+def windows(ids: torch.Tensor, context: int, *, stride: int | None = None) -> TensorDataset:
+    """Next-token training pairs from a token stream: ``x[i] = ids[o : o + context]``, ``y[i] = ids[o + 1 : o + context
+    + 1]`` for offsets ``o = 0, stride, 2 * stride, ...`` (default ``stride = context``: windows that do not overlap).
+    Returns a ``TensorDataset(x (N, context), y (N, context))`` of int64."""
+    if not isinstance(ids, torch.Tensor) or ids.dim() != 1 or ids.dtype != torch.int64:
+        raise TypeError(f"ids must be a 1-d int64 tensor of token ids, got {type(ids).__name__}"
+                        + (f" {ids.dtype} of shape {tuple(ids.shape)}" if isinstance(ids, torch.Tensor) else ""))
+    if isinstance(context, bool) or not isinstance(context, int) or context < 1:
+        raise ValueError(f"context must be an int >= 1, got {context!r}")
+    stride = context if stride is None else stride
+    if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
+        raise ValueError(f"stride must be an int >= 1, got {stride!r}")
+    if len(ids) < context + 1:
+        raise ValueError(f"ids holds {len(ids)} tokens: a window of context {context} needs {context + 1}")
+    starts = torch.arange(0, len(ids) - context, stride)
+    span = starts[:, None] + torch.arange(context + 1)  # (N, context + 1)
+    chunks = ids[span]
+    return TensorDataset(chunks[:, :-1].contiguous(), chunks[:, 1:].contiguous())

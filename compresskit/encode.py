@@ -50,8 +50,7 @@ from torch import nn
 from torch.nn.utils import prune as torch_prune
 
 from compresskit.checks import check_bool, check_int, check_module
-from compresskit.layers import copy_model, require_sites, sites
-from compresskit.metrics import is_compressible, named_tensors
+from compresskit.layers import copy_model, is_compressible, named_tensors, require_sites, sites
 
 MAGIC = b"CKPK"
 FORMAT_VERSION = 1
@@ -446,7 +445,7 @@ def pack(model: nn.Module, *, huffman: bool = True, gap_bits: int | None = None,
     out.raw(MAGIC)
     out.put("BI", FORMAT_VERSION, len(tensors))
     for name, t in tensors:
-        if bias_bits == 16 and t.is_floating_point() and not is_compressible(name, t):
+        if bias_bits == 16 and t.is_floating_point() and not is_compressible(t):
             t = t.detach().to(torch.float16)
         if t.dtype not in DTYPE_CODES:
             raise ValueError(f"tensor '{name}' has dtype {t.dtype}, which the format does not store "
@@ -457,7 +456,7 @@ def pack(model: nn.Module, *, huffman: bool = True, gap_bits: int | None = None,
         out.put("BB", DTYPE_CODES[t.dtype], t.dim())
         for d in t.shape:
             out.put("I", d)
-        encoding, payload = _encode_tensor(t, huffman, gap_bits) if is_compressible(name, t) else \
+        encoding, payload = _encode_tensor(t, huffman, gap_bits) if is_compressible(t) else \
             (RAW, _raw_bytes(t.detach().reshape(-1)))
         out.put("BI", encoding, len(payload))
         out.raw(payload)
@@ -552,7 +551,7 @@ def unpack(blob: bytes, *, like: nn.Module) -> nn.Module:
             raise ValueError(f"blob holds tensor '{name}' twice")
         seen.add(name)
         mine = wanted[name]
-        half_bias = dtype == torch.float16 and mine.is_floating_point() and not is_compressible(name, mine)
+        half_bias = dtype == torch.float16 and mine.is_floating_point() and not is_compressible(mine)
         if tuple(mine.shape) != shape or (mine.dtype != dtype and not half_bias):
             raise ValueError(f"tensor '{name}' is {shape} {dtype} in the blob but {tuple(mine.shape)} {mine.dtype} "
                              "in like")

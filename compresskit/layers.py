@@ -13,8 +13,9 @@ that attribute is stale. ``Site.effective()`` computes the product afresh, so no
 
 from __future__ import annotations
 
+import contextlib
 import copy
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -93,6 +94,36 @@ def refresh_pruned(model: nn.Module) -> nn.Module:
 
 
 # ------------------------------------------------------------------------------------------------ sites
+
+
+def named_tensors(model: nn.Module) -> Iterator[tuple[str, torch.Tensor]]:
+    """(name, tensor) of every parameter and buffer as the model *uses* it.
+
+    A module pruned with ``torch.nn.utils.prune`` holds ``weight_orig`` and ``weight_mask``; its effective
+    weight (``orig * mask``, computed now: ``layers.effective_weight``) is what is yielded, under the name
+    ``...weight``. A tensor shared by several modules (tied weights) is yielded once, as a file stores it once.
+    """
+    check_module("model", model)
+    seen = set()
+    for mod_name, module in model.named_modules():
+        prefix = f"{mod_name}." if mod_name else ""
+        for name, p in module.named_parameters(recurse=False):
+            if id(p) in seen:
+                continue
+            seen.add(id(p))
+            if name.endswith("_orig") and pruning_hook(module, name[: -len("_orig")]) is not None:
+                name = name[: -len("_orig")]
+                p = effective_weight(module, name)
+            yield prefix + name, p
+        for name, b in module.named_buffers(recurse=False):
+            if b is None or name.endswith("_mask"):
+                continue
+            yield prefix + name, b
+
+
+def is_compressible(tensor: torch.Tensor) -> bool:
+    """Weight matrices and kernels (``dim >= 2``): what pruning and quantization act on."""
+    return tensor.dim() >= 2 and tensor.is_floating_point()
 
 
 @dataclass(frozen=True)
@@ -227,3 +258,17 @@ def like(new: nn.Module, old: nn.Module | torch.Tensor, *, training: bool | None
 def factory(w: torch.Tensor) -> dict:
     """``device=`` and ``dtype=`` keywords that build a new layer like the tensor ``w``."""
     return {"device": w.device, "dtype": w.dtype}
+
+
+@contextlib.contextmanager
+def eval_mode(*models: nn.Module) -> Iterator[None]:
+    """Every module of ``models`` in evaluation mode inside the block; afterwards each submodule gets back its *own*
+    training flag (a model whose parts were in different modes comes back exactly as it was), even on an error."""
+    flags = [(m, m.training) for model in models for m in model.modules()]
+    try:
+        for model in models:
+            model.eval()
+        yield
+    finally:
+        for m, flag in flags:
+            m.training = flag

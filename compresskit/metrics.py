@@ -23,43 +23,15 @@ from compresskit.checks import (
     check_bool,
     check_int,
     check_module,
+    check_number,
     check_tensor,
 )
-from compresskit.layers import GATES, effective_weight, pruning_hook
+from compresskit.data import TEXT_VOCAB, decode_text, encode_text
+from compresskit.layers import GATES, eval_mode, is_compressible, named_tensors
 from compresskit.timing import latency
 from compresskit.train import _tensors, evaluate
 
 # ---------------------------------------------------------------------------------------------- tensors
-
-
-def named_tensors(model: nn.Module) -> Iterator[tuple[str, torch.Tensor]]:
-    """(name, tensor) of every parameter and buffer as the model *uses* it.
-
-    A module pruned with ``torch.nn.utils.prune`` holds ``weight_orig`` and ``weight_mask``; its effective
-    weight (``orig * mask``, computed now: ``layers.effective_weight``) is what is yielded, under the name
-    ``...weight``. A tensor shared by several modules (tied weights) is yielded once, as a file stores it once.
-    """
-    check_module("model", model)
-    seen = set()
-    for mod_name, module in model.named_modules():
-        prefix = f"{mod_name}." if mod_name else ""
-        for name, p in module.named_parameters(recurse=False):
-            if id(p) in seen:
-                continue
-            seen.add(id(p))
-            if name.endswith("_orig") and pruning_hook(module, name[: -len("_orig")]) is not None:
-                name = name[: -len("_orig")]
-                p = effective_weight(module, name)
-            yield prefix + name, p
-        for name, b in module.named_buffers(recurse=False):
-            if b is None or name.endswith("_mask"):
-                continue
-            yield prefix + name, b
-
-
-def is_compressible(name: str, tensor: torch.Tensor) -> bool:
-    """Weight matrices and kernels (``dim >= 2``): what pruning and quantization act on."""
-    return tensor.dim() >= 2 and tensor.is_floating_point()
 
 
 def _parameters(model: nn.Module) -> Iterator[tuple[str, torch.Tensor]]:
@@ -172,7 +144,7 @@ def storage_bytes(
         check_int("codebook_bits", codebook_bits, 0)
     total_bits = 0
     for name, t in named_tensors(model):
-        if is_compressible(name, t):
+        if is_compressible(t):
             extra = codebook_bits(name, t) if callable(codebook_bits) else codebook_bits
             bits = tensor_bits(t, format=format, value_bits=value_bits, index_bits=index_bits, codebook_bits=extra)
         else:
@@ -316,3 +288,101 @@ def torch_file_bytes(model: nn.Module) -> int:
     return buffer.getbuffer().nbytes
 
 
+
+
+# ---------------------------------------------------------------------------------------------- language models
+
+
+@dataclass(frozen=True)
+class LMScore:
+    """A language model's loss on held-out text: ``nll`` nats per token (mean over ``tokens`` predicted tokens), read
+    in windows of ``context`` tokens moved by ``stride``."""
+
+    nll: float
+    tokens: int
+    context: int
+    stride: int
+
+    @property
+    def perplexity(self) -> float:
+        """``exp(nll)``: the number of equally likely characters the model is, on average, choosing between."""
+        return math.exp(self.nll)
+
+    @property
+    def bits_per_char(self) -> float:
+        """``nll / ln 2``: bits per character, what an ideal coder driven by the model would need."""
+        return self.nll / math.log(2)
+
+    def __str__(self) -> str:
+        return (f"perplexity {self.perplexity:.3f} ({self.bits_per_char:.3f} bits per character, {self.tokens:,} "
+                f"tokens, context {self.context}, stride {self.stride})")
+
+
+@torch.no_grad()
+def perplexity(model: nn.Module, ids: torch.Tensor, *, context: int | None = None, stride: int | None = None,
+               batch_size: int = 64) -> LMScore:
+    """Perplexity and bits per character of a next-token model (``(B, T) ids -> (B, T, vocab) logits``) on ``ids``.
+
+    Windows of ``context`` tokens (default: the model's ``context``) start every ``stride`` tokens (default
+    ``context``: windows that do not overlap). The first window scores all its predictions; each later one only its
+    last ``stride``, the tokens no earlier window predicted, so every scored token is predicted once, with at least
+    ``context - stride`` tokens before it (except in the first window). Tokens after the last whole window are not
+    scored. A smaller stride gives each prediction more context (a lower perplexity) and costs ``context / stride``
+    times the compute: compare two models only at the same context and stride.
+    """
+    check_module("model", model)
+    if not isinstance(ids, torch.Tensor) or ids.dim() != 1 or ids.dtype != torch.int64:
+        raise TypeError("ids must be a 1-d int64 tensor of token ids")
+    model_context = getattr(model, "context", None)
+    context = model_context if context is None else context
+    if context is None:
+        raise ValueError("context must be given for a model without a `context` attribute")
+    check_int("context", context, 1, model_context)
+    stride = context if stride is None else stride
+    check_int("stride", stride, 1, context)
+    check_int("batch_size", batch_size, 1)
+    if len(ids) < context + 1:
+        raise ValueError(f"ids holds {len(ids)} tokens: the text must hold at least context + 1 = {context + 1}")
+    starts = torch.arange(0, len(ids) - context, stride)
+    span = starts[:, None] + torch.arange(context + 1)
+    windows = ids[span]  # (N, context + 1)
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    total, count = 0.0, 0
+    with eval_mode(model):
+        for i in range(0, len(windows), batch_size):
+            chunk = windows[i:i + batch_size].to(device)
+            logits = model(chunk[:, :-1])  # (b, context, vocab)
+            nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), chunk[:, 1:], reduction="none")
+            keep = nll[:, -stride:] if i > 0 else torch.cat([nll[:1].flatten(), nll[1:, -stride:].flatten()])
+            if not bool(torch.isfinite(keep).all()):
+                raise ValueError("the model's loss is not finite on this text (NaN or inf weights or logits?)")
+            total += float(keep.double().sum())
+            count += keep.numel()
+    return LMScore(total / count, count, context, stride)
+
+
+@torch.no_grad()
+def sample_text(model: nn.Module, prompt: str, length: int = 200, *, seed: int = 0, temperature: float = 0.8) -> str:
+    """``length`` characters the model writes after ``prompt``, drawn from its softmax at ``temperature`` with a
+    private generator seeded by ``seed``: the same model, prompt and seed always give the same text, so two models'
+    samples differ only where their predictions do. Returns the new characters only."""
+    check_module("model", model)
+    check_int("length", length, 1, 100_000)
+    check_int("seed", seed, 0, 2**63 - 1)
+    check_number("temperature", temperature, 0, low_open=True)
+    idx = encode_text(prompt)
+    if idx.numel() == 0:
+        raise ValueError("prompt must hold at least one character")
+    context = getattr(model, "context", len(idx) + length)
+    gen = torch.Generator().manual_seed(seed)
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    out = idx.tolist()
+    with eval_mode(model):
+        for _ in range(length):
+            window = torch.tensor(out[-context:], device=device)[None]
+            logits = model(window)[0, -1].float().cpu()
+            if logits.shape[0] != len(TEXT_VOCAB) or not bool(torch.isfinite(logits).all()):
+                raise ValueError("the model's logits must be finite, one per character of data.TEXT_VOCAB")
+            probs = torch.softmax(logits / temperature, dim=0)
+            out.append(int(torch.multinomial(probs, 1, generator=gen)))
+    return decode_text(out[len(idx):])

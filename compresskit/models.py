@@ -138,3 +138,82 @@ def rnn_classifier(
                     ("num_classes", num_classes)):
         _check_width(name, v)
     return RNNClassifier(cell, input_size, hidden_size, num_layers, num_classes)
+
+
+# ---------------------------------------------------------------------------------------------- language model
+
+
+class Attention(nn.Module):
+    """Causal multi-head self-attention with separate q, k, v projections (so heads can be removed, chapter 10).
+
+    ``n_head`` heads of ``head_dim`` each: q, k, v map ``d_model -> n_head * head_dim``, ``proj`` maps back. With
+    every head kept, ``n_head * head_dim == d_model``; removing heads shrinks the four matrices, not ``head_dim``.
+    """
+
+    def __init__(self, d_model: int, n_head: int, head_dim: int):
+        super().__init__()
+        self.n_head, self.head_dim = n_head, head_dim
+        inner = n_head * head_dim
+        self.q, self.k, self.v = (nn.Linear(d_model, inner) for _ in range(3))
+        self.proj = nn.Linear(inner, d_model)
+        self.head_mask: torch.Tensor | None = None  # (n_head,) multiplies each head's output when set (chapter 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, _ = x.shape  # (B, T, C)
+        q, k, v = (lin(x).view(b, t, self.n_head, self.head_dim).transpose(1, 2) for lin in (self.q, self.k, self.v))
+        y = nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, nh, T, hd)
+        if self.head_mask is not None:
+            y = y * self.head_mask.view(1, -1, 1, 1)
+        return self.proj(y.transpose(1, 2).reshape(b, t, self.n_head * self.head_dim))
+
+
+class Block(nn.Module):
+    """Pre-LayerNorm transformer block: ``x + attn(ln1(x))``, then ``x + mlp(ln2(x))`` (GELU, ``4 * d_model`` wide)."""
+
+    def __init__(self, d_model: int, n_head: int, mlp_ratio: int = 4):
+        super().__init__()
+        self.ln1, self.ln2 = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
+        self.attn = Attention(d_model, n_head, d_model // n_head)
+        self.fc = nn.Linear(d_model, mlp_ratio * d_model)
+        self.out = nn.Linear(mlp_ratio * d_model, d_model)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.ln1(x))
+        return x + self.out(nn.functional.gelu(self.fc(self.ln2(x))))
+
+
+class TransformerLM(nn.Module):
+    """A decoder-only character language model (GPT-style, after nanoGPT): token and position embeddings, ``n_layer``
+    pre-LN blocks, a final LayerNorm and an untied output head. Input ``(B, T)`` token ids with ``T <= context``;
+    output ``(B, T, vocab)`` logits of the next token at every position."""
+
+    def __init__(self, vocab: int, context: int, d_model: int, n_layer: int, n_head: int):
+        super().__init__()
+        self.context = context
+        self.tok = nn.Embedding(vocab, d_model)
+        self.pos = nn.Embedding(context, d_model)
+        self.blocks = nn.ModuleList(Block(d_model, n_head) for _ in range(n_layer))
+        self.ln = nn.LayerNorm(d_model)
+        self.head = nn.Linear(d_model, vocab, bias=False)
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        t = idx.shape[-1]
+        if t > self.context:
+            raise ValueError(f"the input holds {t} tokens, more than the model's context of {self.context}")
+        x = self.tok(idx) + self.pos(torch.arange(t, device=idx.device))  # (B, T, C)
+        for block in self.blocks:
+            x = block(x)
+        return self.head(self.ln(x))
+
+
+def transformer_lm(vocab: int = 96, context: int = 128, d_model: int = 128, n_layer: int = 4, n_head: int = 4
+                   ) -> TransformerLM:
+    """The workbook's small language model; the default (96 characters, context 128, 4 blocks of width 128 with 4
+    heads) has 834,304 parameters: 12,288 + 16,384 in the embeddings, 4 x 198,272 in the blocks (66,048 attention,
+    131,712 MLP, 512 LayerNorm), 256 in the final LayerNorm and 12,288 in the head."""
+    for name, v in (("vocab", vocab), ("context", context), ("d_model", d_model), ("n_layer", n_layer),
+                    ("n_head", n_head)):
+        _check_width(name, v)
+    if d_model % n_head:
+        raise ValueError(f"d_model ({d_model}) must be a multiple of n_head ({n_head})")
+    return TransformerLM(vocab, context, d_model, n_layer, n_head)

@@ -17,7 +17,7 @@ from torch import nn
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from compresskit import encode, metrics
+from compresskit import encode, layers, metrics
 from compresskit.checks import check_bool, check_fraction, check_int, check_module, check_number
 from compresskit.prune import iterative_prune
 from compresskit.qat import kmeans_finetune
@@ -97,7 +97,7 @@ def layer_table(model: nn.Module, blob: bytes) -> list[dict]:
     weight bits (codebook), index bits (gap field), bytes in the file, and compression rate against 4 bytes a
     weight."""
     check_module("model", model)
-    tensors = dict(metrics.named_tensors(model))
+    tensors = dict(layers.named_tensors(model))
     rows = []
     for row in encode.describe(blob):
         if len(row["shape"]) < 2:

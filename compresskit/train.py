@@ -23,7 +23,7 @@ from torch import nn
 from torch.utils.data import Dataset, TensorDataset
 from tqdm.auto import tqdm
 
-from compresskit import cache, models
+from compresskit import cache, data, encode, models
 from compresskit.checks import check_bool, check_choice, check_int, check_module, check_number
 from compresskit.layers import refresh_pruned
 
@@ -54,13 +54,17 @@ def _tensors(dataset: Dataset, name: str = "dataset") -> tuple[torch.Tensor, tor
         raise TypeError(f"{name} must be a TensorDataset or a map-style Dataset, got {type(dataset).__name__}")
     if len(x) == 0:
         raise ValueError(f"{name} is empty")
-    if not x.is_floating_point():
-        raise TypeError(f"{name}'s inputs must be floating point, got {x.dtype}")
-    if not bool(torch.isfinite(x).all()):
-        raise ValueError(f"{name}'s inputs hold non-finite values (NaN or inf)")
     if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
         raise TypeError(f"{name}'s labels must be integer class indices, got {y.dtype}")
-    if y.dim() != 1 or len(y) != len(x):
+    if x.dtype == torch.int64 and y.shape == x.shape and x.dim() == 2:  # token windows (data.windows): next tokens
+        if int(x.min()) < 0:
+            raise ValueError(f"{name}'s token ids must be >= 0, got {int(x.min())}")
+    elif not x.is_floating_point():
+        raise TypeError(f"{name}'s inputs must be floating point (or int64 token windows with a next token per "
+                        f"position), got {x.dtype}")
+    elif not bool(torch.isfinite(x).all()):
+        raise ValueError(f"{name}'s inputs hold non-finite values (NaN or inf)")
+    elif y.dim() != 1 or len(y) != len(x):
         raise ValueError(f"{name}'s labels must be one per input ({len(x)}), got shape {tuple(y.shape)}")
     if int(y.min()) < 0:
         raise ValueError(f"{name}'s labels must be >= 0, got {int(y.min())}")
@@ -75,6 +79,14 @@ def _device(model: nn.Module) -> torch.device:
 def cross_entropy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """The default objective: mean cross-entropy of the model's logits."""
     return F.cross_entropy(model(x), y)
+
+
+def lm_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """A language model's objective: mean cross-entropy of the next token at every position (``x``, ``y``: (B, T))."""
+    return F.cross_entropy(model(x).flatten(0, 1), y.flatten())
+
+
+cache.keyed(lm_loss, "lm_loss")
 
 
 class History(list):
@@ -211,11 +223,13 @@ def evaluate(model: nn.Module, dataset: Dataset) -> float:
 
 @dataclass(frozen=True)
 class Recipe:
-    """How a baseline is made: the model, its epochs and learning rate (Adam, batch 64)."""
+    """How a baseline is made: the model, its epochs and learning rate (Adam), batch size and objective."""
 
     make: Callable[[], nn.Module]
     epochs: int
     lr: float
+    batch_size: int = 64
+    objective: Callable | None = None  # None: cross-entropy of the class
 
 
 RECIPES: dict[str, Recipe] = {
@@ -225,6 +239,9 @@ RECIPES: dict[str, Recipe] = {
     "gru": Recipe(lambda: models.rnn_classifier("gru"), 30, 3e-3),
     "lstm": Recipe(lambda: models.rnn_classifier("lstm"), 30, 3e-3),
     "resmlp": Recipe(models.residual_mlp, 30, 1e-3),  # 8 residual blocks: depth that can be pruned (chapter 02)
+    # the character language model of chapters 09-10, on data.windows(data.load_text().train, 128); about 25 min on
+    # 2 cores, so the trained model ships in data/ (data/make_transformer.py, shipped_baseline)
+    "transformer": Recipe(models.transformer_lm, 8, 2e-3, batch_size=32, objective=lm_loss),
 }
 """The workbook's baselines, shared by the chapters, the tests and the benchmarks."""
 
@@ -241,8 +258,26 @@ def fit_baseline(name: str, dataset: Dataset, *, seed: int = 0, progress: bool =
     recipe = RECIPES[name]
     set_seed(seed)
     model = recipe.make()
-    history = train(model, dataset, epochs=recipe.epochs, lr=recipe.lr, seed=seed, progress=progress, desc=name)
+    history = train(model, dataset, epochs=recipe.epochs, lr=recipe.lr, batch_size=recipe.batch_size,
+                    objective=recipe.objective, seed=seed, progress=progress, desc=name)
     if progress and history.loaded_from is not None:
         print(f"{name} (seed {seed}): trained before with this recipe and data, loaded from "
               f"{history.loaded_from.parent} ({cache.ENV}=off trains again)")
     return model
+
+
+SHIPPED: dict[str, tuple[str, str]] = {
+    "transformer": ("transformer.ckpk", "SHA_PLACEHOLDER"),
+}
+"""Baselines too slow to train in a chapter, shipped in ``data/`` as ``encode.pack`` files: ``{name: (file, SHA-256)}``
+(``data/make_transformer.py`` trains and writes the transformer with ``fit_baseline``)."""
+
+
+def shipped_baseline(name: str) -> nn.Module:
+    """The trained baseline ``name`` (a key of ``SHIPPED``) read from ``data/``, checksum verified, in eval mode: the
+    same weights bit for bit as ``fit_baseline(name, ...)`` with its recipe gives on the machine that made the file."""
+    check_choice("name", name, tuple(SHIPPED))
+    file, sha256 = SHIPPED[name]
+    path = data.verified_file(None, file, sha256, what=f"trained {name}", script=f"make_{name}.py",
+                              needs="about 25 minutes on 2 cores")
+    return encode.unpack(path.read_bytes(), like=RECIPES[name].make()).eval()

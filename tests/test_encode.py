@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch import nn
 
-from compresskit import encode, metrics, models, prune, quantize
+from compresskit import encode, layers, metrics, models, prune, quantize
 
 SEEDS = [0, 1, 2]
 
@@ -111,7 +111,7 @@ def test_pack_unpack_is_bit_for_bit(seed, huffman, unchanged):
         with unchanged(model):
             blob = encode.pack(model, huffman=huffman)
             out = encode.unpack(blob, like=model)
-        ours, theirs = dict(metrics.named_tensors(model)), dict(metrics.named_tensors(out))
+        ours, theirs = dict(layers.named_tensors(model)), dict(layers.named_tensors(out))
         assert ours.keys() == theirs.keys(), name
         for key, t in ours.items():
             assert t.dtype == theirs[key].dtype and torch.equal(t.detach(), theirs[key].detach()), (name, key)
@@ -138,7 +138,7 @@ def test_pack_size_agrees_with_storage_bytes(trained_mlp):
                                     method="kmeans")
     estimate = metrics.storage_bytes(model, format="relative", value_bits=4, index_bits=5, codebook_bits=32 * 16)
     blob = encode.pack(model, huffman=False, gap_bits=5)
-    tensors = dict(metrics.named_tensors(model))
+    tensors = dict(layers.named_tensors(model))
     fillers = sum(row["entries"] - int(torch.count_nonzero(tensors[row["name"]]))
                   for row in encode.describe(blob) if row["entries"] is not None)
     framing = encode.framing_bytes(model)

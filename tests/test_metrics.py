@@ -4,7 +4,7 @@ from torch import nn
 from torch.nn.utils import prune as torch_prune
 from torch.utils.flop_counter import FlopCounterMode
 
-from compresskit import data, metrics, models, timing
+from compresskit import data, layers, metrics, models, timing
 
 
 def _flops_reference(model, shape):
@@ -55,7 +55,7 @@ def test_metrics_see_through_torch_pruning_masks():
     assert metrics.count_params(m) == 64 * 20 + 20 + 20 * 10 + 10  # masks are not parameters
     assert metrics.count_nonzero(m) == metrics.count_params(m) - 640
     assert metrics.storage_bytes(m) == 4 * metrics.count_params(m)  # dense: zeros are stored too
-    names = [n for n, _ in metrics.named_tensors(m)]
+    names = [n for n, _ in layers.named_tensors(m)]
     assert "1.weight" in names and not any(n.endswith(("_orig", "_mask")) for n in names)
 
 

@@ -11,7 +11,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from compresskit import distill, lowrank, metrics, models, prune, quantize
+from compresskit import distill, layers, lowrank, metrics, models, prune, quantize
 
 from .conftest import assert_unchanged, snapshot
 
@@ -98,7 +98,7 @@ def test_quantize_model_properties(model, method, bits, sparsity):
     before = snapshot(source)
     q = quantize.quantize_model(source, 1 if method == "binary" else bits, method=method)
     assert_unchanged(source, before)
-    for name, t in metrics.named_tensors(q):
+    for name, t in layers.named_tensors(q):
         assert bool(torch.isfinite(t).all()), name
     if sparsity:  # zeros stay exactly zero
         for old, new in zip(prune.sparsity_report(source), prune.sparsity_report(q)):

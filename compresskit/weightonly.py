@@ -1,0 +1,530 @@
+"""Weight-only quantization of a language model's linear layers: group-wise round-to-nearest, GPTQ, AWQ, bits per layer.
+
+A weight matrix ``W`` (rows = outputs, columns = inputs) is cut along each row into groups of ``group_size``
+consecutive columns; each group gets its own scale (float16, as GPTQ and AWQ checkpoints store it) and, when affine,
+its own zero point (``bits`` bits). Smaller groups follow the weights more closely and cost more parameters:
+``bits + (16 + bits) / group_size`` bits per weight when affine.
+
+- ``quantize_groups`` / ``dequantize_groups``: round-to-nearest (RTN) per group.
+- ``gptq``: Frantar, Ashkboos, Hoefler & Alistarh, "GPTQ: Accurate Post-Training Quantization for Generative
+  Pre-trained Transformers" (ICLR 2023). Columns are quantized in order; the error of each is spread over the columns
+  not yet quantized, weighted by the inverse Hessian ``H = 2 X X^T / n`` of the layer's inputs (the OBS update), in the
+  Cholesky form with lazy blocks of the paper's Algorithm 1.
+- ``awq_scale``: Lin et al., "AWQ: Activation-aware Weight Quantization for LLM Compression and Acceleration" (MLSys
+  2024). Input channels with large activations matter most; multiplying their weight columns by ``s > 1`` (and
+  dividing the input by ``s``, folded into the layer before) gives them relatively finer levels. ``s = mean|x|^alpha``
+  with ``alpha`` found by a small grid search on calibration inputs.
+- ``quantize_lm``: any of the three on every linear layer of a ``models.TransformerLM``'s blocks (embeddings,
+  LayerNorms and the output head stay float32), with one bit width or one per layer; ``lm_bytes`` prices the result;
+  ``layer_sensitivity`` and ``allocate_bits`` choose bits per layer under a byte budget.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from compresskit.checks import check_bool, check_choice, check_int, check_module, check_number, check_tensor
+from compresskit.layers import copy_model, eval_mode
+from compresskit.metrics import perplexity
+
+__all__ = ["BITS", "SCALE_BITS", "METHODS", "group_params", "quantize_groups", "dequantize_groups",
+           "fake_quantize_groups", "gptq", "awq_scale", "awq_fold", "quantizable_layers", "calibration_windows",
+           "quantize_lm", "Setting", "settings_for", "layer_bytes", "lm_bytes", "layer_sensitivity", "allocate_bits"]
+
+BITS = (2, 8)  # the bit widths weight-only quantization accepts
+SCALE_BITS = 16  # a float16 scale per group
+METHODS = ("rtn", "gptq", "awq")
+_TINY = torch.finfo(torch.float16).tiny  # the smallest normal float16: a scale below it would flush to zero
+
+
+# ------------------------------------------------------------------------------------------------ checks
+
+
+def _check_matrix(name: str, w) -> None:
+    check_tensor(name, w)
+    if w.dim() != 2 or w.numel() == 0:
+        raise ValueError(f"{name} must be a non-empty matrix (rows = outputs, columns = inputs), got shape "
+                         f"{tuple(w.shape)}")
+
+
+def _check_setting(bits, group_size, columns: int, symmetric) -> int:
+    """Checks bits, group size and symmetric; returns the group size in columns (None: the whole row)."""
+    check_int("bits", bits, *BITS)
+    check_bool("symmetric", symmetric)
+    if group_size is None:
+        return columns
+    check_int("group_size", group_size, 1)
+    if columns % group_size:
+        raise ValueError(f"group_size must divide the {columns} columns (inputs) of the weight, got {group_size}; "
+                         f"use a divisor of {columns} or None for one group per row")
+    return group_size
+
+
+def _code_range(bits: int, symmetric: bool) -> tuple[int, int]:
+    return (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if symmetric else (0, 2**bits - 1)
+
+
+# ------------------------------------------------------------------------------------------------ groups
+
+
+def group_params(w: torch.Tensor, bits: int, symmetric: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scale and zero point of each row of ``w`` (one row = one group), both ``(rows, 1)``.
+
+    The range is ``[min(w, 0), max(w, 0)]``. Affine: ``s = (max - min) / (2^b - 1)``, ``z = -round(min / s)``, codes
+    ``0 .. 2^b - 1``. Symmetric: ``s = max|w| / ((2^b - 1) / 2)``, ``z = 0``, codes ``-2^(b-1) .. 2^(b-1) - 1`` (as
+    ``quantize.qparams``). The scale is rounded to float16 (what the file stores) and kept at least float16's smallest
+    normal number, so a group of zeros does not divide by zero.
+    """
+    q_min, q_max = _code_range(bits, symmetric)
+    lo = w.amin(dim=1, keepdim=True).clamp(max=0.0)
+    hi = w.amax(dim=1, keepdim=True).clamp(min=0.0)
+    span = torch.maximum(-lo, hi) * 2 if symmetric else hi - lo
+    scale = (span / (q_max - q_min)).clamp(min=_TINY).half().float()
+    zero = torch.zeros_like(scale) if symmetric else (q_min - torch.round(lo / scale)).clamp(q_min, q_max)
+    return scale, zero
+
+
+def _round(w: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor, bits: int, symmetric: bool) -> torch.Tensor:
+    """Codes of ``w`` for given parameters: ``clamp(round(w / s) + z)``, w times the float32 inverse scale rounded half
+    to even, as torch's fake-quant kernels compute it."""
+    q_min, q_max = _code_range(bits, symmetric)
+    return (torch.round(w * (1.0 / scale)) + zero).clamp(q_min, q_max)
+
+
+def quantize_groups(w: torch.Tensor, bits: int, *, group_size: int | None = 64, symmetric: bool = False):
+    """Round-to-nearest codes of a weight matrix, group by group: ``(q, scale, zero)``.
+
+    Args:
+        w: ``(rows, columns)`` float weights.
+        bits: 2..8.
+        group_size: columns per group, a divisor of ``columns``; None for one group per row.
+        symmetric: zero point 0 and signed codes; else affine (unsigned codes and a zero point per group).
+    Returns:
+        q ``(rows, columns)`` int32 codes; scale and zero ``(rows, columns / group_size)`` (float32 holding float16
+        values; zero points as float32 integers). ``w ~= dequantize_groups(q, scale, zero)``.
+    """
+    _check_matrix("w", w)
+    g = _check_setting(bits, group_size, w.shape[1], symmetric)
+    rows, cols = w.shape
+    groups = w.detach().float().reshape(rows * cols // g, g)  # one group per row of this view
+    scale, zero = group_params(groups, bits, symmetric)
+    q = _round(groups, scale, zero, bits, symmetric)
+    return q.reshape(rows, cols).to(torch.int32), scale.reshape(rows, -1), zero.reshape(rows, -1)
+
+
+def dequantize_groups(q: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor) -> torch.Tensor:
+    """``(q - z) * s`` with each group's parameters repeated over its ``columns / groups`` columns (float32)."""
+    for name, t in (("q", q), ("scale", scale), ("zero", zero)):
+        check_tensor(name, t, floating=False)
+    if q.dim() != 2 or scale.shape != zero.shape or scale.dim() != 2 or scale.shape[0] != q.shape[0] \
+            or scale.shape[1] == 0 or q.shape[1] % scale.shape[1]:
+        raise ValueError(f"scale and zero must both be (rows, groups) with groups dividing the columns of q; got q "
+                         f"{tuple(q.shape)}, scale {tuple(scale.shape)}, zero {tuple(zero.shape)}")
+    g = q.shape[1] // scale.shape[1]
+    return (q.float() - zero.repeat_interleave(g, dim=1)) * scale.repeat_interleave(g, dim=1)
+
+
+def fake_quantize_groups(w: torch.Tensor, bits: int, *, group_size: int | None = 64,
+                         symmetric: bool = False) -> torch.Tensor:
+    """Round-to-nearest: ``w`` replaced by its nearest representable value, group by group (w's dtype)."""
+    return dequantize_groups(*quantize_groups(w, bits, group_size=group_size, symmetric=symmetric)).to(w.dtype)
+
+
+# ------------------------------------------------------------------------------------------------ GPTQ
+
+
+def _check_hessian(h, columns: int) -> None:
+    check_tensor("hessian", h)
+    if h.shape != (columns, columns):
+        raise ValueError(f"hessian must be ({columns}, {columns}) for a weight with {columns} columns, got "
+                         f"{tuple(h.shape)}")
+
+
+def gptq(w: torch.Tensor, hessian: torch.Tensor, bits: int, *, group_size: int | None = 64, symmetric: bool = False,
+         damp: float = 0.01, block_size: int = 128, act_order: bool = False) -> torch.Tensor:
+    """GPTQ of one weight matrix; returns the quantized weights (dequantized values, w's shape and dtype).
+
+    Args:
+        w: ``(rows, columns)`` weights of a linear layer ``y = W x``.
+        hessian: ``H = 2 X X^T / n`` of the layer's ``n`` calibration inputs, ``(columns, columns)``.
+        damp: ``lambda = damp * mean(diag H)`` is added to H's diagonal (the paper's 1 %): without it, H of a
+            few hundred inputs is close to singular and the updates blow up.
+        block_size: columns per lazy block (Algorithm 1's B = 128): the update inside a block is applied column by
+            column, the rest of the matrix is updated once per block. The result does not depend on it.
+        act_order: quantize columns by decreasing ``diag H`` (largest inputs first). With groups, each group's scale
+            and zero point are then fixed before the loop from the original weights (the reference's "static groups"),
+            so the file keeps its plain group layout.
+    Columns whose input is always zero (``H_jj = 0``) carry no information: their weights become 0.
+    """
+    _check_matrix("w", w)
+    rows, cols = w.shape
+    g = _check_setting(bits, group_size, cols, symmetric)
+    _check_hessian(hessian, cols)
+    check_number("damp", damp, 0.0, 1.0)
+    check_int("block_size", block_size, 1)
+    check_bool("act_order", act_order)
+    W = w.detach().double().clone()  # float64: the updates subtract many small terms
+    H = hessian.detach().double().clone()
+    dead = torch.diagonal(H) == 0
+    H[dead, dead] = 1.0
+    W[:, dead] = 0.0
+    static = None
+    perm = torch.arange(cols)
+    if act_order:  # every group's parameters from the original weights, before any update
+        static = [group_params(W[:, j:j + g].float(), bits, symmetric) for j in range(0, cols, g)]
+        perm = torch.argsort(torch.diagonal(H), descending=True, stable=True)
+        W, H = W[:, perm], H[perm][:, perm]
+    H += damp * torch.mean(torch.diagonal(H)) * torch.eye(cols, dtype=H.dtype)
+    # row j of the upper Cholesky factor of H^-1, divided by its diagonal entry, is the OBS update that column j's
+    # error makes to the columns after it once the columns before it are fixed (the paper's section 3.3)
+    Hinv = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(H)), upper=True)
+    # blocks hold whole groups, so a group's parameters come from weights every earlier column has updated
+    block = g * max(1, block_size // g) if g <= block_size else g
+    Q = torch.zeros_like(W)
+    scale = zero = None
+    for i1 in range(0, cols, block):
+        i2 = min(i1 + block, cols)
+        W1, Err1, Hinv1 = W[:, i1:i2].clone(), torch.zeros(rows, i2 - i1, dtype=W.dtype), Hinv[i1:i2, i1:i2]
+        for i in range(i2 - i1):
+            if static is not None:
+                scale, zero = static[int(perm[i1 + i]) // g]
+            elif (i1 + i) % g == 0:  # a new group: its parameters from the weights as the updates have left them
+                scale, zero = group_params(W1[:, i:i + g].float(), bits, symmetric)
+            w_col = W1[:, i]
+            q = ((_round(w_col.float()[:, None], scale, zero, bits, symmetric) - zero) * scale)[:, 0].double()
+            Q[:, i1 + i] = q
+            err = (w_col - q) / Hinv1[i, i]
+            W1[:, i:] -= err[:, None] @ Hinv1[i, i:][None, :]  # OBS update inside the block, column by column
+            Err1[:, i] = err
+        W[:, i2:] -= Err1 @ Hinv[i1:i2, i2:]  # the lazy update of every later block, once
+    return Q[:, torch.argsort(perm)].to(w.dtype)
+
+
+# ------------------------------------------------------------------------------------------------ AWQ
+
+
+def awq_scale(ws: Sequence[torch.Tensor], x: torch.Tensor, bits: int, *, group_size: int | None = 64,
+              symmetric: bool = False, grid: int = 20) -> tuple[torch.Tensor, float]:
+    """AWQ's per-input-channel scale for the weights ``ws`` that all read the input ``x`` ``(n, columns)``.
+
+    For ``alpha`` in ``0, 1/grid, ..., (grid - 1)/grid``: ``s = mean|x|^alpha`` per channel (normalized so that
+    ``sqrt(max s * min s) = 1``), each weight quantized as ``RTN(W * s) / s``, and the summed squared error of the
+    outputs ``|| (RTN(W s) / s - W) x ||^2`` measured; the ``s`` with the smallest error is returned with its alpha.
+    ``alpha = 0`` is plain RTN, so on these inputs the chosen scale is never worse than RTN.
+    """
+    if not isinstance(ws, (list, tuple)) or not ws:
+        raise TypeError("ws must be a non-empty list of weight matrices that read the same input")
+    check_tensor("x", x)
+    if x.dim() != 2 or x.shape[0] == 0:
+        raise ValueError(f"x must be (n, columns) with n >= 1, got {tuple(x.shape)}")
+    for i, w in enumerate(ws):
+        _check_matrix(f"ws[{i}]", w)
+        if w.shape[1] != x.shape[1]:
+            raise ValueError(f"ws[{i}] has {w.shape[1]} columns but x has {x.shape[1]} channels")
+        _check_setting(bits, group_size, w.shape[1], symmetric)
+    check_int("grid", grid, 1, 1000)
+    x = x.detach().float()
+    magnitude = x.abs().mean(dim=0).clamp(min=1e-8)
+    targets = [x @ w.detach().float().T for w in ws]
+    best = (math.inf, None, 0.0)
+    for k in range(grid):
+        alpha = k / grid
+        s = magnitude.pow(alpha)
+        s = s / (s.max() * s.min()).sqrt()
+        error = 0.0
+        for w, y in zip(ws, targets):
+            wq = fake_quantize_groups(w.detach().float() * s, bits, group_size=group_size, symmetric=symmetric) / s
+            error += float(((x @ wq.T - y) ** 2).sum())
+        if error < best[0]:
+            best = (error, s, alpha)
+    return best[1], best[2]
+
+
+# ------------------------------------------------------------------------------------------------ models
+
+
+def quantizable_layers(model: nn.Module) -> dict[str, nn.Linear]:
+    """The linear layers weight-only quantization acts on, in forward order: those inside ``model.blocks`` (attention
+    q, k, v, proj; MLP fc, out). Embeddings, LayerNorms and the output head are left in float32: they are a small share
+    of the bytes and the most sensitive to rounding."""
+    check_module("model", model)
+    blocks = getattr(model, "blocks", None)
+    if not isinstance(blocks, nn.ModuleList):
+        raise TypeError(f"model must be a transformer with a ModuleList `blocks` (models.transformer_lm), got "
+                        f"{type(model).__name__}")
+    return {f"blocks.{name}": m for name, m in blocks.named_modules() if isinstance(m, nn.Linear)}
+
+
+def calibration_windows(ids: torch.Tensor, context: int, samples: int, *, seed: int = 0) -> torch.Tensor:
+    """``samples`` windows of ``context`` tokens at random offsets of ``ids`` (a private generator seeded by ``seed``):
+    ``(samples, context)``. Take them from the *training* text: calibrating on test text is a leak."""
+    if not isinstance(ids, torch.Tensor) or ids.dim() != 1 or ids.dtype != torch.int64:
+        raise TypeError("ids must be a 1-d int64 tensor of token ids")
+    check_int("context", context, 1)
+    check_int("samples", samples, 1, 100_000)
+    check_int("seed", seed, 0, 2**63 - 1)
+    if len(ids) < context + samples:
+        raise ValueError(f"the calibration text holds {len(ids)} tokens: {samples} windows of {context} need at least "
+                         f"{context + samples}")
+    gen = torch.Generator().manual_seed(seed)
+    starts = torch.randint(0, len(ids) - context + 1, (samples,), generator=gen)
+    return ids[starts[:, None] + torch.arange(context)]
+
+
+class _Stop(Exception):
+    """Raised by an input hook once it has its layer's input: the rest of the forward pass is not needed."""
+
+
+@torch.no_grad()
+def _inputs_of(model: nn.Module, layer: nn.Module, windows: torch.Tensor, batch_size: int = 32) -> torch.Tensor:
+    """Every input row the layer sees on the calibration windows, ``(tokens, in_features)``, float32."""
+    rows = []
+
+    def hook(module, args):
+        rows.append(args[0].detach().reshape(-1, args[0].shape[-1]).float())
+        raise _Stop
+
+    handle = layer.register_forward_pre_hook(hook)
+    try:
+        for i in range(0, len(windows), batch_size):
+            try:
+                model(windows[i:i + batch_size])
+            except _Stop:
+                pass
+    finally:
+        handle.remove()
+    return torch.cat(rows)
+
+
+@dataclass(frozen=True)
+class Setting:
+    """How one layer is stored: ``bits`` per weight, ``group_size`` columns per scale (None: one per row)."""
+
+    bits: int
+    group_size: int | None = 64
+    symmetric: bool = False
+
+
+def _settings(layers: dict, bits, group_size, symmetric) -> dict[str, Setting]:
+    """One ``Setting`` per layer from one bit width or a ``{layer name: bits}`` dict naming every layer."""
+    if isinstance(bits, dict):
+        unknown, missing = set(bits) - set(layers), set(layers) - set(bits)
+        if unknown or missing:
+            raise ValueError(f"bits must name every quantizable layer exactly: unknown {sorted(unknown)}, missing "
+                             f"{sorted(missing)}")
+        chosen = bits
+    else:
+        chosen = dict.fromkeys(layers, bits)
+    out = {}
+    for name, b in chosen.items():
+        g = _group(layers[name], group_size)
+        _check_setting(b, g, layers[name].in_features, symmetric)
+        out[name] = Setting(b, g, symmetric)
+    return out
+
+
+@torch.no_grad()
+def awq_fold(model: nn.Module, bits: int | dict[str, int], *, calibration: torch.Tensor, group_size: int | None = 64,
+             symmetric: bool = False, samples: int = 32, seed: int = 0, grid: int = 20,
+             inplace: bool = False) -> tuple[nn.Module, dict[str, float]]:
+    """AWQ's scales searched (``awq_scale``, for the bits each layer will get) and folded into a copy of ``model``:
+    q, k, v's columns times s with the first LayerNorm's weight and bias divided by s; proj's columns with v's rows
+    (attention mixes v's rows linearly, so its output channels follow); fc's with the second LayerNorm. The float
+    function is unchanged (up to rounding); only how the weights quantize changes. The MLP's ``out`` reads GELU's
+    output, which a scale cannot pass through: it keeps no scale. Returns the model and each scaled group's alpha."""
+    layers = quantizable_layers(model)
+    settings = _settings(layers, bits, group_size, symmetric)
+    windows = calibration_windows(calibration, model.context, samples, seed=seed)
+    check_bool("inplace", inplace)
+    target = model if inplace else copy_model(model)
+    with eval_mode(target):
+        return target, _fold(target, windows, settings, grid)
+
+
+def _fold(model: nn.Module, windows: torch.Tensor, settings: dict[str, Setting], grid: int) -> dict[str, float]:
+    alphas = {}
+    names = {id(m): n for n, m in quantizable_layers(model).items()}
+    for i, block in enumerate(model.blocks):
+        attn = block.attn
+        groups = [(f"blocks.{i}.attn.qkv", [attn.q, attn.k, attn.v], block.ln1, "norm"),
+                  (f"blocks.{i}.attn.proj", [attn.proj], attn.v, "rows"),
+                  (f"blocks.{i}.fc", [block.fc], block.ln2, "norm")]
+        for label, layers, before, kind in groups:
+            setting = settings[names[id(layers[0])]]
+            x = _inputs_of(model, layers[0], windows)
+            s, alpha = awq_scale([m.weight for m in layers], x, setting.bits, group_size=setting.group_size,
+                                 symmetric=setting.symmetric, grid=grid)
+            alphas[label] = alpha
+            for m in layers:
+                m.weight.mul_(s)  # W' = W diag(s)
+            if kind == "norm":  # LayerNorm's output divided by s: its affine weight and bias
+                before.weight.div_(s)
+                before.bias.div_(s)
+            else:  # v's output rows divided by s: attention's output channels follow
+                before.weight.div_(s[:, None])
+                before.bias.div_(s)
+    return alphas
+
+
+@torch.no_grad()
+def quantize_lm(model: nn.Module, bits: int | dict[str, int], *, group_size: int | None = 64, symmetric: bool = False,
+                method: str = "rtn", calibration: torch.Tensor | None = None, samples: int = 32, seed: int = 0,
+                damp: float = 0.01, act_order: bool = False, grid: int = 20, inplace: bool = False) -> nn.Module:
+    """Weight-only quantization of the linear layers of a transformer's blocks (``quantizable_layers``).
+
+    Args:
+        bits: 2..8 for every layer, or ``{layer name: bits}`` for each (mixed precision, ``allocate_bits``).
+        group_size: columns per group (a divisor of each layer's inputs; a layer narrower than it gets one group per
+            row); None: one group per row.
+        method: ``"rtn"`` round to nearest; ``"gptq"`` (layer by layer in forward order, each layer's Hessian from
+            its inputs in the model quantized so far, as the paper does); ``"awq"`` (scales folded in, then RTN).
+        calibration: token ids of *training* text (gptq and awq need it): ``samples`` windows of the model's context
+            at offsets drawn with ``seed``.
+    Returns a copy (unless ``inplace``) whose weights hold their quantized values in float32; its real size is
+    ``lm_bytes(model, settings)``. Biases, embeddings, LayerNorms and the head are unchanged (AWQ rescales the
+    LayerNorms and v's bias so that the float function is the same).
+    """
+    layers = quantizable_layers(model)
+    check_choice("method", method, METHODS)
+    settings = _settings(layers, bits, group_size, symmetric)
+    check_bool("inplace", inplace)
+    check_bool("act_order", act_order)
+    check_int("grid", grid, 1, 1000)
+    windows = None
+    if method != "rtn":
+        if calibration is None:
+            raise ValueError(f"method={method!r} needs calibration token ids (training text)")
+        windows = calibration_windows(calibration, model.context, samples, seed=seed)
+    for name, m in layers.items():
+        check_tensor(f"{name}.weight", m.weight)  # NaN or inf weights are refused before anything changes
+    target = model if inplace else copy_model(model)
+    new_layers = quantizable_layers(target)
+    with eval_mode(target):
+        if method == "awq":
+            _fold(target, windows, settings, grid)
+        for name, layer in new_layers.items():
+            s = settings[name]
+            if method == "gptq":
+                x = _inputs_of(target, layer, windows).double()
+                h = 2.0 * x.T @ x / len(x)
+                q = gptq(layer.weight, h, s.bits, group_size=s.group_size, symmetric=s.symmetric, damp=damp,
+                         act_order=act_order)
+            else:
+                q = fake_quantize_groups(layer.weight, s.bits, group_size=s.group_size, symmetric=s.symmetric)
+            layer.weight.copy_(q)
+    return target
+
+
+def _group(layer: nn.Linear, group_size: int | None) -> int | None:
+    """A layer narrower than the group size gets one group per row."""
+    return group_size if group_size is None or layer.in_features >= group_size else None
+
+
+def layer_bytes(layer: nn.Linear, setting: Setting) -> int:
+    """Bytes of one layer's weight stored with ``setting``: codes, float16 scales, (affine) zero points."""
+    rows, cols = layer.weight.shape
+    groups = rows * (cols // (setting.group_size or cols))
+    return (math.ceil(rows * cols * setting.bits / 8)
+            + math.ceil(groups * (SCALE_BITS + (0 if setting.symmetric else setting.bits)) / 8))
+
+
+def lm_bytes(model: nn.Module, settings: dict[str, Setting] | None = None) -> int:
+    """Bytes of a file of ``model`` with the layers of ``settings`` stored as group codes (``layer_bytes``: ``bits``
+    per weight, a float16 scale per group and, affine, a ``bits``-bit zero point per group, rounded up to whole
+    bytes); every other tensor (embeddings, biases, LayerNorms, the head, layers not in ``settings``) at its dtype's
+    size."""
+    check_module("model", model)
+    settings = settings or {}
+    modules = dict(model.named_modules())
+    total = 0
+    for name, p in model.named_parameters():
+        layer = name.rsplit(".", 1)[0]
+        quantized = name.endswith(".weight") and layer in settings
+        total += layer_bytes(modules[layer], settings[layer]) if quantized else p.numel() * p.element_size()
+    return total
+
+
+def settings_for(model: nn.Module, bits: int | dict[str, int], *, group_size: int | None = 64,
+                 symmetric: bool = False) -> dict[str, Setting]:
+    """The ``Setting`` of every quantizable layer for ``quantize_lm``'s arguments (for ``lm_bytes``)."""
+    return _settings(quantizable_layers(model), bits, group_size, symmetric)
+
+
+# ------------------------------------------------------------------------------------------------ bits per layer
+
+
+def layer_sensitivity(model: nn.Module, ids: torch.Tensor, bits: Sequence[int] = (2, 3, 4), *,
+                      group_size: int | None = 64, symmetric: bool = False, progress=None) -> dict[str, dict]:
+    """Perplexity on ``ids`` when only one layer is quantized (RTN) at each of ``bits``, for every quantizable layer:
+    ``{layer: {bits: perplexity}}``, and the float model's under the empty name (``{"": {32: perplexity}}``). Take
+    ``ids`` from validation text, never from the test text the allocation is judged on. ``progress``: a wrapper
+    such as ``tqdm`` for the loop over layers."""
+    layers = quantizable_layers(model)
+    if not isinstance(bits, (list, tuple)) or not bits:
+        raise TypeError(f"bits must be a non-empty list of bit widths, got {bits!r}")
+    for b in bits:
+        check_int("bits", b, *BITS)
+    work = copy_model(model)
+    result = {"": {32: perplexity(work, ids).perplexity}}
+    items = list(quantizable_layers(work).items())
+    for name, layer in (progress(items) if progress else items):
+        original = layer.weight.detach().clone()
+        result[name] = {}
+        for b in bits:
+            with torch.no_grad():
+                layer.weight.copy_(fake_quantize_groups(original, b, group_size=_group(layer, group_size),
+                                                        symmetric=symmetric))
+            result[name][b] = perplexity(work, ids).perplexity
+        with torch.no_grad():
+            layer.weight.copy_(original)
+    assert set(result) - {""} == set(layers)
+    return result
+
+
+def allocate_bits(sensitivity: dict[str, dict], model: nn.Module, budget: int, *, group_size: int | None = 64,
+                  symmetric: bool = False, unit: int = 16) -> dict[str, int] | None:
+    """Bits per layer that minimize the summed perplexity rise (``layer_sensitivity``) within ``budget`` bytes of the
+    whole file (``lm_bytes``), or None when even the fewest bits do not fit.
+
+    Exact for its model: a multiple-choice knapsack solved by dynamic programming over the budget in steps of ``unit``
+    bytes (each layer's size rounded up to a whole step, so an allocation found always fits). The model assumes the
+    layers' rises add up, which holds while each is small; the chapter measures the allocation it finds.
+    """
+    layers = quantizable_layers(model)
+    check_int("budget", budget, 1)
+    check_int("unit", unit, 1)
+    if not isinstance(sensitivity, dict) or set(sensitivity) != set(layers) | {""}:
+        raise ValueError("sensitivity must hold every quantizable layer of model (layer_sensitivity on this model)")
+    base = next(iter(sensitivity[""].values()))
+    rest = lm_bytes(model) - sum(p.numel() * p.element_size() for p in (m.weight for m in layers.values()))
+    room = (budget - rest) // unit
+    if room < 0:
+        return None
+    best = np.zeros(room + 1)  # best[c]: least summed rise of the layers so far within c units
+    picks = []
+    for name, layer in layers.items():
+        candidates, options = [], []
+        for b, ppl in sorted(sensitivity[name].items()):
+            cost = math.ceil(layer_bytes(layer, Setting(b, _group(layer, group_size), symmetric)) / unit)
+            shifted = np.full(room + 1, np.inf)
+            shifted[cost:] = best[:room + 1 - cost] + max(ppl - base, 0.0)
+            candidates.append(shifted)
+            options.append((b, cost))
+        stacked = np.stack(candidates)
+        pick = stacked.argmin(axis=0)
+        best = stacked[pick, np.arange(room + 1)]
+        picks.append((name, pick, options))
+    if not np.isfinite(best[room]):
+        return None
+    out, c = {}, room
+    for name, pick, options in reversed(picks):
+        b, cost = options[pick[c]]
+        out[name] = b
+        c -= cost
+    return {name: out[name] for name in layers}

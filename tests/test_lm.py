@@ -1,0 +1,198 @@
+"""The language-model foundation of chapters 09-10: the text corpus, the transformer, perplexity and sample text."""
+
+import gzip
+import hashlib
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from compresskit import cache, data, encode, metrics, models
+from compresskit.cache import cache_dir
+from compresskit.layers import eval_mode
+from compresskit.train import SHIPPED, lm_loss, shipped_baseline, train
+
+
+@pytest.fixture(scope="module")
+def text():
+    return data.load_text()
+
+
+# ------------------------------------------------------------------------------------------------ corpus
+
+
+def test_corpus_is_the_published_file_split_contiguously(text):
+    raw = (data.DATA_DIR / data.TEXT_FILE).read_bytes()
+    assert hashlib.sha256(raw).hexdigest() == data.TEXT_SHA256
+    whole = gzip.decompress(raw).decode("ascii")
+    assert len(whole) >= 1_000_000
+    ids = torch.cat([text.train, text.val, text.test])
+    assert data.decode_text(ids) == whole  # nothing lost, nothing reordered
+    assert len(text.train) == round(0.9 * len(whole)) and len(text.val) == round(0.05 * len(whole))
+    assert text.vocab_size == 96 and int(ids.max()) < 96
+    assert torch.equal(data.load_text().test, text.test)  # deterministic
+
+
+def test_corrupt_or_truncated_corpus_is_refused(tmp_path):
+    good = (data.DATA_DIR / data.TEXT_FILE).read_bytes()
+    for name, blob in (("truncated", good[: len(good) // 2]), ("edited", good[:-1] + bytes([good[-1] ^ 1]))):
+        path = tmp_path / f"{name}.txt.gz"
+        path.write_bytes(blob)
+        with pytest.raises(ValueError, match="corrupt: SHA-256"):
+            data.read_text(path)
+    with pytest.raises(FileNotFoundError, match="make_pycode.py"):
+        data.read_text(tmp_path / "missing.txt.gz")
+
+
+def test_encode_decode_round_trip_and_refusals():
+    s = "def f(x):\n    return x ** 2  # ~!"
+    assert data.decode_text(data.encode_text(s)) == s
+    with pytest.raises(ValueError, match="not in TEXT_VOCAB"):
+        data.encode_text("tab\there")
+    with pytest.raises(TypeError):
+        data.encode_text(b"bytes")
+    with pytest.raises(ValueError, match="ids must lie in"):
+        data.decode_text([0, 96])
+    with pytest.raises(ValueError, match="1-d"):
+        data.decode_text(torch.tensor([1.0, 2.0]))
+
+
+def test_windows_are_next_token_pairs():
+    ids = torch.arange(20)
+    w = data.windows(ids, 4)
+    x, y = w.tensors
+    assert x.shape == (4, 4) and torch.equal(x[1], torch.arange(4, 8)) and torch.equal(y[1], torch.arange(5, 9))
+    x2, _ = data.windows(ids, 4, stride=2).tensors
+    assert torch.equal(x2[:, 0], torch.arange(0, 16, 2))
+    for bad in (dict(context=0), dict(context=4, stride=0), dict(context=20)):
+        with pytest.raises(ValueError):
+            data.windows(ids, **bad)
+    with pytest.raises(TypeError):
+        data.windows(ids.float(), 4)
+
+
+# ------------------------------------------------------------------------------------------------ model
+
+
+def test_transformer_is_causal_and_counts_its_parameters():
+    torch.manual_seed(0)
+    model = models.transformer_lm()
+    assert sum(p.numel() for p in model.parameters()) == 834_304  # the docstring's figure
+    small = models.transformer_lm(context=16, d_model=32, n_layer=2, n_head=4)
+    x = torch.randint(0, 96, (2, 16))
+    x2 = x.clone()
+    x2[:, 10:] = (x2[:, 10:] + 1) % 96  # change the future
+    with torch.no_grad():
+        assert torch.allclose(small(x)[:, :10], small(x2)[:, :10], atol=1e-6)
+        assert not torch.allclose(small(x)[:, 10:], small(x2)[:, 10:])
+    with pytest.raises(ValueError, match="context of 16"):
+        small(torch.zeros(1, 17, dtype=torch.long))
+    with pytest.raises(ValueError, match="multiple of n_head"):
+        models.transformer_lm(d_model=30, n_head=4)
+
+
+def test_attention_equals_the_formula_written_out():
+    torch.manual_seed(1)
+    attn = models.Attention(16, 2, 8)
+    x = torch.randn(3, 5, 16)
+    q, k, v = (lin(x).view(3, 5, 2, 8).transpose(1, 2) for lin in (attn.q, attn.k, attn.v))
+    scores = q @ k.transpose(-1, -2) / math.sqrt(8) + torch.triu(torch.full((5, 5), -math.inf), 1)
+    y = (scores.softmax(-1) @ v).transpose(1, 2).reshape(3, 5, 16)
+    assert torch.allclose(attn(x), attn.proj(y), atol=1e-5)
+
+
+def test_lm_training_goes_through_the_training_cache(text, tmp_path, monkeypatch):
+    monkeypatch.setattr(cache, "cache_dir", cache_dir)  # conftest turns the cache off for unit tests
+    monkeypatch.setenv("COMPRESSKIT_CACHE", str(tmp_path))
+    windows = data.windows(text.train[:8000], 16)
+
+    def run():
+        torch.manual_seed(0)
+        model = models.transformer_lm(context=16, d_model=32, n_layer=1, n_head=2)
+        return model, train(model, windows, epochs=1, lr=3e-3, batch_size=32, objective=lm_loss, progress=False)
+
+    first, history = run()
+    again, loaded = run()
+    assert history.loaded_from is None and loaded.loaded_from is not None
+    assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), again.state_dict().values()))
+    assert history[0] < math.log(96)  # it learned something in one epoch
+
+
+def test_the_shipped_model_loads_bit_for_bit(text):
+    model = shipped_baseline("transformer")
+    blob = (data.DATA_DIR / SHIPPED["transformer"][0]).read_bytes()
+    again = encode.unpack(blob, like=models.transformer_lm())
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
+    assert not model.training
+    assert metrics.perplexity(model, text.val[:4096]).bits_per_char < 2.5  # a trained model, not a random one
+
+
+# ------------------------------------------------------------------------------------------------ measurements
+
+
+@pytest.mark.parametrize("seed", (0, 1, 2))
+def test_perplexity_is_the_formula_written_out(seed, text):
+    torch.manual_seed(seed)
+    model = models.transformer_lm(context=16, d_model=32, n_layer=1, n_head=2)
+    ids = text.val[seed * 1000: seed * 1000 + 300]
+    score = metrics.perplexity(model, ids)
+    n = (len(ids) - 1) // 16  # whole windows
+    with torch.no_grad():
+        nll = [F.cross_entropy(model(ids[None, 16 * i: 16 * i + 16])[0], ids[16 * i + 1: 16 * i + 17],
+                               reduction="sum") for i in range(n)]
+    assert score.tokens == 16 * n
+    assert math.isclose(score.nll, float(sum(nll)) / (16 * n), rel_tol=1e-5)
+    assert math.isclose(score.perplexity, math.exp(score.nll)) and math.isclose(score.bits_per_char,
+                                                                                score.nll / math.log(2))
+    # stride 4: the first window scores 16 tokens, every later one the 4 it adds, each with 12 before it
+    s4 = metrics.perplexity(model, ids, stride=4)
+    starts = range(0, len(ids) - 16, 4)
+    with torch.no_grad():
+        total = 0.0
+        for j, start in enumerate(starts):
+            losses = F.cross_entropy(model(ids[None, start:start + 16])[0], ids[start + 1:start + 17], reduction="none")
+            total += float(losses.sum() if j == 0 else losses[-4:].sum())
+    assert s4.tokens == 16 + 4 * (len(starts) - 1)
+    assert math.isclose(s4.nll, total / s4.tokens, rel_tol=1e-5)
+
+
+def test_perplexity_refusals_and_mode_restore(text):
+    model = models.transformer_lm(context=16, d_model=32, n_layer=1, n_head=2)
+    model.train()
+    model.blocks[0].eval()  # mixed modes come back exactly
+    metrics.perplexity(model, text.val[:100])
+    assert model.training and not model.blocks[0].training and model.ln.training
+    with pytest.raises(ValueError, match="at least context"):
+        metrics.perplexity(model, text.val[:16])
+    with pytest.raises(ValueError, match="stride"):
+        metrics.perplexity(model, text.val[:100], stride=17)
+    with pytest.raises(ValueError, match="context"):
+        metrics.perplexity(model, text.val[:100], context=32)
+    with pytest.raises(TypeError):
+        metrics.perplexity(model, text.val[:100].float())
+    with torch.no_grad():
+        model.head.weight[0, 0] = float("nan")
+    with pytest.raises(ValueError, match="not finite"):
+        metrics.perplexity(model, text.val[:100])
+
+
+def test_sample_text_is_deterministic_for_a_seed():
+    torch.manual_seed(0)
+    model = models.transformer_lm(context=16, d_model=32, n_layer=1, n_head=2)
+    a = metrics.sample_text(model, "def ", 40, seed=3)
+    assert a == metrics.sample_text(model, "def ", 40, seed=3) and len(a) == 40
+    assert a != metrics.sample_text(model, "def ", 40, seed=4)
+    for bad in (dict(prompt=""), dict(prompt="x", length=0), dict(prompt="x", temperature=0.0)):
+        with pytest.raises(ValueError):
+            metrics.sample_text(model, **bad)
+
+
+def test_eval_mode_restores_every_submodule_even_on_error():
+    model = models.mlp()
+    model.train()
+    model[1].eval()
+    with pytest.raises(RuntimeError), eval_mode(model):
+        assert not any(m.training for m in model.modules())
+        raise RuntimeError
+    assert model.training and not model[1].training and model[2].training
