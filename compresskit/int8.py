@@ -7,12 +7,19 @@ Runtime, whose MatMulInteger / QLinear kernels compute in int8:
 - dynamic: int8 weights; activations quantized on the fly per batch (no calibration data needed);
 - static: int8 weights and activations, with activation ranges calibrated on a few batches ("full integer").
 
+And 4-bit weight-only for language models (``int4_models``): ONNX Runtime's ``MatMulNBitsQuantizer`` rewrites each
+``MatMul`` with a constant weight into its ``MatMulNBits`` operator (4-bit codes, a scale and a zero point per block
+of input channels, dequantized inside the kernel). It rewrites ``MatMul`` nodes only: a ``Linear`` exported with 2-d
+input becomes ``Gemm``, which it leaves alone; a transformer's ``Linear`` layers read ``(B, T, C)`` and export as
+``MatMul``.
+
 Why not ``torch.ao.quantization``: deprecated in the pinned torch; torchao's int8 CPU kernels were 25x slower than
 float32 when tried. ONNX Runtime is the maintained CPU path.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import tempfile
@@ -24,7 +31,8 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from compresskit.checks import check_choice, check_int, check_module, check_tensor, check_threads
+from compresskit.checks import check_bool, check_choice, check_int, check_module, check_tensor, check_threads
+from compresskit.layers import eval_mode
 from compresskit.metrics import torch_file_bytes  # noqa: F401 (file sizes are measured in metrics; public here too)
 from compresskit.train import _tensors
 
@@ -32,19 +40,17 @@ MODES = ("dynamic", "static")
 
 
 def export_onnx(model: nn.Module, example_input: torch.Tensor, path: str | os.PathLike) -> Path:
-    """Export ``model`` (eval mode, batch dimension dynamic) to an ONNX file; returns its path."""
+    """Export ``model`` (eval mode, batch dimension dynamic; for integer token input ``(B, T)`` the sequence length
+    too) to an ONNX file; returns its path."""
     check_module("model", model)
-    check_tensor("example_input", example_input)
+    check_tensor("example_input", example_input, floating=False)
     path = Path(path)
-    was_training = model.training
-    model.eval()
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the exporter's notes about the legacy TorchScript path
-            torch.onnx.export(model, (example_input,), str(path), input_names=["x"], output_names=["logits"],
-                              dynamic_axes={"x": {0: "batch"}, "logits": {0: "batch"}}, dynamo=False)
-    finally:
-        model.train(was_training)
+    tokens = not example_input.is_floating_point()
+    axes = {0: "batch", 1: "sequence"} if tokens else {0: "batch"}
+    with eval_mode(model), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the exporter's notes about the legacy TorchScript path
+        torch.onnx.export(model, (example_input,), str(path), input_names=["x"], output_names=["logits"],
+                          dynamic_axes={"x": axes, "logits": axes}, dynamo=False)
     return path
 
 
@@ -72,19 +78,55 @@ def quantize_onnx(fp32_path: str | os.PathLike, int8_path: str | os.PathLike, *,
         if calibration is None:
             raise ValueError("mode='static' needs a calibration dataset (a few batches set the activation ranges)")
         _tensors(calibration, "calibration")
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)  # onnxruntime's "consider pre-processing" advice, on every call; restored below
-    try:
+    with _quiet_onnxruntime():  # onnxruntime's "consider pre-processing" advice, on every call
         if mode == "dynamic":
             quantize_dynamic(str(fp32_path), str(int8_path), weight_type=QuantType.QInt8)
         else:
             quantize_static(str(fp32_path), str(int8_path), _Calibration(calibration, batches, 64),
                             quant_format=QuantFormat.QOperator, weight_type=QuantType.QInt8,
                             activation_type=QuantType.QUInt8)
-    finally:
-        root.setLevel(level)
     return Path(int8_path)
+
+
+@contextlib.contextmanager
+def _quiet_onnxruntime():
+    """onnxruntime's quantizers log advice and every node they visit; errors still show."""
+    loggers = [logging.getLogger(), logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
+NBITS = (2, 4, 8)  # what ONNX Runtime's MatMulNBits quantizer accepts
+
+
+def quantize_onnx_nbits(fp32_path: str | os.PathLike, out_path: str | os.PathLike, *, bits: int = 4,
+                        block_size: int = 32, symmetric: bool = False, exclude: tuple[str, ...] = ()) -> Path:
+    """Weight-only quantization of an ONNX file by ONNX Runtime's own tool (``MatMulNBitsQuantizer``): every
+    ``MatMul`` with a constant weight, except the nodes named in ``exclude``, becomes ``MatMulNBits`` with ``bits``-bit
+    codes and a scale (and, affine, a zero point) per ``block_size`` input channels."""
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+    check_int("bits", bits, 2, 8)
+    if bits not in NBITS:
+        raise ValueError(f"bits must be one of {NBITS} (ONNX Runtime's MatMulNBits), got {bits}")
+    check_int("block_size", block_size, 16)
+    if block_size & (block_size - 1):
+        raise ValueError(f"block_size must be a power of 2 >= 16 (ONNX Runtime's MatMulNBits), got {block_size}")
+    check_bool("symmetric", symmetric)
+    if not Path(fp32_path).is_file():
+        raise FileNotFoundError(f"no ONNX file at {fp32_path}")
+    with _quiet_onnxruntime():
+        quantizer = MatMulNBitsQuantizer(str(fp32_path), bits=bits, block_size=block_size, is_symmetric=symmetric,
+                                         nodes_to_exclude=list(exclude))
+        quantizer.process()
+        quantizer.model.save_model_to_file(str(out_path), use_external_data_format=False)
+    return Path(out_path)
 
 
 class OnnxModel(nn.Module):
@@ -118,7 +160,8 @@ class OnnxModel(nn.Module):
         return [node.op_type for node in onnx.load(str(self.path)).graph.node]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.session.run(None, {"x": np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)})[0]
+        dtype = np.int64 if self.session.get_inputs()[0].type == "tensor(int64)" else np.float32
+        out = self.session.run(None, {"x": np.ascontiguousarray(x.detach().cpu().numpy(), dtype=dtype)})[0]
         return torch.from_numpy(out)
 
 
@@ -135,3 +178,17 @@ def int8_models(model: nn.Module, example_input: torch.Tensor, *, calibration: D
         paths["onnx int8 static"] = quantize_onnx(fp32, folder / "model_int8_static.onnx", mode="static",
                                                   calibration=calibration)
     return {name: OnnxModel(p, threads=threads) for name, p in paths.items()}
+
+
+def int4_models(model: nn.Module, example_input: torch.Tensor, *, bits: int = 4, block_size: int = 32,
+                symmetric: bool = False, exclude: tuple[str, ...] = ("/head/MatMul",),
+                folder: str | os.PathLike | None = None, threads: int = 1) -> dict[str, OnnxModel]:
+    """``{"onnx fp32", "onnx int4"}`` sessions of a language model (``example_input``: token ids ``(B, T)``), the
+    second quantized by ``quantize_onnx_nbits`` (by default everything but the output head, as in chapter 09), files in
+    ``folder`` (a temporary folder when None). The key is ``"onnx int{bits}"`` for other bit widths."""
+    check_threads(threads)
+    folder = Path(folder or tempfile.mkdtemp(prefix="compresskit-int4-"))
+    fp32 = export_onnx(model, example_input, folder / "model_fp32.onnx")
+    low = quantize_onnx_nbits(fp32, folder / f"model_int{bits}.onnx", bits=bits, block_size=block_size,
+                              symmetric=symmetric, exclude=exclude)
+    return {"onnx fp32": OnnxModel(fp32, threads=threads), f"onnx int{bits}": OnnxModel(low, threads=threads)}

@@ -27,3 +27,33 @@ def test_int8_models_are_smaller_integer_and_agree(tmp_path):
     assert ops & {"QLinearMatMul", "MatMulInteger", "QGemm"}, ops  # integer kernels, not float ones
     with pytest.raises(ValueError, match="calibration"):
         int8.quantize_onnx(runs["onnx fp32"].path, tmp_path / "x.onnx", mode="static")
+
+
+def test_int4_language_model_is_onnx_runtimes_matmulnbits_and_agrees_with_rtn(tmp_path):
+    from compresskit import metrics, weightonly
+
+    torch.manual_seed(0)
+    model = models.transformer_lm(context=32, d_model=64, n_layer=2, n_head=2).eval()
+    x = torch.randint(0, 96, (2, 32))
+    runs = int8.int4_models(model, x, block_size=32, folder=tmp_path)
+    assert set(runs) == {"onnx fp32", "onnx int4"}
+    ops = runs["onnx int4"].op_types
+    assert ops.count("MatMulNBits") == 12  # q, k, v, proj, fc, out in each of the 2 blocks; the head stays MatMul
+    with torch.no_grad():
+        assert torch.allclose(runs["onnx fp32"](x), model(x), atol=1e-4)
+        assert torch.allclose(runs["onnx fp32"](x[:, :7]), model(x[:, :7]), atol=1e-4)  # the sequence is dynamic
+    assert runs["onnx int4"].file_bytes < 0.45 * runs["onnx fp32"].file_bytes
+    # ONNX Runtime's 4-bit blocks of 32 inputs and compresskit's RTN groups of 32 round the same weights alike
+    ids = data.load_text().val[:3000]
+    ours = metrics.perplexity(weightonly.quantize_lm(model, 4, group_size=32), ids).perplexity
+    theirs = metrics.perplexity(runs["onnx int4"], ids, context=32).perplexity
+    base = metrics.perplexity(model, ids).perplexity
+    assert abs(theirs - ours) < 0.25 * abs(ours - base) + 0.01 * base
+
+
+def test_int4_refusals(tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing.onnx"):
+        int8.quantize_onnx_nbits(tmp_path / "missing.onnx", tmp_path / "out.onnx")
+    for bad in (dict(bits=3), dict(block_size=24), dict(block_size=8)):
+        with pytest.raises(ValueError):
+            int8.quantize_onnx_nbits(tmp_path / "missing.onnx", tmp_path / "out.onnx", **bad)
