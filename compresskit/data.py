@@ -3,8 +3,8 @@
 - ``load_digits``: the 8x8 handwritten digits shipped in ``data/digits.csv.gz``.
 - ``load_idx`` / ``load_mnist``: MNIST-format IDX files that a user brings.
 - ``as_sequences``: images as sequences of rows, for the recurrent-network chapter.
-- ``load_text``: the text corpus of chapters 09-10 (Python source of CPython's standard library, ``data/pycode.txt.gz``),
-  as token ids of ``TEXT_VOCAB``; ``windows`` cuts next-token training pairs from it.
+- ``load_text``: the text corpus of chapters 09-10 (Python source of CPython's standard library,
+  ``data/pycode.txt.gz``), as token ids of ``TEXT_VOCAB``; ``windows`` cuts next-token training pairs from it.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
+from compresskit.checks import check_int
+
 DATA_DIR = Path(os.environ.get("COMPRESSKIT_DATA", Path(__file__).resolve().parent.parent / "data"))
 DIGITS_FILE = "digits.csv.gz"
 DIGITS_SHA256 = "e31b7ccbf8cc2b158de948b1bb7a67bf39a856fb064b3aa8ef489f12a2dc4b63"
@@ -28,7 +30,8 @@ TEXT_FILE = "pycode.txt.gz"
 TEXT_SHA256 = "32c49aa763c88042677a05176b821612b4bb107d432f8d92e86b80c9fb23ceb1"
 TEXT_VOCAB = "\n" + "".join(chr(c) for c in range(32, 127))
 """The text corpus's alphabet: newline and the 95 printable ASCII characters; a character's token is its index."""
-TEXT_SPLIT = (0.9, 0.05, 0.05)  # train / validation / test, contiguous, in this order
+TEXT_BLOCK = 2048  # the corpus is cut into blocks of this many characters; of every 20 consecutive blocks, the first
+TEXT_CYCLE = 20  # 18 are training text, the 19th validation and the 20th test: 90 / 5 / 5 %, all files in all three
 
 # IDX type codes (http://yann.lecun.com/exdb/mnist/ file format) -> numpy dtype (big-endian).
 _IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
@@ -274,7 +277,7 @@ def as_sequences(images: torch.Tensor) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class TextSplit:
-    """The text corpus as token ids (int64, one per character of ``TEXT_VOCAB``): contiguous train / val / test."""
+    """The text corpus as token ids (int64, one per character of ``TEXT_VOCAB``): train / val / test (``load_text``)."""
 
     train: torch.Tensor
     val: torch.Tensor
@@ -320,11 +323,15 @@ def read_text(path: str | os.PathLike | None = None) -> str:
 
 
 def load_text() -> TextSplit:
-    """The text corpus as token ids, split contiguously 90 / 5 / 5 % into train, validation and test (in that order,
-    so no file's text is in two parts except at the two cuts). Deterministic: there is nothing random to seed."""
+    """The text corpus as token ids, split 90 / 5 / 5 % into train, validation and test by interleaved blocks: of
+    every ``TEXT_CYCLE`` consecutive blocks of ``TEXT_BLOCK`` characters, the last is test, the one before it
+    validation, the rest training text (each part's blocks concatenated in order). A contiguous split would make the
+    test text the last few files of the corpus (one module's tables of locale names), not a sample of it.
+    Deterministic: there is nothing random to seed."""
     ids = encode_text(read_text())
-    n_train, n_val = (round(f * len(ids)) for f in TEXT_SPLIT[:2])
-    return TextSplit(train=ids[:n_train], val=ids[n_train:n_train + n_val], test=ids[n_train + n_val:])
+    part = torch.arange(len(ids)) // TEXT_BLOCK % TEXT_CYCLE
+    return TextSplit(train=ids[part < TEXT_CYCLE - 2], val=ids[part == TEXT_CYCLE - 2],
+                     test=ids[part == TEXT_CYCLE - 1])
 
 
 def windows(ids: torch.Tensor, context: int, *, stride: int | None = None) -> TensorDataset:
@@ -345,3 +352,19 @@ def windows(ids: torch.Tensor, context: int, *, stride: int | None = None) -> Te
     span = starts[:, None] + torch.arange(context + 1)  # (N, context + 1)
     chunks = ids[span]
     return TensorDataset(chunks[:, :-1].contiguous(), chunks[:, 1:].contiguous())
+
+
+def calibration_windows(ids: torch.Tensor, context: int, samples: int, *, seed: int = 0) -> torch.Tensor:
+    """``samples`` windows of ``context`` tokens at random offsets of ``ids`` (a private generator seeded by ``seed``):
+    ``(samples, context)``. Take them from the *training* text: calibrating on test text is a leak."""
+    if not isinstance(ids, torch.Tensor) or ids.dim() != 1 or ids.dtype != torch.int64:
+        raise TypeError("ids must be a 1-d int64 tensor of token ids")
+    check_int("context", context, 1)
+    check_int("samples", samples, 1, 100_000)
+    check_int("seed", seed, 0, 2**63 - 1)
+    if len(ids) < context + samples:
+        raise ValueError(f"the calibration text holds {len(ids)} tokens: {samples} windows of {context} need at least "
+                         f"{context + samples}")
+    gen = torch.Generator().manual_seed(seed)
+    starts = torch.randint(0, len(ids) - context + 1, (samples,), generator=gen)
+    return ids[starts[:, None] + torch.arange(context)]

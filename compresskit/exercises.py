@@ -532,6 +532,45 @@ def _huffman_cases():
             {"what": "k-means indices", "counts": {0: 900, 1: 60, 2: 25, 3: 10, 4: 4, 5: 1}}]
 
 
+# --- 09: group-wise round to nearest ------------------------------------------------------------------------------
+
+
+def _group_rtn(w, bits, group_size, *, symmetric=False, rows_of=None, truncate=False):
+    """Affine fake quantization of each group of ``group_size`` consecutive entries along a row (quantize.qparams per
+    group); the keyword arguments make the classic mistakes."""
+    from compresskit.quantize import code_range, qparams
+
+    m = w.T if rows_of == "columns" else w
+    g = m.reshape(-1, group_size if rows_of != "whole rows" else m.shape[1])
+    s, z = qparams(g, bits, symmetric=symmetric, per_channel=True)
+    q_min, q_max = code_range(bits, symmetric)
+    q = torch.clamp((torch.trunc if truncate else torch.round)(g * (1.0 / s)) + z, q_min, q_max)
+    out = ((q - z) * s).reshape(m.shape)
+    return out.T if rows_of == "columns" else out
+
+
+GROUP_MISTAKES = {
+    "one scale per row": (lambda w, bits, group_size: _group_rtn(w, bits, group_size, rows_of="whole rows"),
+                          "each group of group_size columns has its own scale: reshape to (-1, group_size)"),
+    "groups down the columns": (lambda w, bits, group_size: _group_rtn(w, bits, group_size, rows_of="columns"),
+                                "a group is group_size consecutive *inputs* of one output row (along dim 1)"),
+    "a symmetric grid": (lambda w, bits, group_size: _group_rtn(w, bits, group_size, symmetric=True),
+                         "affine: codes 0..2^b-1 over [min(g, 0), max(g, 0)] with a zero point per group"),
+    "int() instead of round()": (lambda w, bits, group_size: _group_rtn(w, bits, group_size, truncate=True),
+                                 "truncating moves every weight towards zero by up to a whole step: round"),
+}
+
+
+def _group_cases():
+    positive = _randn(7, 2, 16).abs() + 0.2  # groups with no negative weight: the range must still include 0
+    return [{"what": "4 bits, groups of 8", "w": _randn(0, 4, 16), "bits": 4, "group_size": 8},
+            {"what": "3 bits, groups of 16", "w": _randn(1, 3, 32, scale=0.2), "bits": 3, "group_size": 16},
+            {"what": "2 bits, an outlier in one group", "w": torch.cat([_randn(2, 2, 12), torch.full((1, 12), 3.0)]),
+             "bits": 2, "group_size": 4},
+            {"what": "one-sided groups", "w": positive, "bits": 4, "group_size": 8},
+            {"what": "a group as wide as the row", "w": _randn(3, 5, 24), "bits": 4, "group_size": 24}]
+
+
 CODING: dict[str, CodingExercise] = {
     "01-code": CodingExercise("magnitude_mask(w, sparsity) -> keep-mask", _mask_cases, _package_mask,
                               lambda got, expected, case: _mask_differs(got, expected, case["w"]),
@@ -563,5 +602,11 @@ CODING: dict[str, CodingExercise] = {
     "08-code": CodingExercise("huffman_lengths(counts) -> {symbol: code length}", _huffman_cases, _huffman_reference,
                               _lengths_differ, "repeatedly merge the two subtrees of smallest total count; a "
                               "symbol's code length is its depth", HUFFMAN_MISTAKES),
+    "09-code": CodingExercise("group_rtn(w, bits, group_size) -> tensor", _group_cases,
+                              lambda w, bits, group_size: _group_rtn(w, bits, group_size),
+                              lambda g, e, c: _tensor_differs(g, e, c, atol=1e-6),
+                              "cut each row into groups of group_size columns; per group s = (max - min) / (2^b - 1) "
+                              "over [min(g, 0), max(g, 0)], z = -round(min / s), clamp(round(w / s) + z), back",
+                              GROUP_MISTAKES),
 }
-"""The coding exercises of chapters 01-08, by name."""
+"""The coding exercises of chapters 01-09, by name."""

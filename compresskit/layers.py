@@ -272,3 +272,41 @@ def eval_mode(*models: nn.Module) -> Iterator[None]:
     finally:
         for m, flag in flags:
             m.training = flag
+
+
+class _Stop(Exception):
+    """Raised by an input hook once it has its layer's input: the rest of the forward pass is not needed."""
+
+
+@torch.no_grad()
+def inputs_of(model: nn.Module, layer: nn.Module, x: torch.Tensor, batch_size: int = 32) -> torch.Tensor:
+    """The input ``layer`` gets when ``model`` runs on ``x`` (in batches), concatenated along the batch; the forward
+    pass stops at the layer."""
+    rows = []
+
+    def hook(module, args):
+        rows.append(args[0].detach().float())
+        raise _Stop
+
+    handle = layer.register_forward_pre_hook(hook)
+    try:
+        for i in range(0, len(x), batch_size):
+            try:
+                model(x[i:i + batch_size])
+            except _Stop:
+                pass
+    finally:
+        handle.remove()
+    return torch.cat(rows)
+
+
+def transformer_linears(model: nn.Module) -> dict[str, nn.Linear]:
+    """The linear layers of a transformer's blocks by name, in forward order (attention q, k, v, proj; MLP fc, out):
+    what weight-only quantization and language-model pruning act on. Embeddings, LayerNorms and the output head are
+    not among them: they are a small share of the bytes and the most sensitive to rounding and pruning."""
+    check_module("model", model)
+    blocks = getattr(model, "blocks", None)
+    if not isinstance(blocks, nn.ModuleList):
+        raise TypeError(f"model must be a transformer with a ModuleList `blocks` (models.transformer_lm), got "
+                        f"{type(model).__name__}")
+    return {f"blocks.{name}": m for name, m in blocks.named_modules() if isinstance(m, nn.Linear)}

@@ -21,8 +21,9 @@ from pathlib import Path
 
 from compresskit.checks import available_cores
 
-LECTURE_SKIP_TAGS = ("solution", "exercise", "lecture-skip")
-"""Cells with any of these tags are not part of a lecture (worked solutions, exercises, long tables, set-up noise)."""
+LECTURE_SKIP_TAGS = ("solution", "exercise", "lecture-skip", "claim-check")
+"""Cells with any of these tags are not part of a lecture (worked solutions, exercises, long tables, set-up noise, the
+checks that tie a chapter's sentences to its run)."""
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 DEFAULT_PORT = 8866
 

@@ -323,29 +323,40 @@ def perplexity(model: nn.Module, ids: torch.Tensor, *, context: int | None = Non
                batch_size: int = 64) -> LMScore:
     """Perplexity and bits per character of a next-token model (``(B, T) ids -> (B, T, vocab) logits``) on ``ids``.
 
-    Windows of ``context`` tokens (default: the model's ``context``) start every ``stride`` tokens (default
-    ``context``: windows that do not overlap). The first window scores all its predictions; each later one only its
-    last ``stride``, the tokens no earlier window predicted, so every scored token is predicted once, with at least
-    ``context - stride`` tokens before it (except in the first window). Tokens after the last whole window are not
-    scored. A smaller stride gives each prediction more context (a lower perplexity) and costs ``context / stride``
-    times the compute: compare two models only at the same context and stride.
+    ``ids`` 1-d, a text: windows of ``context`` tokens (default: the model's ``context``) start every ``stride``
+    tokens (default ``context``: windows that do not overlap). The first window scores all its predictions; each later
+    one only its last ``stride``, the tokens no earlier window predicted, so every scored token is predicted once, with
+    at least ``context - stride`` tokens before it (except in the first window). Tokens after the last whole window are
+    not scored. A smaller stride gives each prediction more context (a lower perplexity) and costs ``context /
+    stride`` times the compute: compare two models only at the same context and stride.
+
+    ``ids`` 2-d, windows ``(N, context + 1)`` (e.g. ``weightonly.calibration_windows``): every prediction of every
+    window is scored (``context`` and ``stride`` must not be given).
     """
     check_module("model", model)
-    if not isinstance(ids, torch.Tensor) or ids.dim() != 1 or ids.dtype != torch.int64:
-        raise TypeError("ids must be a 1-d int64 tensor of token ids")
+    if not isinstance(ids, torch.Tensor) or ids.dim() not in (1, 2) or ids.dtype != torch.int64:
+        raise TypeError("ids must be a 1-d int64 tensor of token ids (a text) or a 2-d one (windows)")
     model_context = getattr(model, "context", None)
-    context = model_context if context is None else context
-    if context is None:
-        raise ValueError("context must be given for a model without a `context` attribute")
-    check_int("context", context, 1, model_context)
-    stride = context if stride is None else stride
-    check_int("stride", stride, 1, context)
     check_int("batch_size", batch_size, 1)
-    if len(ids) < context + 1:
-        raise ValueError(f"ids holds {len(ids)} tokens: the text must hold at least context + 1 = {context + 1}")
-    starts = torch.arange(0, len(ids) - context, stride)
-    span = starts[:, None] + torch.arange(context + 1)
-    windows = ids[span]  # (N, context + 1)
+    if ids.dim() == 2:
+        if context is not None or stride is not None:
+            raise ValueError("context and stride are set by the windows' width when ids is 2-d")
+        windows, context = ids, ids.shape[1] - 1
+        check_int("the windows' width - 1", context, 1, model_context)
+        stride = context
+        first_all = False
+    else:
+        context = model_context if context is None else context
+        if context is None:
+            raise ValueError("context must be given for a model without a `context` attribute")
+        check_int("context", context, 1, model_context)
+        stride = context if stride is None else stride
+        check_int("stride", stride, 1, context)
+        if len(ids) < context + 1:
+            raise ValueError(f"ids holds {len(ids)} tokens: the text must hold at least context + 1 = {context + 1}")
+        starts = torch.arange(0, len(ids) - context, stride)
+        windows = ids[starts[:, None] + torch.arange(context + 1)]  # (N, context + 1)
+        first_all = True
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     total, count = 0.0, 0
     with eval_mode(model):
@@ -353,7 +364,10 @@ def perplexity(model: nn.Module, ids: torch.Tensor, *, context: int | None = Non
             chunk = windows[i:i + batch_size].to(device)
             logits = model(chunk[:, :-1])  # (b, context, vocab)
             nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), chunk[:, 1:], reduction="none")
-            keep = nll[:, -stride:] if i > 0 else torch.cat([nll[:1].flatten(), nll[1:, -stride:].flatten()])
+            if first_all and i == 0:  # the text's first window scores every prediction, later ones their last stride
+                keep = torch.cat([nll[:1].flatten(), nll[1:, -stride:].flatten()])
+            else:
+                keep = nll[:, -stride:]
             if not bool(torch.isfinite(keep).all()):
                 raise ValueError("the model's loss is not finite on this text (NaN or inf weights or logits?)")
             total += float(keep.double().sum())

@@ -354,5 +354,63 @@ def pareto(points, *, x: str = "bytes", front=None, highlight=None, budget: floa
     return fig
 
 
+def sample_box(ax, text: str, *, title: str = "sample text", width: int = 44, lines: int = 14) -> None:
+    """Generated text in a monospace box filling ``ax`` (no ticks): at most ``lines`` lines of ``width`` characters,
+    fewer when the axes cannot hold them at the current style's font size, longer lines cut with "~", so the text
+    never leaves the axes whatever the style."""
+    size = _z(9.5)
+    fig = ax.figure
+    box = ax.get_position()
+    height_pt, width_pt = box.height * fig.get_figheight() * 72, box.width * fig.get_figwidth() * 72
+    lines = max(1, min(lines, int(0.9 * height_pt / (1.2 * size))))  # monospace: a line is ~1.2 font sizes high,
+    width = max(8, min(width, int(0.95 * width_pt / (0.6 * size))))  # a character ~0.6 of one wide
+    shown = [line if len(line) <= width else line[: width - 1] + "~" for line in text.rstrip().split("\n")]
+    ax.text(0.02, 0.98, "\n".join(shown[:lines]), family="monospace", fontsize=size, va="top", ha="left",
+            transform=ax.transAxes, clip_on=True)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(title)
+
+
+def perplexity_vs_size(series: dict[str, tuple[Sequence[float], Sequence[float]]], *, baseline: float,
+                       highlight: tuple[float, float] | None = None, sample: str | None = None, ax=None,
+                       title: str = "", ymax: float | None = None) -> Figure:
+    """Perplexity against file size (KB, log axis): one line per named series of ``(bytes, perplexity)``, float32's
+    perplexity as a dashed line, ``highlight`` (bytes, perplexity) ringed in red. With ``sample``, the generated text
+    of the highlighted model sits in a box to the right (``sample_box``). Perplexities above ``ymax`` are drawn at
+    the top edge as open triangles, so a broken setting does not squash the others."""
+    if not series:
+        raise ValueError("series is empty: nothing to plot")
+    if ax is None:
+        fig, axes = figure(2 if sample is not None else 1, width=6.4, height=4.8)
+        ax = axes[0]
+    else:
+        fig, axes = ax.figure, [ax]
+    top = ymax if ymax is not None else max(max(ys) for _, ys in series.values()) * 1.05
+    for i, (name, (xs, ys)) in enumerate(series.items()):
+        kb = [x / 1024 for x in xs]
+        clipped = [min(y, top) for y in ys]
+        ax.plot(kb, clipped, "-o", lw=_z(2), ms=_z(6), color=COLORS[i % len(COLORS)], label=name)
+        over = [(k, top) for k, y in zip(kb, ys) if y > top]
+        if over:
+            ax.plot(*zip(*over), "^", ms=_z(10), mfc="none", color=COLORS[i % len(COLORS)])
+    ax.axhline(baseline, color="0.3", ls="--", lw=_z(1.5), label="float32")
+    if highlight is not None:
+        ax.plot([highlight[0] / 1024], [min(highlight[1], top)], "o", ms=_z(16), mfc="none", mec="red", mew=_z(2.5),
+                label="current")
+    ax.set_xscale("log")
+    _plain_log(ax.xaxis)
+    ax.set_ylim(baseline * 0.97, top)
+    ax.set_xlabel("file size (KB, log scale)")
+    ax.set_ylabel("test perplexity (lower is better)")
+    if title:
+        ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="upper right", fontsize=_z(10))
+    if sample is not None:
+        sample_box(axes[1], sample)
+    return fig
+
+
 if os.environ.get(PROJECTOR_ENV, "").strip().lower() in ("1", "true", "yes", "on"):
     projector(True)

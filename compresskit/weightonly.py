@@ -30,12 +30,13 @@ import torch
 from torch import nn
 
 from compresskit.checks import check_bool, check_choice, check_int, check_module, check_number, check_tensor
-from compresskit.layers import copy_model, eval_mode
+from compresskit.data import calibration_windows
+from compresskit.layers import copy_model, eval_mode, inputs_of, transformer_linears
 from compresskit.metrics import perplexity
 
 __all__ = ["BITS", "SCALE_BITS", "METHODS", "group_params", "quantize_groups", "dequantize_groups",
-           "fake_quantize_groups", "gptq", "awq_scale", "awq_fold", "quantizable_layers", "calibration_windows",
-           "quantize_lm", "Setting", "settings_for", "layer_bytes", "lm_bytes", "layer_sensitivity", "allocate_bits"]
+           "fake_quantize_groups", "gptq", "awq_scale", "awq_fold", "quantize_lm", "Setting", "settings_for",
+           "layer_bytes", "lm_bytes", "layer_sensitivity", "allocate_bits"]
 
 BITS = (2, 8)  # the bit widths weight-only quantization accepts
 SCALE_BITS = 16  # a float16 scale per group
@@ -249,57 +250,14 @@ def awq_scale(ws: Sequence[torch.Tensor], x: torch.Tensor, bits: int, *, group_s
 # ------------------------------------------------------------------------------------------------ models
 
 
-def quantizable_layers(model: nn.Module) -> dict[str, nn.Linear]:
-    """The linear layers weight-only quantization acts on, in forward order: those inside ``model.blocks`` (attention
-    q, k, v, proj; MLP fc, out). Embeddings, LayerNorms and the output head are left in float32: they are a small share
-    of the bytes and the most sensitive to rounding."""
-    check_module("model", model)
-    blocks = getattr(model, "blocks", None)
-    if not isinstance(blocks, nn.ModuleList):
-        raise TypeError(f"model must be a transformer with a ModuleList `blocks` (models.transformer_lm), got "
-                        f"{type(model).__name__}")
-    return {f"blocks.{name}": m for name, m in blocks.named_modules() if isinstance(m, nn.Linear)}
-
-
-def calibration_windows(ids: torch.Tensor, context: int, samples: int, *, seed: int = 0) -> torch.Tensor:
-    """``samples`` windows of ``context`` tokens at random offsets of ``ids`` (a private generator seeded by ``seed``):
-    ``(samples, context)``. Take them from the *training* text: calibrating on test text is a leak."""
-    if not isinstance(ids, torch.Tensor) or ids.dim() != 1 or ids.dtype != torch.int64:
-        raise TypeError("ids must be a 1-d int64 tensor of token ids")
-    check_int("context", context, 1)
-    check_int("samples", samples, 1, 100_000)
-    check_int("seed", seed, 0, 2**63 - 1)
-    if len(ids) < context + samples:
-        raise ValueError(f"the calibration text holds {len(ids)} tokens: {samples} windows of {context} need at least "
-                         f"{context + samples}")
-    gen = torch.Generator().manual_seed(seed)
-    starts = torch.randint(0, len(ids) - context + 1, (samples,), generator=gen)
-    return ids[starts[:, None] + torch.arange(context)]
-
-
-class _Stop(Exception):
-    """Raised by an input hook once it has its layer's input: the rest of the forward pass is not needed."""
-
-
-@torch.no_grad()
-def _inputs_of(model: nn.Module, layer: nn.Module, windows: torch.Tensor, batch_size: int = 32) -> torch.Tensor:
-    """Every input row the layer sees on the calibration windows, ``(tokens, in_features)``, float32."""
-    rows = []
-
-    def hook(module, args):
-        rows.append(args[0].detach().reshape(-1, args[0].shape[-1]).float())
-        raise _Stop
-
-    handle = layer.register_forward_pre_hook(hook)
-    try:
-        for i in range(0, len(windows), batch_size):
-            try:
-                model(windows[i:i + batch_size])
-            except _Stop:
-                pass
-    finally:
-        handle.remove()
-    return torch.cat(rows)
+def _stages(block: nn.Module) -> list[tuple[list[nn.Linear], nn.Module | None, str]]:
+    """A block's linear layers in the order their inputs are computed, those that read the same input together, with
+    the module before them that AWQ folds a scale into: q, k, v after the first LayerNorm; proj after v (attention
+    mixes v's rows linearly, so its output channels follow v's rows); fc after the second LayerNorm; out after GELU,
+    which a scale cannot pass through (no fold)."""
+    attn = block.attn
+    return [([attn.q, attn.k, attn.v], block.ln1, "norm"), ([attn.proj], attn.v, "rows"),
+            ([block.fc], block.ln2, "norm"), ([block.out], None, "")]
 
 
 @dataclass(frozen=True)
@@ -329,47 +287,84 @@ def _settings(layers: dict, bits, group_size, symmetric) -> dict[str, Setting]:
     return out
 
 
+def _fold(layers: list[nn.Linear], before: nn.Module, kind: str, x: torch.Tensor, setting: Setting,
+          grid: int) -> float:
+    """AWQ's scale for ``layers`` on their input ``x`` folded in: columns times s, ``before``'s output divided by s.
+    Returns alpha."""
+    s, alpha = awq_scale([m.weight for m in layers], x.reshape(-1, x.shape[-1]), setting.bits,
+                         group_size=setting.group_size, symmetric=setting.symmetric, grid=grid)
+    for m in layers:
+        m.weight.mul_(s)  # W' = W diag(s)
+    if kind == "norm":  # LayerNorm's output divided by s: its affine weight and bias
+        before.weight.div_(s)
+        before.bias.div_(s)
+    else:  # v's output rows divided by s
+        before.weight.div_(s[:, None])
+        before.bias.div_(s)
+    return alpha
+
+
+def _quantize_block(block: nn.Module, x: torch.Tensor, names: dict, settings: dict[str, Setting], method: str,
+                    damp: float, act_order: bool, grid: int, alphas: dict) -> torch.Tensor:
+    """Quantize (``method``) or, with ``method="fold"``, only scale one block on its calibration input ``x`` (B, T,
+    C); returns the input of the next block. GPTQ quantizes stage by stage, each stage's Hessian from the block with
+    the stages before it already quantized, and the next block reads the quantized block's output (the paper's
+    sequential order). AWQ searches every scale on the float block (scales folded, not yet quantized) and passes the
+    float block's output on, as its reference implementation does."""
+    for layers, before, kind in _stages(block):
+        if method in ("awq", "fold") and before is not None:
+            inputs = inputs_of(block, layers[0], x)
+            alphas[names[id(layers[0])]] = _fold(layers, before, kind, inputs, settings[names[id(layers[0])]], grid)
+        elif method == "gptq":
+            inputs = inputs_of(block, layers[0], x).reshape(-1, layers[0].in_features)
+            h = (2.0 * inputs.T @ inputs / len(inputs)).double()
+            for m in layers:
+                s = settings[names[id(m)]]
+                m.weight.copy_(gptq(m.weight, h, s.bits, group_size=s.group_size, symmetric=s.symmetric, damp=damp,
+                                    act_order=act_order))
+    following = torch.cat([block(x[i:i + 32]) for i in range(0, len(x), 32)])
+    if method == "awq":
+        for layers, _, _ in _stages(block):
+            for m in layers:
+                s = settings[names[id(m)]]
+                m.weight.copy_(fake_quantize_groups(m.weight, s.bits, group_size=s.group_size, symmetric=s.symmetric))
+    return following
+
+
+def _calibrated(target: nn.Module, windows: torch.Tensor, settings: dict[str, Setting], method: str, damp: float,
+                act_order: bool, grid: int) -> dict[str, float]:
+    """Every block, first to last, through ``_quantize_block``; returns AWQ's alpha per scaled stage."""
+    names = {id(m): n for n, m in transformer_linears(target).items()}
+    alphas: dict[str, float] = {}
+    x = inputs_of(target, target.blocks[0], windows)  # the embeddings: what the first block reads
+    for block in target.blocks:
+        x = _quantize_block(block, x, names, settings, method, damp, act_order, grid, alphas)
+    return alphas
+
+
+def _check_calibration(model, calibration, samples, seed) -> torch.Tensor:
+    if calibration is None:
+        raise ValueError("gptq and awq need calibration token ids (training text)")
+    return calibration_windows(calibration, model.context, samples, seed=seed)
+
+
 @torch.no_grad()
 def awq_fold(model: nn.Module, bits: int | dict[str, int], *, calibration: torch.Tensor, group_size: int | None = 64,
              symmetric: bool = False, samples: int = 32, seed: int = 0, grid: int = 20,
              inplace: bool = False) -> tuple[nn.Module, dict[str, float]]:
-    """AWQ's scales searched (``awq_scale``, for the bits each layer will get) and folded into a copy of ``model``:
-    q, k, v's columns times s with the first LayerNorm's weight and bias divided by s; proj's columns with v's rows
-    (attention mixes v's rows linearly, so its output channels follow); fc's with the second LayerNorm. The float
-    function is unchanged (up to rounding); only how the weights quantize changes. The MLP's ``out`` reads GELU's
-    output, which a scale cannot pass through: it keeps no scale. Returns the model and each scaled group's alpha."""
-    layers = quantizable_layers(model)
+    """AWQ's scales searched (``awq_scale``, for the bits each layer will get) and folded into a copy of ``model``
+    (``_stages``: q, k, v's columns times s with the first LayerNorm's weight and bias divided by s; proj's with v's
+    rows; fc's with the second LayerNorm; the MLP's ``out`` keeps no scale, GELU is in the way). The float function is
+    unchanged up to rounding; only how the weights quantize changes. Returns the model and each stage's alpha, named
+    by the stage's first layer."""
+    layers = transformer_linears(model)
     settings = _settings(layers, bits, group_size, symmetric)
-    windows = calibration_windows(calibration, model.context, samples, seed=seed)
+    windows = _check_calibration(model, calibration, samples, seed)
+    check_int("grid", grid, 1, 1000)
     check_bool("inplace", inplace)
     target = model if inplace else copy_model(model)
     with eval_mode(target):
-        return target, _fold(target, windows, settings, grid)
-
-
-def _fold(model: nn.Module, windows: torch.Tensor, settings: dict[str, Setting], grid: int) -> dict[str, float]:
-    alphas = {}
-    names = {id(m): n for n, m in quantizable_layers(model).items()}
-    for i, block in enumerate(model.blocks):
-        attn = block.attn
-        groups = [(f"blocks.{i}.attn.qkv", [attn.q, attn.k, attn.v], block.ln1, "norm"),
-                  (f"blocks.{i}.attn.proj", [attn.proj], attn.v, "rows"),
-                  (f"blocks.{i}.fc", [block.fc], block.ln2, "norm")]
-        for label, layers, before, kind in groups:
-            setting = settings[names[id(layers[0])]]
-            x = _inputs_of(model, layers[0], windows)
-            s, alpha = awq_scale([m.weight for m in layers], x, setting.bits, group_size=setting.group_size,
-                                 symmetric=setting.symmetric, grid=grid)
-            alphas[label] = alpha
-            for m in layers:
-                m.weight.mul_(s)  # W' = W diag(s)
-            if kind == "norm":  # LayerNorm's output divided by s: its affine weight and bias
-                before.weight.div_(s)
-                before.bias.div_(s)
-            else:  # v's output rows divided by s: attention's output channels follow
-                before.weight.div_(s[:, None])
-                before.bias.div_(s)
-    return alphas
+        return target, _calibrated(target, windows, settings, "fold", 0.0, False, grid)
 
 
 @torch.no_grad()
@@ -382,42 +377,33 @@ def quantize_lm(model: nn.Module, bits: int | dict[str, int], *, group_size: int
         bits: 2..8 for every layer, or ``{layer name: bits}`` for each (mixed precision, ``allocate_bits``).
         group_size: columns per group (a divisor of each layer's inputs; a layer narrower than it gets one group per
             row); None: one group per row.
-        method: ``"rtn"`` round to nearest; ``"gptq"`` (layer by layer in forward order, each layer's Hessian from
-            its inputs in the model quantized so far, as the paper does); ``"awq"`` (scales folded in, then RTN).
+        method: ``"rtn"`` round to nearest; ``"gptq"`` (block by block, each layer's Hessian from its inputs in the
+            model quantized so far, as the paper does); ``"awq"`` (scales searched and folded, then RTN).
         calibration: token ids of *training* text (gptq and awq need it): ``samples`` windows of the model's context
             at offsets drawn with ``seed``.
     Returns a copy (unless ``inplace``) whose weights hold their quantized values in float32; its real size is
-    ``lm_bytes(model, settings)``. Biases, embeddings, LayerNorms and the head are unchanged (AWQ rescales the
-    LayerNorms and v's bias so that the float function is the same).
+    ``lm_bytes(model, settings_for(...))``. Biases, embeddings, LayerNorms and the head are unchanged (AWQ rescales
+    the LayerNorms and v's bias so that the float function is the same).
     """
-    layers = quantizable_layers(model)
+    layers = transformer_linears(model)
     check_choice("method", method, METHODS)
     settings = _settings(layers, bits, group_size, symmetric)
     check_bool("inplace", inplace)
     check_bool("act_order", act_order)
+    check_number("damp", damp, 0.0, 1.0)
     check_int("grid", grid, 1, 1000)
-    windows = None
-    if method != "rtn":
-        if calibration is None:
-            raise ValueError(f"method={method!r} needs calibration token ids (training text)")
-        windows = calibration_windows(calibration, model.context, samples, seed=seed)
+    windows = _check_calibration(model, calibration, samples, seed) if method != "rtn" else None
     for name, m in layers.items():
         check_tensor(f"{name}.weight", m.weight)  # NaN or inf weights are refused before anything changes
     target = model if inplace else copy_model(model)
-    new_layers = quantizable_layers(target)
     with eval_mode(target):
-        if method == "awq":
-            _fold(target, windows, settings, grid)
-        for name, layer in new_layers.items():
-            s = settings[name]
-            if method == "gptq":
-                x = _inputs_of(target, layer, windows).double()
-                h = 2.0 * x.T @ x / len(x)
-                q = gptq(layer.weight, h, s.bits, group_size=s.group_size, symmetric=s.symmetric, damp=damp,
-                         act_order=act_order)
-            else:
-                q = fake_quantize_groups(layer.weight, s.bits, group_size=s.group_size, symmetric=s.symmetric)
-            layer.weight.copy_(q)
+        if method == "rtn":
+            for name, layer in transformer_linears(target).items():
+                s = settings[name]
+                layer.weight.copy_(fake_quantize_groups(layer.weight, s.bits, group_size=s.group_size,
+                                                        symmetric=s.symmetric))
+        else:
+            _calibrated(target, windows, settings, method, damp, act_order, grid)
     return target
 
 
@@ -453,37 +439,49 @@ def lm_bytes(model: nn.Module, settings: dict[str, Setting] | None = None) -> in
 def settings_for(model: nn.Module, bits: int | dict[str, int], *, group_size: int | None = 64,
                  symmetric: bool = False) -> dict[str, Setting]:
     """The ``Setting`` of every quantizable layer for ``quantize_lm``'s arguments (for ``lm_bytes``)."""
-    return _settings(quantizable_layers(model), bits, group_size, symmetric)
+    return _settings(transformer_linears(model), bits, group_size, symmetric)
 
 
 # ------------------------------------------------------------------------------------------------ bits per layer
 
 
 def layer_sensitivity(model: nn.Module, ids: torch.Tensor, bits: Sequence[int] = (2, 3, 4), *,
-                      group_size: int | None = 64, symmetric: bool = False, progress=None) -> dict[str, dict]:
-    """Perplexity on ``ids`` when only one layer is quantized (RTN) at each of ``bits``, for every quantizable layer:
-    ``{layer: {bits: perplexity}}``, and the float model's under the empty name (``{"": {32: perplexity}}``). Take
-    ``ids`` from validation text, never from the test text the allocation is judged on. ``progress``: a wrapper
+                      group_size: int | None = 64, symmetric: bool = False, around: int | None = None,
+                      progress=None) -> dict[str, dict]:
+    """Perplexity on ``ids`` (a text or windows, as ``metrics.perplexity`` takes them) when one layer at a time is
+    quantized (RTN) at each of ``bits`` while every other layer holds ``around`` bits (None: float32):
+    ``{layer: {bits: perplexity}}``, and the perplexity with no layer changed under the empty name (``{"": {around or
+    32: perplexity}}``).
+
+    Measuring around the operating point (``around=3`` for budgets near 3 bits per weight) catches what single-layer
+    rises from float32 miss: errors of several low-bit layers add up faster than their separate rises. Take ``ids``
+    from training or validation text, never from the test text the allocation is judged on; ``progress``: a wrapper
     such as ``tqdm`` for the loop over layers."""
-    layers = quantizable_layers(model)
+    layers = transformer_linears(model)
     if not isinstance(bits, (list, tuple)) or not bits:
         raise TypeError(f"bits must be a non-empty list of bit widths, got {bits!r}")
     for b in bits:
         check_int("bits", b, *BITS)
-    work = copy_model(model)
-    result = {"": {32: perplexity(work, ids).perplexity}}
-    items = list(quantizable_layers(work).items())
+    if around is not None:
+        check_int("around", around, *BITS)
+    work = copy_model(model) if around is None else quantize_lm(model, around, group_size=group_size,
+                                                                symmetric=symmetric)
+    originals = {n: m.weight.detach().clone() for n, m in layers.items()}
+    result = {"": {around or 32: perplexity(work, ids).perplexity}}
+    items = list(transformer_linears(work).items())
     for name, layer in (progress(items) if progress else items):
-        original = layer.weight.detach().clone()
+        held = layer.weight.detach().clone()
         result[name] = {}
         for b in bits:
+            if b == around:
+                result[name][b] = result[""][around]
+                continue
             with torch.no_grad():
-                layer.weight.copy_(fake_quantize_groups(original, b, group_size=_group(layer, group_size),
+                layer.weight.copy_(fake_quantize_groups(originals[name], b, group_size=_group(layer, group_size),
                                                         symmetric=symmetric))
             result[name][b] = perplexity(work, ids).perplexity
         with torch.no_grad():
-            layer.weight.copy_(original)
-    assert set(result) - {""} == set(layers)
+            layer.weight.copy_(held)
     return result
 
 
@@ -496,7 +494,7 @@ def allocate_bits(sensitivity: dict[str, dict], model: nn.Module, budget: int, *
     bytes (each layer's size rounded up to a whole step, so an allocation found always fits). The model assumes the
     layers' rises add up, which holds while each is small; the chapter measures the allocation it finds.
     """
-    layers = quantizable_layers(model)
+    layers = transformer_linears(model)
     check_int("budget", budget, 1)
     check_int("unit", unit, 1)
     if not isinstance(sensitivity, dict) or set(sensitivity) != set(layers) | {""}:
@@ -513,7 +511,7 @@ def allocate_bits(sensitivity: dict[str, dict], model: nn.Module, budget: int, *
         for b, ppl in sorted(sensitivity[name].items()):
             cost = math.ceil(layer_bytes(layer, Setting(b, _group(layer, group_size), symmetric)) / unit)
             shifted = np.full(room + 1, np.inf)
-            shifted[cost:] = best[:room + 1 - cost] + max(ppl - base, 0.0)
+            shifted[cost:] = best[:room + 1 - cost] + (ppl - base)
             candidates.append(shifted)
             options.append((b, cost))
         stacked = np.stack(candidates)

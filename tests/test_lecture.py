@@ -1,6 +1,7 @@
 """The lecture view's pieces that need no server: which cells a lecture shows, its configuration, the projector
 style. tests/browser/test_lecture.py opens every chapter's lecture page in Chromium."""
 
+import ast
 import json
 import os
 import subprocess
@@ -21,14 +22,23 @@ def test_every_chapters_tags_keep_the_lecture_consistent(path):
     cells = json.loads(path.read_text())["cells"]
     for i, cell in enumerate(cells):
         text, tags = "".join(cell["source"]), cell["metadata"].get("tags", [])
-        unknown = set(tags) - {"solution", "exercise", "lecture-skip"}
+        unknown = set(tags) - {"solution", "exercise", "lecture-skip", "claim-check"}
         assert not unknown, f"{path.name}, cell {i}: unknown tags {unknown} (see the README's contributing section)"
-        if "Worked solution" in text or cell["metadata"].get("jupyter", {}).get("source_hidden"):
+        if "Worked solution" in text or cell["metadata"].get("jupyter", {}).get("source_hidden") \
+                and "claim-check" not in tags:
             assert not lecture.in_lecture(cell), f"{path.name}, cell {i}: a solution in the lecture view"
         if "answer = None" in text or "raise NotImplementedError" in text or text.startswith("**Exercise"):
             assert "exercise" in tags, f"{path.name}, cell {i}: an exercise in the lecture view"
         if "main=True" in text:
             assert lecture.in_lecture(cell), f"{path.name}, cell {i}: the main panel must be in the lecture"
+        if "claim-check" in tags:  # left out of lectures anywhere in a chapter: so it may define nothing
+            tree = ast.parse(text)
+            assert not [n for n in ast.walk(tree) if isinstance(n, (ast.Assign, ast.AugAssign, ast.AnnAssign,
+                                                                    ast.FunctionDef, ast.Import, ast.ImportFrom))], \
+                f"{path.name}, cell {i}: a claim check may only check, not define names"
+            assert "claims.check(" in text and cell["metadata"].get("jupyter", {}).get("source_hidden"), \
+                f"{path.name}, cell {i}: a claim check calls claims.check and is collapsed"
+    cells = [c for c in cells if "claim-check" not in c["metadata"].get("tags", [])]
     shown = [c for c in cells if lecture.in_lecture(c)]
     assert shown[0]["cell_type"] == "markdown" and shown[0]["source"][0].startswith("# Chapter")
     # once a lecture leaves a cell out, everything after it is out too: no later lecture cell can need a name that

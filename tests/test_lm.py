@@ -22,14 +22,22 @@ def text():
 # ------------------------------------------------------------------------------------------------ corpus
 
 
-def test_corpus_is_the_published_file_split_contiguously(text):
+def test_corpus_is_the_published_file_split_by_interleaved_blocks(text):
     raw = (data.DATA_DIR / data.TEXT_FILE).read_bytes()
     assert hashlib.sha256(raw).hexdigest() == data.TEXT_SHA256
     whole = gzip.decompress(raw).decode("ascii")
     assert len(whole) >= 1_000_000
+    blocks = [whole[i:i + 2048] for i in range(0, len(whole), 2048)]  # the split written out
+    parts = {"train": "".join(b for i, b in enumerate(blocks) if i % 20 < 18),
+             "val": "".join(b for i, b in enumerate(blocks) if i % 20 == 18),
+             "test": "".join(b for i, b in enumerate(blocks) if i % 20 == 19)}
+    for name, expected in parts.items():
+        assert data.decode_text(getattr(text, name)) == expected, name  # nothing lost, nothing reordered
+    assert abs(len(text.test) / len(whole) - 0.05) < 0.002 and abs(len(text.train) / len(whole) - 0.9) < 0.002
+    starts = [i for i in range(len(whole)) if whole.startswith("# ==== ", i) and (i == 0 or whole[i - 1] == "\n")]
+    files = {sum(s <= 2048 * i for s in starts) for i in range(19, len(blocks), 20)}  # the file each test block is in
+    assert len(files) >= 20  # the test text samples the whole corpus, not its last files
     ids = torch.cat([text.train, text.val, text.test])
-    assert data.decode_text(ids) == whole  # nothing lost, nothing reordered
-    assert len(text.train) == round(0.9 * len(whole)) and len(text.val) == round(0.05 * len(whole))
     assert text.vocab_size == 96 and int(ids.max()) < 96
     assert torch.equal(data.load_text().test, text.test)  # deterministic
 

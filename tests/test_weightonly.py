@@ -12,6 +12,7 @@ import torch
 
 from compresskit import data, metrics, models
 from compresskit import weightonly as wo
+from compresskit.layers import transformer_linears
 
 SEEDS = (0, 1, 2)
 
@@ -209,7 +210,7 @@ def test_quantize_lm_returns_a_copy_with_group_levels(method, text):
     before = {k: v.clone() for k, v in model.state_dict().items()}
     q = wo.quantize_lm(model, 4, group_size=16, method=method, calibration=text.train[:20000], samples=8)
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
-    for name, layer in wo.quantizable_layers(q).items():
+    for name, layer in transformer_linears(q).items():
         w = layer.weight.detach()
         if method != "awq":  # AWQ's levels are those of W * s, divided back by s after folding: per column, not group
             groups = w.reshape(-1, 16)
@@ -221,12 +222,12 @@ def test_quantize_lm_returns_a_copy_with_group_levels(method, text):
 
 def test_quantize_lm_takes_bits_per_layer(text):
     model = small_lm()
-    names = list(wo.quantizable_layers(model))
+    names = list(transformer_linears(model))
     bits = {n: (8 if i % 2 else 2) for i, n in enumerate(names)}
     q = wo.quantize_lm(model, bits, group_size=16)
-    for n, layer in wo.quantizable_layers(q).items():
+    for n, layer in transformer_linears(q).items():
         assert layer.weight.unique().numel() <= layer.weight.shape[0] * layer.weight.shape[1] // 16 * 2 ** bits[n]
-        assert torch.allclose(layer.weight, wo.fake_quantize_groups(wo.quantizable_layers(model)[n].weight,
+        assert torch.allclose(layer.weight, wo.fake_quantize_groups(transformer_linears(model)[n].weight,
                                                                      bits[n], group_size=16))
 
 
@@ -235,7 +236,7 @@ def test_lm_bytes_is_the_formula_written_out():
     assert wo.lm_bytes(model) == 4 * sum(p.numel() for p in model.parameters())
     settings = wo.settings_for(model, 4, group_size=16)
     expected = 4 * sum(p.numel() for p in model.parameters())
-    for layer in wo.quantizable_layers(model).values():
+    for layer in transformer_linears(model).values():
         rows, cols = layer.weight.shape
         expected += -4 * rows * cols + rows * cols * 4 // 8 + rows * cols // 16 * (16 + 4) // 8
     assert wo.lm_bytes(model, settings) == expected
@@ -246,12 +247,12 @@ def test_lm_bytes_is_the_formula_written_out():
 def test_allocate_bits_is_exact_against_brute_force():
     torch.manual_seed(0)
     model = models.transformer_lm(context=8, d_model=16, n_layer=1, n_head=2)
-    names = list(wo.quantizable_layers(model))
+    names = list(transformer_linears(model))
     g = torch.Generator().manual_seed(3)
     rises = {n: {2: 1 + float(torch.rand(1, generator=g)) * 5, 3: float(torch.rand(1, generator=g)),
                  4: float(torch.rand(1, generator=g)) * 0.1} for n in names}
     sensitivity = {"": {32: 10.0}, **{n: {b: 10.0 + r for b, r in v.items()} for n, v in rises.items()}}
-    layers = wo.quantizable_layers(model)
+    layers = transformer_linears(model)
     for budget in (wo.lm_bytes(model, wo.settings_for(model, b, group_size=16)) for b in (2, 3, 4)):
         budget += 40
         got = wo.allocate_bits(sensitivity, model, budget, group_size=16, unit=1)
@@ -273,11 +274,19 @@ def test_layer_sensitivity_quantizes_one_layer_at_a_time(text):
     ids = text.val[:1000]
     sens = wo.layer_sensitivity(model, ids, (2, 8), group_size=16)
     assert math.isclose(sens[""][32], metrics.perplexity(model, ids).perplexity)
-    name = next(iter(wo.quantizable_layers(model)))
-    one = wo.quantize_lm(model, {n: 2 if n == name else 8 for n in wo.quantizable_layers(model)}, group_size=16)
-    assert set(sens) == {""} | set(wo.quantizable_layers(model))
+    name = next(iter(transformer_linears(model)))
+    one = wo.quantize_lm(model, {n: 2 if n == name else 8 for n in transformer_linears(model)}, group_size=16)
+    assert set(sens) == {""} | set(transformer_linears(model))
     # only `name` at 2 bits: the model above also has every other layer at 8 bits, which moves little
     assert math.isclose(sens[name][2], metrics.perplexity(one, ids).perplexity, rel_tol=0.02)
+    # around an operating point: every other layer at 3 bits, exactly what quantize_lm gives with those bits
+    windows = data.calibration_windows(text.train, 33, 8)
+    around = wo.layer_sensitivity(model, windows, (2, 3, 4), group_size=16, around=3)
+    assert around[""][3] == around[name][3] == metrics.perplexity(wo.quantize_lm(model, 3, group_size=16),
+                                                                  windows).perplexity
+    mixed = {n: 4 if n == name else 3 for n in transformer_linears(model)}
+    assert math.isclose(around[name][4], metrics.perplexity(wo.quantize_lm(model, mixed, group_size=16),
+                                                            windows).perplexity, rel_tol=1e-6)
 
 
 # ------------------------------------------------------------------------------------------------ bad input
@@ -315,4 +324,4 @@ def test_bad_input_is_refused(text):
     with pytest.raises(ValueError, match="hessian"):
         wo.gptq(w, torch.eye(8), 4, group_size=None)
     with pytest.raises(TypeError, match="transformer"):
-        wo.quantizable_layers(models.mlp())
+        transformer_linears(models.mlp())

@@ -139,3 +139,43 @@ def test_exercise_check():
     assert check("t", "abc", "abc") is True
     with pytest.raises(AssertionError, match="Hint: think"):
         check("t", 4, 3, hint="think")
+
+
+def _texts_inside(fig) -> list[str]:
+    """The visible texts of a figure that reach outside its canvas."""
+    fig.canvas.draw()
+    box = fig.bbox
+    renderer = fig.canvas.get_renderer()
+    outside = []
+    for t in fig.findobj(matplotlib.text.Text):
+        if not t.get_visible() or not t.get_text().strip():
+            continue
+        ext = t.get_window_extent(renderer)
+        if ext.x0 < box.x0 - 1 or ext.x1 > box.x1 + 1 or ext.y0 < box.y0 - 1 or ext.y1 > box.y1 + 1:
+            outside.append(t.get_text())
+    return outside
+
+
+@pytest.mark.parametrize("projector", (False, True))
+def test_perplexity_vs_size_with_its_sample_stays_inside_the_canvas(projector):
+    plots.projector(projector)
+    try:
+        series = {"groups of 32": ([3e5, 2e5, 1.5e5], [4.1, 4.3, 9.0]), "whole row": ([2.8e5, 1.8e5, 1.3e5],
+                                                                                      [4.2, 5.0, 30.0])}
+        sample = "    def __init__(self, name):\n" + "x" * 200 + "\n" * 30
+        fig = plots.perplexity_vs_size(series, baseline=4.0, highlight=(2e5, 4.3), sample=sample, ymax=8.0,
+                                       title="RTN 3 bits, groups of 32: perplexity 4.300, 195 KB")
+        ax = fig.axes[0]
+        assert ax.get_xscale() == "log" and "perplexity" in ax.get_ylabel() and "KB" in ax.get_xlabel()
+        assert ax.get_ylim()[1] == 8.0  # a broken setting is drawn at the top edge, not squashing the others
+        labels = [t.get_text() for t in ax.get_legend().get_texts()]
+        assert labels == ["groups of 32", "whole row", "float32", "current"]
+        box = fig.axes[1].texts[0].get_text()
+        assert box.startswith("    def __init__") and all(len(line) <= 44 for line in box.split("\n"))
+        assert box.count("\n") < 14
+        assert _texts_inside(fig) == []
+        plt.close(fig)
+    finally:
+        plots.projector(False)
+    with pytest.raises(ValueError, match="series is empty"):
+        plots.perplexity_vs_size({}, baseline=1.0)

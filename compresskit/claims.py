@@ -1,0 +1,100 @@
+"""Claims are code: a sentence that states what the run measured is printed from the numbers or checked against them.
+
+Two ways to tie a sentence to a run:
+
+- **worded by the run** (``compare``, ``within``): the sentence is printed, and its wording (better, worse, no
+  difference, within or beyond a tolerance) is chosen by the numbers, so the opposite outcome prints the opposite
+  sentence;
+- **checked** (``check``): a sentence written in markdown is followed by a cell ``check(holds, "the sentence")``.
+  When the run agrees it prints a one-line confirmation. When it does not, a strict run (CI: nbval and
+  ``jupyter nbconvert --execute`` under the test suite, which sets ``COMPRESSKIT_STRICT_CLAIMS=1``) fails the chapter
+  with ``ClaimError``; a learner's run shows a visible warning instead of a traceback, so the chapter still runs.
+
+Check cells carry the tag ``claim-check`` (collapsed in JupyterLab, left out of the lecture view).
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import os
+
+import numpy as np
+from IPython import get_ipython
+from IPython.display import HTML, display
+
+from compresskit.checks import check_number
+
+__all__ = ["STRICT_ENV", "ClaimError", "strict", "check", "compare", "within"]
+
+STRICT_ENV = "COMPRESSKIT_STRICT_CLAIMS"
+
+
+class ClaimError(AssertionError):
+    """A sentence of the chapter that this run contradicts (raised only in strict runs)."""
+
+
+def strict() -> bool:
+    """Whether contradicted claims fail (``COMPRESSKIT_STRICT_CLAIMS=1``, set by the test suite)."""
+    return os.environ.get(STRICT_ENV, "") not in ("", "0")
+
+
+def _warn(text: str) -> None:
+    if get_ipython() is None:  # outside a notebook: plain text
+        print(f"WARNING: this run disagrees with the text above. {text}")
+        return
+    display(HTML(f'<div style="border-left: 4px solid #d9822b; padding: 4px 10px; background: #fff4e5">'
+                 f"<b>This run disagrees with the text above.</b> {html.escape(text)}</div>"))
+
+
+def check(holds: bool, claim: str, *, measured: str = "") -> bool:
+    """Check the sentence ``claim`` (as the chapter states it) against the run: ``holds`` is what the run's numbers
+    say, ``measured`` what they are (shown either way). Returns ``holds``; a strict run raises ``ClaimError`` when it
+    is False, any other run shows a warning."""
+    if not isinstance(holds, (bool, np.bool_)):  # numpy's bool too
+        raise TypeError(f"holds must be a bool (what the run's numbers say), got {type(holds).__name__}")
+    holds = bool(holds)
+    if not isinstance(claim, str) or not claim.strip():
+        raise ValueError("claim must be the sentence being checked, a non-empty str")
+    detail = f" (measured: {measured})" if measured else ""
+    if holds:
+        print(f"checked against this run: {claim}{detail}")
+        return True
+    message = f"The claim \u201c{claim}\u201d does not hold in this run{detail}."
+    if strict():
+        raise ClaimError(message)
+    _warn(message)
+    return False
+
+
+def _finite(name: str, value) -> float:
+    check_number(name, value)
+    return float(value)
+
+
+def compare(a: float, b: float, *, names: tuple[str, str], lower_is_better: bool = True, spread: float = 0.0,
+            unit: str = "", fmt: str = ".3f") -> str:
+    """One sentence comparing two measured values, worded by them: ``"A beats B: 5.12 against 5.40"``, ``"B beats A
+    ..."`` or ``"no measurable difference between A and B ..."`` when they are within ``spread`` of each other (for
+    example the spread over seeds)."""
+    a, b = _finite("a", a), _finite("b", b)
+    check_number("spread", spread, 0.0)
+    first, second = names
+    values = f"{a:{fmt}}{unit} against {b:{fmt}}{unit}"
+    if abs(a - b) <= spread:
+        return f"no measurable difference between {first} and {second} ({values}, spread {spread:{fmt}}{unit})"
+    a_better = (a < b) if lower_is_better else (a > b)
+    return f"{first} beats {second}: {values}" if a_better else f"{second} beats {first}: {b:{fmt}}{unit} against " \
+        f"{a:{fmt}}{unit}"
+
+
+def within(value: float, reference: float, tolerance: float, *, name: str, reference_name: str) -> tuple[bool, str]:
+    """``(holds, sentence)``: whether ``value`` lies within ``tolerance`` (relative, e.g. 0.05 for 5 %) of
+    ``reference``, and the sentence that says so or says by how much it misses."""
+    value, reference = _finite("value", value), _finite("reference", reference)
+    check_number("tolerance", tolerance, 0.0)
+    gap = (value - reference) / abs(reference) if reference else math.inf
+    holds = abs(gap) <= tolerance
+    words = "within" if holds else "not within"
+    return holds, f"{name} is {words} {tolerance:.0%} of {reference_name} ({value:.4g} against {reference:.4g}, " \
+        f"{gap:+.1%})"
