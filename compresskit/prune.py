@@ -21,8 +21,26 @@ from torch import nn
 from torch.nn.utils import prune as torch_prune
 from torch.utils.data import Dataset
 
-from compresskit.checks import check_bool, check_choice, check_fraction, check_int, check_module, check_number
-from compresskit.layers import copy_model, require_sites, sites, unique_sites
+from compresskit.checks import (
+    check_bool,
+    check_choice,
+    check_fraction,
+    check_int,
+    check_module,
+    check_number,
+    check_tensor,
+)
+from compresskit.data import calibration_windows
+from compresskit.layers import (
+    copy_model,
+    effective_weight,
+    eval_mode,
+    inputs_of,
+    require_sites,
+    sites,
+    transformer_linears,
+    unique_sites,
+)
 from compresskit.structured import (  # noqa: F401 (public here)
     block_importance,
     channel_scores,
@@ -295,3 +313,128 @@ def iterative_prune(
         train(pruned, dataset, epochs=epochs_per_step, lr=lr, seed=step, progress=progress, desc=f"step {step}")
         history.append({"step": step, "sparsity": s, "accuracy": evaluate(pruned, test) if test is not None else None})
     return pruned, history
+
+
+# ------------------------------------------------------------------------------------------------ language models
+
+LM_METHODS = ("magnitude", "wanda")
+
+
+def wanda_scores(w: torch.Tensor, input_norms: torch.Tensor) -> torch.Tensor:
+    """Wanda's importance of each weight (Sun et al. 2023): ``|W_ij| * ||X_j||_2``, the weight's magnitude times the
+    L2 norm of its input channel over the calibration tokens. ``w`` (out, in), ``input_norms`` (in,)."""
+    check_tensor("w", w)
+    check_tensor("input_norms", input_norms)
+    if w.dim() != 2 or input_norms.shape != (w.shape[1],):
+        raise ValueError(f"w must be (out, in) and input_norms (in,), got {tuple(w.shape)} and "
+                         f"{tuple(input_norms.shape)}")
+    return w.detach().abs() * input_norms[None, :]
+
+
+def row_mask(scores: torch.Tensor, sparsity: float) -> torch.Tensor:
+    """Keep-mask that drops the ``round(sparsity * in)`` lowest scores of *each output row* (Wanda's comparison
+    group: every output keeps the same number of inputs). Ties go to the earlier column (a stable sort)."""
+    check_tensor("scores", scores)
+    if scores.dim() != 2:
+        raise ValueError(f"scores must be (out, in), got shape {tuple(scores.shape)}")
+    check_fraction("sparsity", sparsity)
+    k = round(sparsity * scores.shape[1])
+    mask = torch.ones_like(scores)
+    if k:
+        drop = torch.sort(scores, dim=1, stable=True).indices[:, :k]
+        mask.scatter_(1, drop, 0.0)
+    return mask
+
+
+def nm_mask(scores: torch.Tensor, n: int = 2, m: int = 4) -> torch.Tensor:
+    """N:M semi-structured keep-mask: in every group of ``m`` consecutive inputs of a row, the ``n`` highest scores
+    are kept (2:4 keeps half, in the pattern NVIDIA's sparse tensor cores run). Ties go to the earlier column."""
+    check_tensor("scores", scores)
+    check_int("m", m, 2, 64)
+    check_int("n", n, 1, m - 1)
+    if scores.dim() != 2 or scores.shape[1] % m:
+        raise ValueError(f"scores must be (out, in) with in a multiple of m={m}, got shape {tuple(scores.shape)}")
+    groups = scores.reshape(-1, m)
+    keep = torch.sort(groups, dim=1, descending=True, stable=True).indices[:, :n]
+    return torch.zeros_like(groups).scatter_(1, keep, 1.0).reshape(scores.shape)
+
+
+@torch.no_grad()
+def input_norms(module: nn.Module, linears: Sequence[nn.Linear], x: torch.Tensor, batch_size: int = 32) -> list:
+    """The L2 norm of every input channel of each layer in ``linears`` over all tokens, when ``module`` runs on ``x``
+    (in batches): ``[(in,) per layer]``."""
+    sums = [torch.zeros(m.in_features, dtype=torch.float64) for m in linears]
+
+    def hook(i):
+        def fn(mod, args):
+            sums[i] += args[0].detach().reshape(-1, args[0].shape[-1]).double().pow(2).sum(0)
+        return fn
+
+    handles = [m.register_forward_pre_hook(hook(i)) for i, m in enumerate(linears)]
+    try:
+        for i in range(0, len(x), batch_size):
+            module(x[i:i + batch_size])
+    finally:
+        for h in handles:
+            h.remove()
+    return [s.sqrt().float() for s in sums]
+
+
+def prune_lm(model: nn.Module, sparsity: float | None = None, *, method: str = "magnitude",
+             pattern: tuple[int, int] | None = None, calibration: torch.Tensor | None = None, samples: int = 32,
+             seed: int = 0, inplace: bool = False) -> nn.Module:
+    """One-shot pruning of the linear layers of a transformer's blocks (``layers.transformer_linears``); embeddings,
+    LayerNorms and the head are kept.
+
+    Args:
+        sparsity: fraction of each layer's weights to remove (with no ``pattern``).
+        method: ``"magnitude"``: the smallest |w| of each layer; ``"wanda"``: the lowest ``|W_ij| * ||X_j||`` of each
+            output row, with input norms from ``calibration`` (training text, ``samples`` windows drawn with
+            ``seed``), block by block, each block's inputs from the blocks pruned before it (Wanda's reference
+            order). No weight is updated: the kept weights keep their values.
+        pattern: ``(n, m)`` for N:M semi-structured sparsity (``(2, 4)``): the scores choose n of every m inputs.
+    The masks are kept (``torch.nn.utils.prune``), so a fine-tune keeps the zeros. Returns a copy unless ``inplace``.
+    """
+    linears = transformer_linears(model)
+    check_choice("method", method, LM_METHODS)
+    if (sparsity is None) == (pattern is None):
+        raise ValueError(f"give exactly one of sparsity or pattern, got sparsity={sparsity!r}, pattern={pattern!r}")
+    if sparsity is not None:
+        check_fraction("sparsity", sparsity)
+    else:
+        if not isinstance(pattern, tuple) or len(pattern) != 2:
+            raise TypeError(f"pattern must be a tuple (n, m) such as (2, 4), got {pattern!r}")
+        check_int("pattern m", pattern[1], 2, 64)
+        check_int("pattern n", pattern[0], 1, pattern[1] - 1)
+        for name, m in linears.items():
+            if m.in_features % pattern[1]:
+                raise ValueError(f"{name} has {m.in_features} inputs, not a multiple of m={pattern[1]}")
+    check_bool("inplace", inplace)
+    for name, m in linears.items():
+        check_tensor(f"{name}.weight", m.weight)
+    windows = None
+    if method == "wanda":
+        if calibration is None:
+            raise ValueError("method='wanda' needs calibration token ids (training text)")
+        windows = calibration_windows(calibration, model.context, samples, seed=seed)
+    target = model if inplace else copy_model(model)
+
+    def mask_of(scores):
+        if pattern is not None:
+            return nm_mask(scores, *pattern)
+        return row_mask(scores, sparsity) if method == "wanda" else magnitude_mask(scores, sparsity=sparsity)
+
+    with eval_mode(target), torch.no_grad():
+        if method == "magnitude":
+            masks = {id(m): mask_of(effective_weight(m).abs()) for m in transformer_linears(target).values()}
+            for m in transformer_linears(target).values():
+                torch_prune.custom_from_mask(m, "weight", masks[id(m)])
+            return target
+        x = inputs_of(target, target.blocks[0], windows)
+        for block in target.blocks:
+            mine = [m for m in block.modules() if isinstance(m, nn.Linear)]
+            norms = input_norms(block, mine, x)
+            for m, norm in zip(mine, norms):
+                torch_prune.custom_from_mask(m, "weight", mask_of(wanda_scores(effective_weight(m), norm)))
+            x = torch.cat([block(x[i:i + 32]) for i in range(0, len(x), 32)])  # the pruned block feeds the next
+    return target

@@ -307,3 +307,119 @@ def thin_blocks(model: nn.Module, amount: float, *, norm: int = 1) -> nn.Module:
     for i in range(len(blocks)):
         thinner.blocks[i].f = prune_channels(thinner.blocks[i].f, amount, norm=norm)
     return thinner
+
+
+# ------------------------------------------------------------------------------------------------ attention heads
+
+HEAD_SCORES = ("mask", "gradient")
+
+
+def _attentions(model: nn.Module) -> list:
+    blocks = getattr(model, "blocks", None)
+    if not isinstance(blocks, nn.ModuleList) or not all(hasattr(b, "attn") for b in blocks):
+        raise TypeError(f"model must be a transformer with blocks of attention (models.transformer_lm), got "
+                        f"{type(model).__name__}")
+    return [b.attn for b in blocks]
+
+
+def _lm_loss(model: nn.Module, windows: torch.Tensor, batch_size: int = 32) -> torch.Tensor:
+    """Mean next-token cross-entropy over ``windows`` (N, T + 1), as a tensor (differentiable when grad is on)."""
+    total = 0.0
+    for i in range(0, len(windows), batch_size):
+        w = windows[i:i + batch_size]
+        logits = model(w[:, :-1])
+        total = total + nn.functional.cross_entropy(logits.flatten(0, 1), w[:, 1:].flatten(), reduction="sum")
+    return total / (len(windows) * (windows.shape[1] - 1))
+
+
+def head_importance(model: nn.Module, windows: torch.Tensor, *, method: str = "mask") -> torch.Tensor:
+    """Importance of every attention head, ``(layers, heads)``, on calibration ``windows`` ``(N, T + 1)``.
+
+    ``"mask"``: the rise of the mean loss when that head alone is masked (its output multiplied by 0), one forward
+    pass per head. ``"gradient"``: Michel, Levy & Neubig's proxy ("Are Sixteen Heads Really Better than One?",
+    NeurIPS 2019): with a gate ``xi_h = 1`` on each head's output, ``|dL / d xi_h|``, one backward pass for all heads
+    (a first-order estimate of the same loss change). The model is not changed (its heads' gates are restored)."""
+    attentions = _attentions(model)
+    check_choice("method", method, HEAD_SCORES)
+    if not isinstance(windows, torch.Tensor) or windows.dim() != 2 or windows.dtype != torch.int64 \
+            or windows.shape[1] < 2 or len(windows) == 0:
+        raise TypeError("windows must be a non-empty (N, T + 1) int64 tensor of token ids (data.calibration_windows)")
+    saved = [a.head_mask for a in attentions]
+    flags = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        if method == "gradient":
+            gates = [torch.ones(a.n_head, requires_grad=True) for a in attentions]
+            for a, g in zip(attentions, gates):
+                a.head_mask = g
+            with torch.enable_grad():
+                grads = torch.autograd.grad(_lm_loss(model, windows), gates)
+            return torch.stack([g.abs() for g in grads]).detach()
+        with torch.no_grad():
+            base = _lm_loss(model, windows)
+            scores = torch.zeros(len(attentions), max(a.n_head for a in attentions))
+            for i, a in enumerate(attentions):
+                for h in range(a.n_head):
+                    gate = torch.ones(a.n_head)
+                    gate[h] = 0.0
+                    a.head_mask = gate
+                    scores[i, h] = _lm_loss(model, windows) - base
+                a.head_mask = saved[i]
+            return scores
+    finally:
+        for a, mask in zip(attentions, saved):
+            a.head_mask = mask
+        for m, flag in flags:
+            m.training = flag
+
+
+def remove_heads(model: nn.Module, heads: dict[int, list[int]]) -> nn.Module:
+    """A copy of the transformer with the given heads removed for real: ``heads`` maps a block index to the heads it
+    loses; their rows of q, k and v and their columns of proj are cut out, so the four matrices get smaller (the
+    model is smaller and does fewer MACs, unlike masking). Every block keeps at least one head."""
+    attentions = _attentions(model)
+    if not isinstance(heads, dict):
+        raise TypeError(f"heads must be a dict {{block index: [head, ...]}}, got {type(heads).__name__}")
+    for i, hs in heads.items():
+        check_int("block index", i, 0, len(attentions) - 1)
+        n = attentions[i].n_head
+        if not isinstance(hs, (list, tuple)) or len(set(hs)) != len(hs):
+            raise ValueError(f"heads[{i}] must be a list of distinct head indices, got {hs!r}")
+        for h in hs:
+            check_int(f"heads[{i}] entry", h, 0, n - 1)
+        if len(hs) >= n:
+            raise ValueError(f"block {i} has {n} heads: removing {len(hs)} would leave none; keep at least one")
+    target = copy_model(model)
+    for i, attn in enumerate(_attentions(target)):
+        gone = set(heads.get(i, ()))
+        if not gone:
+            continue
+        keep = [h for h in range(attn.n_head) if h not in gone]
+        rows = torch.cat([torch.arange(h * attn.head_dim, (h + 1) * attn.head_dim) for h in keep])
+        for name in ("q", "k", "v"):
+            setattr(attn, name, _sliced(getattr(attn, name), rows, None))
+        attn.proj = _sliced(attn.proj, None, rows)
+        if attn.head_mask is not None:
+            attn.head_mask = attn.head_mask[keep]
+        attn.n_head = len(keep)
+    return target
+
+
+def prune_heads(model: nn.Module, count: int, windows: torch.Tensor, *, method: str = "mask"
+                ) -> tuple[nn.Module, dict[int, list[int]]]:
+    """Remove the ``count`` least important heads of the whole model (``head_importance``), never the last head of a
+    block; returns the smaller model and the heads removed per block."""
+    scores = head_importance(model, windows, method=method)
+    attentions = _attentions(model)
+    total = sum(a.n_head for a in attentions)
+    check_int("count", count, 0, total - len(attentions))
+    order = sorted(((float(scores[i, h]), i, h) for i, a in enumerate(attentions) for h in range(a.n_head)))
+    left = [a.n_head for a in attentions]
+    chosen: dict[int, list[int]] = {}
+    for _, i, h in order:
+        if sum(len(v) for v in chosen.values()) == count:
+            break
+        if left[i] > 1:
+            chosen.setdefault(i, []).append(h)
+            left[i] -= 1
+    return remove_heads(model, {i: sorted(v) for i, v in chosen.items()}), chosen
