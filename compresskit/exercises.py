@@ -571,6 +571,41 @@ def _group_cases():
             {"what": "a group as wide as the row", "w": _randn(3, 5, 24), "bits": 4, "group_size": 24}]
 
 
+# --- 10: the 2:4 mask -----------------------------------------------------------------------------------------------
+
+
+def _two_four(scores):
+    from compresskit.prune import nm_mask
+
+    return nm_mask(scores, 2, 4)
+
+
+def _keep_top_half(scores, per_row):
+    flat = scores.reshape(scores.shape[0], -1) if per_row else scores.reshape(1, -1)
+    keep = torch.topk(flat, flat.shape[1] // 2, dim=1).indices
+    return torch.zeros_like(flat).scatter_(1, keep, 1.0).reshape(scores.shape)
+
+
+TWO_FOUR_MISTAKES = {
+    "keeping the two lowest": (lambda scores: 1 - _two_four(scores), "keep the 2 *largest* scores of each group"),
+    "groups down the columns": (lambda scores: _two_four(scores.T.contiguous()).T,
+                                "a group is 4 consecutive inputs of one row (along dim 1), as the kernel reads them"),
+    "half of each row, anywhere": (lambda scores: _keep_top_half(scores, True), "that is 50 % unstructured per row: "
+                                   "2:4 needs exactly 2 kept in *every* group of 4"),
+    "half of the whole tensor": (lambda scores: _keep_top_half(scores, False), "one ranking over the whole tensor is "
+                                 "unstructured pruning; rank within each group of 4"),
+}
+
+
+def _two_four_cases():
+    skewed = _randn(3, 4, 8).abs()
+    skewed[:, :4] += 5.0  # every large score in the first group of each row
+    return [{"what": "random 4x8", "scores": _randn(0, 4, 8).abs()},
+            {"what": "one row of 16", "scores": _randn(1, 1, 16).abs()},
+            {"what": "8x4, one group per row", "scores": _randn(2, 8, 4).abs()},
+            {"what": "large scores bunched in one group", "scores": skewed}]
+
+
 CODING: dict[str, CodingExercise] = {
     "01-code": CodingExercise("magnitude_mask(w, sparsity) -> keep-mask", _mask_cases, _package_mask,
                               lambda got, expected, case: _mask_differs(got, expected, case["w"]),
@@ -608,5 +643,9 @@ CODING: dict[str, CodingExercise] = {
                               "cut each row into groups of group_size columns; per group s = (max - min) / (2^b - 1) "
                               "over [min(g, 0), max(g, 0)], z = -round(min / s), clamp(round(w / s) + z), back",
                               GROUP_MISTAKES),
+    "10-code": CodingExercise("two_four_mask(scores) -> keep-mask", _two_four_cases, _two_four,
+                              lambda g, e, c: _tensor_differs(g, e, c),
+                              "reshape to (-1, 4), keep the 2 largest of each row of that view (topk), reshape back",
+                              TWO_FOUR_MISTAKES),
 }
-"""The coding exercises of chapters 01-09, by name."""
+"""The coding exercises of chapters 01-10, by name."""

@@ -27,7 +27,7 @@ from compresskit.checks import (
     check_tensor,
 )
 from compresskit.data import TEXT_VOCAB, decode_text, encode_text
-from compresskit.layers import GATES, eval_mode, is_compressible, named_tensors
+from compresskit.layers import GATES, effective_weight, eval_mode, is_compressible, named_tensors, transformer_linears
 from compresskit.timing import latency
 from compresskit.train import _tensors, evaluate
 
@@ -98,8 +98,20 @@ def _relative_bits(w: torch.Tensor, value_bits: int, index_bits: int) -> int:
     return relative_index_entries(w, index_bits) * (value_bits + index_bits)
 
 
+def _two_four_bits(w: torch.Tensor, value_bits: int, index_bits: int) -> int:
+    """2:4 semi-structured, as a sparse tensor core reads it: of every 4 consecutive entries of a row, 2 values and
+    their 2-bit positions, whether or not they are zero: n / 2 * (value_bits + 2). (``index_bits`` does not apply.)"""
+    if w.shape[-1] % 4:
+        raise ValueError(f"the 2:4 format needs rows whose length is a multiple of 4, got shape {tuple(w.shape)}")
+    reshaped = w.reshape(-1, 4)
+    if int((reshaped != 0).sum(dim=1).max()) > 2:
+        raise ValueError("the 2:4 format holds at most 2 nonzeros in every 4 consecutive entries of a row")
+    return w.numel() // 2 * (value_bits + 2)
+
+
 FORMATS: dict[str, Format] = {
     "dense": _dense_bits,
+    "2:4": _two_four_bits,
     "bitmask": _bitmask_bits,
     "csr": _csr_bits,
     "relative": _relative_bits,
@@ -400,3 +412,21 @@ def sample_text(model: nn.Module, prompt: str, length: int = 200, *, seed: int =
             probs = torch.softmax(logits / temperature, dim=0)
             out.append(int(torch.multinomial(probs, 1, generator=gen)))
     return decode_text(out[len(idx):])
+
+
+def sparse_lm_bytes(model: nn.Module, *, format: str = "bitmask", value_bits: int = 32) -> int:
+    """Bytes of a file of a pruned transformer: the linear layers of its blocks (``layers.transformer_linears``) in
+    ``format`` (``metrics.FORMATS``: ``"bitmask"`` a presence bit per entry and the kept values, ``"2:4"`` two values
+    and their 2-bit positions per 4 entries, ``"dense"`` every entry), everything else (embeddings, biases,
+    LayerNorms, the head) dense at its dtype's size; each tensor rounded up to whole bytes."""
+    linears = {id(m.weight_orig if hasattr(m, "weight_orig") else m.weight): m
+               for m in transformer_linears(model).values()}
+    total = 0
+    for module in model.modules():
+        for name, p in list(module.named_parameters(recurse=False)):
+            if id(p) in linears and name in ("weight", "weight_orig"):
+                w = effective_weight(module).detach()
+                total += -(-tensor_bits(w, format=format, value_bits=value_bits) // 8)
+            else:
+                total += p.numel() * p.element_size()
+    return total

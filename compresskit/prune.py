@@ -438,3 +438,4 @@ def prune_lm(model: nn.Module, sparsity: float | None = None, *, method: str = "
                 torch_prune.custom_from_mask(m, "weight", mask_of(wanda_scores(effective_weight(m), norm)))
             x = torch.cat([block(x[i:i + 32]) for i in range(0, len(x), 32)])  # the pruned block feeds the next
     return target
+

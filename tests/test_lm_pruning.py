@@ -197,3 +197,20 @@ def test_prune_heads_removes_the_least_important_and_keeps_one_per_block(text):
         structured.remove_heads(model, {0: [1, 1]})
     with pytest.raises(TypeError, match="transformer"):
         structured.head_importance(models.mlp(), windows)
+
+
+def test_sparse_lm_bytes_is_the_formula_written_out():
+    from compresskit import metrics
+
+    model = small_lm()
+    total = 4 * sum(p.numel() for p in model.parameters())
+    assert metrics.sparse_lm_bytes(model, format="dense") == total
+    pruned = prune.prune_lm(model, pattern=(2, 4))
+    linear = sum(m.weight.numel() for m in transformer_linears(model).values())
+    # 2:4: per 4 weights, 2 values of 32 bits and 2 positions of 2 bits; bitmask: a bit per weight and the kept values
+    assert metrics.sparse_lm_bytes(pruned, format="2:4") == total - 4 * linear + linear // 4 * (2 * 32 + 2 * 2) // 8
+    assert metrics.sparse_lm_bytes(pruned, format="bitmask") == total - 4 * linear + (linear + linear // 2 * 32) // 8
+    assert metrics.sparse_lm_bytes(pruned, format="2:4", value_bits=16) < metrics.sparse_lm_bytes(pruned,
+                                                                                                  format="2:4")
+    with pytest.raises(ValueError, match="at most 2 nonzeros"):
+        metrics.sparse_lm_bytes(prune.prune_lm(model, 0.2), format="2:4")
