@@ -214,3 +214,16 @@ def test_sparse_lm_bytes_is_the_formula_written_out():
                                                                                                   format="2:4")
     with pytest.raises(ValueError, match="at most 2 nonzeros"):
         metrics.sparse_lm_bytes(prune.prune_lm(model, 0.2), format="2:4")
+
+
+def test_prune_heads_takes_scores_computed_before(text):
+    model = small_lm()
+    windows = data.calibration_windows(text.train, 33, 6)
+    scores = structured.head_importance(model, windows)
+    a, removed_a = structured.prune_heads(model, 3, windows)
+    b, removed_b = structured.prune_heads(model, 3, scores=scores)
+    assert removed_a == removed_b
+    with pytest.raises(ValueError, match="scores must be"):
+        structured.prune_heads(model, 3, scores=scores[:1])
+    with pytest.raises(ValueError, match="calibration windows"):
+        structured.prune_heads(model, 3)
