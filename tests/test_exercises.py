@@ -113,7 +113,9 @@ def test_solutions_are_hidden_when_the_chapter_opens(chapter):
             after = cells[i + 1]
             assert after["cell_type"] == "code" and "solution" in after["metadata"].get("tags", []), \
                 f"chapter {chapter}, cell {i + 1}: the solution's code cell is not tagged"
-        if cell["cell_type"] == "code" and "claim-check" not in cell["metadata"].get("tags", []):
+        if "claim-check" in cell["metadata"].get("tags", []):
+            assert hidden, f"chapter {chapter}, cell {i}: a claim check is collapsed"
+        elif cell["cell_type"] == "code":
             assert tagged == hidden, f"chapter {chapter}, cell {i}: 'solution' tag and hidden source must go together"
         else:
             assert not hidden, f"chapter {chapter}, cell {i}: hide markdown in <details>, not by metadata"
