@@ -74,6 +74,8 @@ def quantize_onnx(fp32_path: str | os.PathLike, int8_path: str | os.PathLike, *,
 
     check_choice("mode", mode, MODES)
     check_int("batches", batches, 1)
+    if not Path(fp32_path).is_file():
+        raise FileNotFoundError(f"no ONNX file at {fp32_path}")
     if mode == "static":
         if calibration is None:
             raise ValueError("mode='static' needs a calibration dataset (a few batches set the activation ranges)")
@@ -140,6 +142,8 @@ class OnnxModel(nn.Module):
         import onnxruntime as ort
 
         check_threads(threads)
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"no ONNX file at {path}")
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1

@@ -136,7 +136,7 @@ def storage_bytes(
     model: nn.Module,
     *,
     format: str = "dense",
-    value_bits: int = 32,
+    value_bits: int | None = None,
     index_bits: int = 32,
     codebook_bits: int | Callable[[str, torch.Tensor], int] = 0,
 ) -> int:
@@ -144,7 +144,8 @@ def storage_bytes(
 
     Args:
         format: how compressible tensors store their entries (``FORMATS``): ``"dense"`` stores all of them.
-        value_bits: bits per stored value of a compressible tensor (32 = float32; fewer after quantization).
+        value_bits: bits per stored value of a compressible tensor (fewer after quantization); None (default): the
+            tensor's own element size (32 for float32, 64 for float64, 16 for bfloat16).
         index_bits: bits per stored index, for sparse formats.
         codebook_bits: bits of a per-tensor table (e.g. k-means centroids), an int for every compressible
             tensor or a function ``(name, tensor) -> bits``.
@@ -154,11 +155,14 @@ def storage_bytes(
     check_module("model", model)
     if not callable(codebook_bits):
         check_int("codebook_bits", codebook_bits, 0)
+    if value_bits is not None:
+        check_int("value_bits", value_bits, 1, 64)
     total_bits = 0
     for name, t in named_tensors(model):
         if is_compressible(t):
             extra = codebook_bits(name, t) if callable(codebook_bits) else codebook_bits
-            bits = tensor_bits(t, format=format, value_bits=value_bits, index_bits=index_bits, codebook_bits=extra)
+            bits = tensor_bits(t, format=format, value_bits=value_bits or t.element_size() * 8, index_bits=index_bits,
+                               codebook_bits=extra)
         else:
             bits = t.numel() * t.element_size() * 8
         total_bits += math.ceil(bits / 8) * 8

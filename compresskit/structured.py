@@ -405,12 +405,19 @@ def remove_heads(model: nn.Module, heads: dict[int, list[int]]) -> nn.Module:
     return target
 
 
-def prune_heads(model: nn.Module, count: int, windows: torch.Tensor, *, method: str = "mask"
-                ) -> tuple[nn.Module, dict[int, list[int]]]:
-    """Remove the ``count`` least important heads of the whole model (``head_importance``), never the last head of a
-    block; returns the smaller model and the heads removed per block."""
-    scores = head_importance(model, windows, method=method)
+def prune_heads(model: nn.Module, count: int, windows: torch.Tensor | None = None, *, method: str = "mask",
+                scores: torch.Tensor | None = None) -> tuple[nn.Module, dict[int, list[int]]]:
+    """Remove the ``count`` least important heads of the whole model (``head_importance`` on ``windows``, or the
+    ``scores`` it returned before), never the last head of a block; returns the smaller model and the heads removed
+    per block."""
     attentions = _attentions(model)
+    if scores is None:
+        if windows is None:
+            raise ValueError("give calibration windows (or the scores head_importance returned)")
+        scores = head_importance(model, windows, method=method)
+    elif not isinstance(scores, torch.Tensor) or scores.shape != (len(attentions), max(a.n_head for a in attentions)):
+        raise ValueError(f"scores must be head_importance's (blocks, heads) tensor for this model, got "
+                         f"{getattr(scores, 'shape', type(scores).__name__)}")
     total = sum(a.n_head for a in attentions)
     check_int("count", count, 0, total - len(attentions))
     order = sorted(((float(scores[i, h]), i, h) for i, a in enumerate(attentions) for h in range(a.n_head)))

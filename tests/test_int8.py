@@ -57,3 +57,10 @@ def test_int4_refusals(tmp_path):
     for bad in (dict(bits=3), dict(block_size=24), dict(block_size=8)):
         with pytest.raises(ValueError):
             int8.quantize_onnx_nbits(tmp_path / "missing.onnx", tmp_path / "out.onnx", **bad)
+
+
+def test_a_missing_onnx_file_is_named(tmp_path):
+    for call in (lambda: int8.OnnxModel(tmp_path / "gone.onnx"),
+                 lambda: int8.quantize_onnx(tmp_path / "gone.onnx", tmp_path / "out.onnx")):
+        with pytest.raises(FileNotFoundError, match="gone.onnx"):
+            call()

@@ -297,3 +297,11 @@ def test_compare_validates_and_restores_threads_and_modes():
             timing.compare({"a": model, "b": model}, torch.rand(1, 1, 8, 8), **kwargs)
     with pytest.raises(TypeError, match="at least two"):
         timing.compare({"a": model}, None)
+
+
+def test_storage_bytes_prices_a_models_own_dtype():
+    for dtype, width in ((torch.float32, 4), (torch.float64, 8), (torch.bfloat16, 2)):
+        model = models.mlp(hidden=(8,)).to(dtype)
+        assert metrics.storage_bytes(model) == width * metrics.count_params(model)
+    model = models.mlp(hidden=(8,)).double()
+    assert metrics.storage_bytes(model, value_bits=4) < metrics.storage_bytes(model)  # an explicit width still wins
