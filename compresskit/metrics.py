@@ -225,15 +225,13 @@ def macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
             if isinstance(module, kind):
                 handles.append(module.register_forward_hook(hook(rule)))
                 break
-    was_training = model.training
-    model.eval()
     try:
-        device = next((p.device for p in model.parameters()), torch.device("cpu"))
-        model(torch.zeros(1, *input_shape, device=device))
+        with eval_mode(model):  # every submodule's own mode comes back
+            device = next((p.device for p in model.parameters()), torch.device("cpu"))
+            model(torch.zeros(1, *input_shape, device=device))
     finally:
         for h in handles:
             h.remove()
-        model.train(was_training)
     return total[0]
 
 

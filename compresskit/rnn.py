@@ -26,7 +26,7 @@ from torch import nn
 from torch.nn.utils import prune as torch_prune
 
 from compresskit.checks import check_bool, check_choice, check_int, check_module, check_number, check_tensor
-from compresskit.layers import GATES, effective_weight, factory, mask_of, stored_tensor
+from compresskit.layers import GATES, effective_weight, eval_mode, factory, mask_of, stored_tensor
 from compresskit.structured import prune_units  # noqa: F401 (structured pruning lives in one module; public here)
 
 
@@ -168,13 +168,11 @@ def hidden_states(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     layer = layers[0][1]
     seen = []
     handle = layer.register_forward_hook(lambda m, inp, out: seen.append(out[0]))
-    was_training = model.training
-    model.eval()
     try:
-        model(x)
+        with eval_mode(model):  # every submodule's own mode comes back
+            model(x)
     finally:
         handle.remove()
-        model.train(was_training)
     out = seen[0]
     return out if layer.batch_first or out.dim() == 2 else out.transpose(0, 1)
 

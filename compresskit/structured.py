@@ -16,7 +16,16 @@ import torch
 from torch import nn
 
 from compresskit.checks import check_choice, check_fraction, check_int, check_module
-from compresskit.layers import GATES, copy_model, effective_weight, factory, like, replace_module, require_sites
+from compresskit.layers import (
+    GATES,
+    copy_model,
+    effective_weight,
+    eval_mode,
+    factory,
+    like,
+    replace_module,
+    require_sites,
+)
 
 NORMS = (1, 2)
 
@@ -260,9 +269,7 @@ def block_importance(model: nn.Module, calibration, *, method: str = "skip") -> 
     blocks = _blocks(model)
     check_choice("method", method, BLOCK_SCORES)
     x, y = _tensors(calibration, "calibration")
-    mode = model.training
-    model.eval()
-    try:
+    with eval_mode(model):  # every submodule's own mode comes back
         if method == "skip":
             base = nn.functional.cross_entropy(model(x), y)
             return torch.stack([nn.functional.cross_entropy(remove_blocks(model, [i])(x), y) - base
@@ -281,8 +288,6 @@ def block_importance(model: nn.Module, calibration, *, method: str = "skip") -> 
             for h in handles:
                 h.remove()
         return torch.stack(ratios).float()
-    finally:
-        model.train(mode)
 
 
 def prune_blocks(model: nn.Module, count: int, calibration, *, method: str = "skip") -> nn.Module:
@@ -345,32 +350,33 @@ def head_importance(model: nn.Module, windows: torch.Tensor, *, method: str = "m
             or windows.shape[1] < 2 or len(windows) == 0:
         raise TypeError("windows must be a non-empty (N, T + 1) int64 tensor of token ids (data.calibration_windows)")
     saved = [a.head_mask for a in attentions]
-    flags = [(m, m.training) for m in model.modules()]
-    model.eval()
     try:
-        if method == "gradient":
-            gates = [torch.ones(a.n_head, requires_grad=True) for a in attentions]
-            for a, g in zip(attentions, gates):
-                a.head_mask = g
-            with torch.enable_grad():
-                grads = torch.autograd.grad(_lm_loss(model, windows), gates)
-            return torch.stack([g.abs() for g in grads]).detach()
-        with torch.no_grad():
-            base = _lm_loss(model, windows)
-            scores = torch.zeros(len(attentions), max(a.n_head for a in attentions))
-            for i, a in enumerate(attentions):
-                for h in range(a.n_head):
-                    gate = torch.ones(a.n_head)
-                    gate[h] = 0.0
-                    a.head_mask = gate
-                    scores[i, h] = _lm_loss(model, windows) - base
-                a.head_mask = saved[i]
-            return scores
+        with eval_mode(model):  # every submodule's own mode comes back
+            return _head_scores(model, attentions, windows, method, saved)
     finally:
         for a, mask in zip(attentions, saved):
             a.head_mask = mask
-        for m, flag in flags:
-            m.training = flag
+
+
+def _head_scores(model, attentions, windows, method, saved) -> torch.Tensor:
+    if method == "gradient":
+        gates = [torch.ones(a.n_head, requires_grad=True) for a in attentions]
+        for a, g in zip(attentions, gates):
+            a.head_mask = g
+        with torch.enable_grad():
+            grads = torch.autograd.grad(_lm_loss(model, windows), gates)
+        return torch.stack([g.abs() for g in grads]).detach()
+    with torch.no_grad():
+        base = _lm_loss(model, windows)
+        scores = torch.zeros(len(attentions), max(a.n_head for a in attentions))
+        for i, a in enumerate(attentions):
+            for h in range(a.n_head):
+                gate = torch.ones(a.n_head)
+                gate[h] = 0.0
+                a.head_mask = gate
+                scores[i, h] = _lm_loss(model, windows) - base
+            a.head_mask = saved[i]
+        return scores
 
 
 def remove_heads(model: nn.Module, heads: dict[int, list[int]]) -> nn.Module:

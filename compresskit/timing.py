@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from compresskit.checks import check_fraction, check_int, check_module, check_number, check_tensor, check_threads
-from compresskit.layers import effective_weight
+from compresskit.layers import effective_weight, eval_mode
 from compresskit.prune import magnitude_mask
 
 __all__ = ["Timing", "latency", "median_interval", "SpeedComparison", "compare", "sparse_matmul_timings", "SparseCSR"]
@@ -46,18 +46,15 @@ class Timing:
 
 @contextmanager
 def _timing_conditions(models, threads: int):
-    """Threads pinned to ``threads`` and modules in eval mode inside the block; both restored after it."""
-    modes = [(m, m.training) for m in models if isinstance(m, nn.Module)]
+    """Threads pinned to ``threads`` and modules in eval mode inside the block; both restored after it (each
+    submodule's own mode, ``layers.eval_mode``)."""
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        for m, _ in modes:
-            m.eval()
-        yield
+        with eval_mode(*[m for m in models if isinstance(m, nn.Module)]):
+            yield
     finally:
         torch.set_num_threads(before)
-        for m, mode in modes:
-            m.train(mode)
 
 
 def _checked_call_args(callables: dict, example_input, warmup, threads: int) -> tuple:

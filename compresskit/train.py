@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from compresskit import cache, data, encode, models
 from compresskit.checks import check_bool, check_choice, check_int, check_module, check_number
-from compresskit.layers import refresh_pruned
+from compresskit.layers import eval_mode, refresh_pruned
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}
 
@@ -202,12 +202,8 @@ def predict(model: nn.Module, dataset: Dataset, *, batch_size: int = 1024) -> to
     check_int("batch_size", batch_size, 1)
     x_all, _ = _tensors(dataset)
     device = _device(model)
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):  # every submodule's own mode comes back, even when the forward fails
         return torch.cat([model(x_all[i : i + batch_size].to(device)) for i in range(0, len(x_all), batch_size)])
-    finally:  # the model's mode comes back even when its forward fails
-        model.train(was_training)
 
 
 def evaluate(model: nn.Module, dataset: Dataset) -> float:

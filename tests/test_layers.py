@@ -63,3 +63,45 @@ def test_copy_model_after_a_forward_of_a_pruned_model_and_like():
     assert new.weight.dtype == torch.float64 and not new.training
     with pytest.raises(TypeError, match="model must be an nn.Module"):
         layers.copy_model(torch.zeros(2))
+
+
+def test_every_function_that_switches_modes_restores_each_submodules_own_flag():
+    from compresskit import data, metrics, models, rnn, structured, timing
+    from compresskit.train import predict
+
+    def mixed(model):
+        model.train()
+        children = list(model.modules())[1:]
+        for m in children[::2]:
+            m.eval()
+        return [(m, m.training) for m in model.modules()]
+
+    def unchanged(flags):
+        return all(m.training == flag for m, flag in flags)
+
+    split = data.load_digits()
+    x = split.test.tensors[0][:4]
+    mlp = models.mlp(hidden=(8, 8))
+    for call in (lambda: predict(mlp, split.test), lambda: metrics.macs(mlp, (1, 8, 8)),
+                 lambda: timing.latency(mlp, x, repeats=2, warmup=0),
+                 lambda: timing.compare({"a": mlp, "b": models.mlp(hidden=(4,))}, x, rounds=3, max_rounds=3)):
+        flags = mixed(mlp)
+        call()
+        assert unchanged(flags)
+    gru = models.rnn_classifier("gru", 8)
+    flags = mixed(gru)
+    rnn.hidden_states(gru, x[:, 0])
+    assert unchanged(flags)
+    res = models.residual_mlp(blocks=2)
+    flags = mixed(res)
+    structured.block_importance(res, split.train)
+    assert unchanged(flags)
+    lm = models.transformer_lm(context=16, d_model=32, n_layer=1, n_head=2)
+    windows = data.calibration_windows(data.load_text().train, 17, 2)
+    for method in ("mask", "gradient"):
+        flags = mixed(lm)
+        structured.head_importance(lm, windows, method=method)
+        assert unchanged(flags)
+    flags = mixed(lm)
+    metrics.perplexity(lm, windows)
+    assert unchanged(flags)
