@@ -36,7 +36,7 @@ from compresskit.metrics import perplexity
 
 __all__ = ["BITS", "SCALE_BITS", "METHODS", "group_params", "quantize_groups", "dequantize_groups",
            "fake_quantize_groups", "gptq", "awq_scale", "awq_fold", "quantize_lm", "Setting", "settings_for",
-           "layer_bytes", "lm_bytes", "layer_sensitivity", "allocate_bits"]
+           "layer_bytes", "lm_bytes", "pack_groups", "unpack_groups", "layer_sensitivity", "allocate_bits"]
 
 BITS = (2, 8)  # the bit widths weight-only quantization accepts
 SCALE_BITS = 16  # a float16 scale per group
@@ -418,6 +418,49 @@ def layer_bytes(layer: nn.Linear, setting: Setting) -> int:
     groups = rows * (cols // (setting.group_size or cols))
     return (math.ceil(rows * cols * setting.bits / 8)
             + math.ceil(groups * (SCALE_BITS + (0 if setting.symmetric else setting.bits)) / 8))
+
+
+def _pack_bits(values: np.ndarray, bits: int) -> bytes:
+    """Unsigned integers below ``2**bits``, ``bits`` each, least significant bit first, padded to a whole byte."""
+    planes = (values.astype(np.uint16)[:, None] >> np.arange(bits, dtype=np.uint16)) & 1
+    return np.packbits(planes.astype(np.uint8).reshape(-1), bitorder="little").tobytes()
+
+
+def _unpack_bits(data: bytes, count: int, bits: int) -> np.ndarray:
+    planes = np.unpackbits(np.frombuffer(data, dtype=np.uint8), bitorder="little")[: count * bits]
+    return (planes.reshape(count, bits).astype(np.int64) << np.arange(bits)).sum(axis=1)
+
+
+def pack_groups(q: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor, bits: int, *, symmetric: bool) -> bytes:
+    """The bytes a file stores for one layer (``quantize_groups``'s output): the codes at ``bits`` each (symmetric
+    codes offset by ``2**(bits - 1)``), then the float16 scales, then (affine) the zero points at ``bits`` each; each
+    part padded to a whole byte. ``len(pack_groups(...)) == layer_bytes(...)``: the sizes this module reports are
+    files, not estimates."""
+    check_int("bits", bits, *BITS)
+    check_bool("symmetric", symmetric)
+    offset = 2 ** (bits - 1) if symmetric else 0
+    codes = q.flatten().numpy().astype(np.int64) + offset
+    if codes.min() < 0 or codes.max() >= 2**bits:
+        raise ValueError(f"q holds codes outside the {bits}-bit range")
+    blob = _pack_bits(codes, bits) + scale.flatten().numpy().astype(np.float16).tobytes()
+    return blob if symmetric else blob + _pack_bits(zero.flatten().numpy().astype(np.int64), bits)
+
+
+def unpack_groups(blob: bytes, rows: int, columns: int, bits: int, *, group_size: int | None,
+                  symmetric: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``pack_groups`` read back: ``(q, scale, zero)`` exactly as ``quantize_groups`` returned them."""
+    g = _check_setting(bits, group_size, columns, symmetric)
+    n, groups = rows * columns, rows * (columns // g)
+    sizes = [-(-n * bits // 8), 2 * groups, 0 if symmetric else -(-groups * bits // 8)]
+    if len(blob) != sum(sizes):
+        raise ValueError(f"blob holds {len(blob)} bytes; {rows}x{columns} at {bits} bits in groups of {g} take "
+                         f"{sum(sizes)}")
+    offset = 2 ** (bits - 1) if symmetric else 0
+    q = torch.from_numpy(_unpack_bits(blob[: sizes[0]], n, bits) - offset).reshape(rows, columns).to(torch.int32)
+    scale = torch.from_numpy(np.frombuffer(blob[sizes[0]: sizes[0] + sizes[1]], dtype=np.float16).astype(np.float32))
+    zero = torch.zeros(groups) if symmetric else torch.from_numpy(
+        _unpack_bits(blob[sizes[0] + sizes[1]:], groups, bits).astype(np.float32))
+    return q, scale.reshape(rows, -1), zero.reshape(rows, -1)
 
 
 def lm_bytes(model: nn.Module, settings: dict[str, Setting] | None = None) -> int:

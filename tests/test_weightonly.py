@@ -325,3 +325,19 @@ def test_bad_input_is_refused(text):
         wo.gptq(w, torch.eye(8), 4, group_size=None)
     with pytest.raises(TypeError, match="transformer"):
         transformer_linears(models.mlp())
+
+
+@pytest.mark.parametrize("bits", (2, 3, 4, 5, 8))
+@pytest.mark.parametrize("group_size", (16, None))
+@pytest.mark.parametrize("symmetric", (False, True))
+def test_packed_groups_round_trip_and_take_the_bytes_reported(bits, group_size, symmetric):
+    w = torch.randn(24, 48, generator=torch.Generator().manual_seed(bits))
+    q, scale, zero = wo.quantize_groups(w, bits, group_size=group_size, symmetric=symmetric)
+    blob = wo.pack_groups(q, scale, zero, bits, symmetric=symmetric)
+    layer = torch.nn.Linear(48, 24)
+    assert len(blob) == wo.layer_bytes(layer, wo.Setting(bits, group_size, symmetric))
+    back = wo.unpack_groups(blob, 24, 48, bits, group_size=group_size, symmetric=symmetric)
+    for a, b in zip(back, (q, scale, zero)):
+        assert torch.equal(a.float(), b.float())
+    with pytest.raises(ValueError, match="blob holds"):
+        wo.unpack_groups(blob[:-1], 24, 48, bits, group_size=group_size, symmetric=symmetric)
