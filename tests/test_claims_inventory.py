@@ -16,12 +16,12 @@ MEASURED = re.compile(r"\b(faster|slower|beats?|better|worse|within \d|more than
                       r"larger than|loses?|recovers?|outperforms?|no measurable difference|\d+(\.\d+)? ?%|"
                       r"\d+(\.\d+)?x)\b", re.IGNORECASE)
 # sentences that talk about the run's output instead of stating it
-DEFERS = re.compile(r"\b(printed|prints?|above|below|the verdicts?|this run|the run|measured|read the|shows?)\b",
-                    re.IGNORECASE)
+DEFERS = re.compile(r"\b(printed|prints?|above|below|the verdicts?|this run|the run|measured|read the|shows?)\b"
+                    r"|et al\.|\b(19|20)\d\d\b", re.IGNORECASE)  # or a published result, cited
 
 # Measured-outcome sentences without a check, per chapter, when this inventory was taken; lower these as chapters
 # tie their sentences to their runs (a chapter may not rise above its ceiling).
-CEILING = {"00": 2, "01": 12, "02": 2, "03": 1, "04": 2, "05": 4, "06": 11, "07": 7, "08": 7, "09": 0, "10": 4}
+CEILING = {"00": 2, "01": 12, "02": 2, "03": 1, "04": 2, "05": 4, "06": 11, "07": 7, "08": 7, "09": 0, "10": 3}
 
 
 def _sentences(text: str) -> list[str]:
