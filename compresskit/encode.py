@@ -579,7 +579,45 @@ def framing_bytes(model: nn.Module) -> int:
     return 13 + sum(2 + len(name.encode("utf-8")) + 2 + 4 * t.dim() + 5 for name, t in _tensors_of(model))
 
 
-def storage_report(model: nn.Module, **pack_kwargs) -> list[dict]:
-    """Per tensor of ``pack(model)``: name, shape, encoding and bytes (the header and checksum not included)."""
-    return describe(pack(model, **pack_kwargs))
+# ------------------------------------------------------------------------------------------------ 2:4 layout
 
+
+def pack_two_four(w: torch.Tensor) -> bytes:
+    """A 2:4-sparse matrix (at most 2 nonzeros in every 4 consecutive entries of a row) in the layout a sparse tensor
+    core reads: per group of 4, its 2 kept values (in ``w``'s dtype) and their 2-bit positions. Values first, then the
+    positions packed four to a byte; ``len`` is ``metrics.tensor_bits(w, format="2:4", value_bits=...) / 8`` for an
+    even number of groups. A group with fewer than 2 nonzeros keeps a zero in a free position."""
+    if not isinstance(w, torch.Tensor) or w.dim() != 2 or w.shape[1] % 4 or not w.is_floating_point():
+        raise ValueError(f"w must be a floating (rows, columns) matrix with columns a multiple of 4, got "
+                         f"{getattr(w, 'shape', type(w).__name__)}")
+    groups = w.detach().cpu().reshape(-1, 4)
+    if int((groups != 0).sum(dim=1).max()) > 2:
+        raise ValueError("w is not 2:4 sparse: a group of 4 consecutive entries holds more than 2 nonzeros")
+    # the two positions of each group: its nonzeros first, then the lowest free positions (stable: ordered)
+    order = torch.sort((groups == 0).to(torch.int8), dim=1, stable=True).indices[:, :2]
+    positions = torch.sort(order, dim=1).values
+    values = torch.gather(groups, 1, positions)
+    codes = positions.reshape(-1).numpy().astype(np.uint8)
+    codes = np.concatenate([codes, np.zeros((-len(codes)) % 4, dtype=np.uint8)]).reshape(-1, 4)
+    packed = (codes[:, 0] | codes[:, 1] << 2 | codes[:, 2] << 4 | codes[:, 3] << 6).astype(np.uint8)
+    return _raw_bytes(values.reshape(-1)) + packed.tobytes()
+
+
+def unpack_two_four(blob: bytes, shape: tuple[int, int], dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """``pack_two_four`` read back into a dense ``shape`` matrix of ``dtype``, bit for bit; a blob of the wrong length
+    is a ``ValueError``."""
+    if dtype not in DTYPE_CODES or not dtype.is_floating_point:
+        raise ValueError(f"dtype must be a floating dtype the format knows, got {dtype}")
+    if len(shape) != 2 or any(not isinstance(d, int) or d < 1 for d in shape) or shape[1] % 4:
+        raise ValueError(f"shape must be (rows, columns) with columns a multiple of 4, got {shape}")
+    groups = shape[0] * shape[1] // 4
+    value_bytes = 2 * groups * torch.empty((), dtype=dtype).element_size()
+    if len(blob) != value_bytes + -(-2 * groups // 4):
+        raise ValueError(f"blob holds {len(blob)} bytes; a 2:4 matrix of shape {shape} takes "
+                         f"{value_bytes + -(-2 * groups // 4)}")
+    values = _from_raw(blob[:value_bytes], dtype, 2 * groups).reshape(groups, 2)
+    packed = np.frombuffer(blob[value_bytes:], dtype=np.uint8)
+    codes = np.stack([(packed >> s) & 3 for s in (0, 2, 4, 6)], axis=1).reshape(-1)[: 2 * groups]
+    out = torch.zeros(groups, 4, dtype=dtype)
+    out.scatter_(1, torch.from_numpy(codes.astype(np.int64)).reshape(groups, 2), values)
+    return out.reshape(shape)

@@ -240,3 +240,25 @@ def test_wrong_arguments():
         encode.pack(LIKE, huffman="yes")
     with pytest.raises(ValueError, match="gap_bits"):
         encode.pack(LIKE, gap_bits=40)
+
+
+@pytest.mark.parametrize("seed", (0, 1, 2))
+@pytest.mark.parametrize("dtype", (torch.float32, torch.float16, torch.bfloat16))
+def test_two_four_layout_round_trips_and_takes_the_priced_bytes(seed, dtype):
+    from compresskit import metrics
+    from compresskit.prune import nm_mask
+
+    w = torch.randn(6, 16, generator=torch.Generator().manual_seed(seed))
+    w = (w * nm_mask(w.abs(), 2, 4)).to(dtype)
+    w[0, :4] = 0  # a group with no nonzero, and one with a single one
+    w[1, :4] = torch.tensor([0, 0, 0.5, 0], dtype=dtype)
+    blob = encode.pack_two_four(w)
+    bits = w.element_size() * 8
+    assert len(blob) == metrics.tensor_bits(w.float(), format="2:4", value_bits=bits) // 8
+    assert torch.equal(encode.unpack_two_four(blob, (6, 16), dtype), w)
+    with pytest.raises(ValueError, match="blob holds"):
+        encode.unpack_two_four(blob[:-1], (6, 16), dtype)
+    with pytest.raises(ValueError, match="not 2:4 sparse"):
+        encode.pack_two_four(torch.ones(2, 8))
+    with pytest.raises(ValueError, match="multiple of 4"):
+        encode.pack_two_four(torch.zeros(2, 6))
