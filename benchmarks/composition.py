@@ -13,7 +13,7 @@ import torch
 from _common import ROOT, table
 from torch.nn.utils import prune as torch_prune
 
-from compresskit import data, lowrank, models, prune, quantize
+from compresskit import data, lowrank, models, prune, qat, quantize
 from compresskit.train import evaluate, fit_baseline
 
 sys.path.insert(0, str(ROOT))
@@ -64,12 +64,12 @@ def pairs(base, gru, split):
     rows.append(("SVD rank 16 -> prune 50 %", prune.magnitude_prune(factored, sparsity=0.5),
                  ref.torch_prune_layers(factored, 0.5)))
     hand = ref.torch_prune_layers(base, 0.7)
-    ours = quantize.qat(prune.magnitude_prune(base, sparsity=0.7), split.train, bits=3, per_channel=True, epochs=1,
+    ours = qat.qat(prune.magnitude_prune(base, sparsity=0.7), split.train, bits=3, per_channel=True, epochs=1,
                         lr=1e-3, seed=0, progress=False)
     weights = ref.qat_by_hand(hand, x, y, bits=3, lr=1e-3, seed=0, batch_size=64)  # trains hand's biases too
     rows.append(("prune 70 % -> QAT 3-bit (1 epoch)", ours, _with_weights(hand, weights)))
     hand = ref.torch_prune_layers(base, 0.9)
-    ours = quantize.kmeans_finetune(prune.magnitude_prune(base, sparsity=0.9), split.train, bits=2, epochs=1, lr=0.01,
+    ours = qat.kmeans_finetune(prune.magnitude_prune(base, sparsity=0.9), split.train, bits=2, epochs=1, lr=0.01,
                                     optimizer="sgd", batch_size=len(x), seed=0, progress=False)
     weights = ref.centroid_finetune_by_hand(ref.torch_prune_layers(base, 0.9), x, y, bits=2, lr=0.01)
     rows.append(("prune 90 % -> k-means 2-bit + 1 centroid step", ours, _with_weights(hand, weights)))

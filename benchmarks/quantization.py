@@ -8,7 +8,7 @@ import sys
 import torch
 from _common import chapter_panels, notebook_times, slider_latency, table, trained
 
-from compresskit import data, int8, models, quantize, timing
+from compresskit import data, int8, models, qat, quantize, timing
 from compresskit.train import evaluate, fit_baseline
 
 SEEDS = (0, 1, 2)
@@ -28,10 +28,10 @@ def main() -> None:
             "8-bit PTQ": evaluate(quantize.quantize_model(base, 8), split.test),
             "4-bit per-channel PTQ": evaluate(quantize.quantize_model(base, 4, per_channel=True), split.test),
             "2-bit PTQ": evaluate(quantize.quantize_model(base, 2, per_channel=True), split.test),
-            "2-bit QAT": evaluate(quantize.qat(base, split.train, bits=2, epochs=10, progress=False, seed=seed),
+            "2-bit QAT": evaluate(qat.qat(base, split.train, bits=2, epochs=10, progress=False, seed=seed),
                                   split.test),
             "k-means 4-bit": evaluate(quantize.quantize_model(base, 4, method="kmeans"), split.test),
-            "binary QAT": evaluate(quantize.qat(base, split.train, bits=1, method="binary", epochs=10, progress=False,
+            "binary QAT": evaluate(qat.qat(base, split.train, bits=1, method="binary", epochs=10, progress=False,
                                                 seed=seed), split.test),
         }
         rows.append([seed, f"{100 * b:.2f}"] + [f"{100 * (a - b):+.2f}" for a in acc.values()])

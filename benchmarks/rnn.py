@@ -9,7 +9,7 @@ import sys
 import torch
 from _common import GAP_COLUMNS, chapter_panels, distillation_gaps, notebook_times, slider_latency, table, trained
 
-from compresskit import data, int8, lowrank, metrics, models, prune, quantize, rnn, timing
+from compresskit import data, int8, lowrank, metrics, models, prune, qat, quantize, rnn, structured, timing
 from compresskit.train import evaluate, fit_baseline, train
 
 SEEDS = (0, 1, 2)
@@ -46,9 +46,9 @@ def main() -> None:
         row = [seed]
         for bits in (3, 2):
             ptq = quantize.quantize_model(base, bits, per_channel=True)
-            qat = quantize.qat(base, split.train, bits=bits, per_channel=True, epochs=5, lr=1e-3, progress=False,
-                               seed=seed)
-            row += [f"{100 * (evaluate(m, split.test) - b):+.2f}" for m in (ptq, qat)]
+            trained_q = qat.qat(base, split.train, bits=bits, per_channel=True, epochs=5, lr=1e-3, progress=False,
+                                seed=seed)
+            row += [f"{100 * (evaluate(m, split.test) - b):+.2f}" for m in (ptq, trained_q)]
         rows.append(row)
     table(["seed", "3-bit PTQ (pts)", "3-bit QAT 5 ep (pts)", "2-bit PTQ (pts)", "2-bit QAT 5 ep (pts)"], rows,
           "GRU-64 below 4 bits, per channel: post-training vs quantization-aware training")
@@ -69,15 +69,15 @@ def main() -> None:
     x64 = split.test.tensors[0][:64]
     for seed, base in bases.items():
         b = evaluate(base, split.test)
-        halved = rnn.prune_units(base, 0.5)
+        halved = structured.prune_units(base, 0.5)
         train(halved, split.train, epochs=10, lr=3e-3, progress=False, seed=seed)
         zeros = prune.finalize(prune.magnitude_prune(base, sparsity=0.7, scope="global"))
         speed = timing.compare({"dense": base, "32 units": halved, "70 % zeros": zeros}, x64)
         rows.append([seed, f"{100 * (evaluate(halved, split.test) - b):+.2f}", f"{speed.median_ms('dense'):.3f}",
                      speed.verdict("32 units"), speed.verdict("70 % zeros")])
     table(["seed", "64 -> 32 units + 10 ep (pts)", "dense ms", "32 units against dense", "70 % zeros against dense"],
-          rows, "Structured: removing hidden units (rnn.prune_units) vs scattered zeros, batch 64, 1 thread, timed "
-          "interleaved, verdicts with the 95 % interval of the median")
+          rows, "Structured: removing hidden units (structured.prune_units) vs scattered zeros, batch 64, 1 thread, "
+          "timed interleaved, verdicts with the 95 % interval of the median")
 
     rows = []
     for which, rank in [("rank_hh", r) for r in (8, 16, 32)] + [("rank_ih", r) for r in (2, 4, 6)]:
@@ -98,7 +98,7 @@ def main() -> None:
         b = evaluate(lstm, split.test)
         pruned = prune.magnitude_prune(lstm, sparsity=0.7, scope="global")
         train(pruned, split.train, epochs=10, lr=3e-3, progress=False, seed=seed)
-        halved = rnn.prune_units(lstm, 0.5)
+        halved = structured.prune_units(lstm, 0.5)
         train(halved, split.train, epochs=10, lr=3e-3, progress=False, seed=seed)
         low = models.copy_model(lstm)
         low.rnn = lowrank.svd_rnn(lstm.rnn, rank_hh=16)

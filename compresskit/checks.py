@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import torch
 from torch import nn
+from torch.utils.data import Dataset, TensorDataset
 
 
 def _kind(value) -> str:
@@ -103,3 +104,36 @@ def check_threads(threads) -> None:
     """A thread count from 1 to the machine's cores: more only slows timings down, and an absurd count starts that
     many OS threads and can take the machine (and the learner's kernel) down."""
     check_int("threads", threads, 1, available_cores())
+
+
+def dataset_tensors(dataset: Dataset, name: str = "dataset") -> tuple[torch.Tensor, torch.Tensor]:
+    """(inputs, labels) of a dataset, as two whole tensors; refuses an empty dataset, non-finite inputs and labels
+    that are not non-negative integers, naming the dataset."""
+    if isinstance(dataset, TensorDataset):
+        if len(dataset.tensors) != 2:
+            raise ValueError(f"{name} must hold (inputs, labels), got {len(dataset.tensors)} tensors")
+        x, y = dataset.tensors
+    elif isinstance(dataset, Dataset) and hasattr(dataset, "__len__"):
+        if len(dataset) == 0:
+            raise ValueError(f"{name} is empty")
+        xs, ys = zip(*(dataset[i] for i in range(len(dataset))))
+        x, y = torch.stack(xs), torch.as_tensor(ys)
+    else:
+        raise TypeError(f"{name} must be a TensorDataset or a map-style Dataset, got {type(dataset).__name__}")
+    if len(x) == 0:
+        raise ValueError(f"{name} is empty")
+    if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
+        raise TypeError(f"{name}'s labels must be integer class indices, got {y.dtype}")
+    if x.dtype == torch.int64 and y.shape == x.shape and x.dim() == 2:  # token windows (data.windows): next tokens
+        if int(x.min()) < 0:
+            raise ValueError(f"{name}'s token ids must be >= 0, got {int(x.min())}")
+    elif not x.is_floating_point():
+        raise TypeError(f"{name}'s inputs must be floating point (or int64 token windows with a next token per "
+                        f"position), got {x.dtype}")
+    elif not bool(torch.isfinite(x).all()):
+        raise ValueError(f"{name}'s inputs hold non-finite values (NaN or inf)")
+    elif y.dim() != 1 or len(y) != len(x):
+        raise ValueError(f"{name}'s labels must be one per input ({len(x)}), got shape {tuple(y.shape)}")
+    if int(y.min()) < 0:
+        raise ValueError(f"{name}'s labels must be >= 0, got {int(y.min())}")
+    return x, y

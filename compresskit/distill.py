@@ -23,8 +23,17 @@ from torch import nn
 from torch.utils.data import Dataset, TensorDataset
 
 from compresskit.cache import keyed
-from compresskit.checks import check_bool, check_choice, check_fraction, check_module, check_number, check_tensor
-from compresskit.train import _device, _tensors, evaluate, predict, set_seed, train
+from compresskit.checks import (
+    check_bool,
+    check_choice,
+    check_fraction,
+    check_module,
+    check_number,
+    check_tensor,
+    dataset_tensors,
+)
+from compresskit.layers import device_of
+from compresskit.train import evaluate, predict, set_seed, train
 
 
 def _check(temperature, alpha) -> None:
@@ -139,13 +148,13 @@ def distill(student: nn.Module, teacher: nn.Module, dataset: Dataset, *, tempera
     prepare, per_batch = _objective(loss, temperature, alpha)
     check_module("student", student)
     check_module("teacher", teacher)
-    inputs, labels = _tensors(dataset)  # read once: the teacher and the loop both use these tensors
+    inputs, labels = dataset_tensors(dataset)  # read once: the teacher and the loop both use these tensors
     rows = TensorDataset(inputs, torch.arange(len(labels)))  # the "label" the loop hands over is the row number
     teacher_logits = predict(teacher, rows)  # eval mode and no_grad inside; the teacher's mode is restored
     if teacher_logits.shape[0] != len(labels):
         raise ValueError(f"the teacher gave {teacher_logits.shape[0]} rows of logits for {len(labels)} images")
     check_tensor("the teacher's logits", teacher_logits)
-    device = _device(student)
+    device = device_of(student)
     teacher_side, labels = prepare(teacher_logits.to(device)), labels.to(device)
 
     def objective(model, x, row):
@@ -180,7 +189,7 @@ def labelled_fraction(dataset: Dataset, fraction: float, seed: int) -> TensorDat
     """A random ``fraction`` of ``dataset`` (``int(n * fraction)`` images, at least one), drawn for ``seed``: the
     labels a learner has when labels are scarce."""
     check_fraction("fraction", fraction)
-    inputs, labels = _tensors(dataset)
+    inputs, labels = dataset_tensors(dataset)
     keep = max(1, int(len(labels) * fraction))
     subset = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))[:keep]
     return TensorDataset(inputs[subset], labels[subset])

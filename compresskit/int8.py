@@ -31,10 +31,17 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from compresskit.checks import check_bool, check_choice, check_int, check_module, check_tensor, check_threads
+from compresskit.checks import (
+    check_bool,
+    check_choice,
+    check_int,
+    check_module,
+    check_tensor,
+    check_threads,
+    dataset_tensors,
+)
 from compresskit.layers import eval_mode
 from compresskit.metrics import torch_file_bytes  # noqa: F401 (file sizes are measured in metrics; public here too)
-from compresskit.train import _tensors
 
 MODES = ("dynamic", "static")
 
@@ -79,7 +86,7 @@ def quantize_onnx(fp32_path: str | os.PathLike, int8_path: str | os.PathLike, *,
     if mode == "static":
         if calibration is None:
             raise ValueError("mode='static' needs a calibration dataset (a few batches set the activation ranges)")
-        _tensors(calibration, "calibration")
+        dataset_tensors(calibration, "calibration")
     with _quiet_onnxruntime():  # onnxruntime's "consider pre-processing" advice, on every call
         if mode == "dynamic":
             quantize_dynamic(str(fp32_path), str(int8_path), weight_type=QuantType.QInt8)

@@ -310,3 +310,8 @@ def transformer_linears(model: nn.Module) -> dict[str, nn.Linear]:
         raise TypeError(f"model must be a transformer with a ModuleList `blocks` (models.transformer_lm), got "
                         f"{type(model).__name__}")
     return {f"blocks.{name}": m for name, m in blocks.named_modules() if isinstance(m, nn.Linear)}
+
+
+def device_of(model: nn.Module) -> torch.device:
+    p = next(model.parameters(), None)
+    return p.device if p is not None else torch.device("cpu")

@@ -25,11 +25,12 @@ from compresskit.checks import (
     check_module,
     check_number,
     check_tensor,
+    dataset_tensors,
 )
 from compresskit.data import TEXT_VOCAB, decode_text, encode_text
 from compresskit.layers import GATES, effective_weight, eval_mode, is_compressible, named_tensors, transformer_linears
 from compresskit.timing import latency
-from compresskit.train import _tensors, evaluate
+from compresskit.train import evaluate
 
 # ---------------------------------------------------------------------------------------------- tensors
 
@@ -278,7 +279,7 @@ def measure(
     check_bool("timed", timed)
     check_int("batch_size", batch_size, 1)
     dataset = getattr(dataset, "test", dataset)
-    x, _ = _tensors(dataset)
+    x, _ = dataset_tensors(dataset)
     return Record(
         name=name,
         group=group,

@@ -17,7 +17,7 @@ from torch import nn
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from compresskit import encode, layers, metrics
+from compresskit import encode, layers, metrics, qat, structured
 from compresskit.checks import check_bool, check_fraction, check_int, check_module, check_number
 from compresskit.prune import iterative_prune
 from compresskit.qat import kmeans_finetune
@@ -159,7 +159,7 @@ def recipes(baseline: nn.Module, dataset: Dataset, test: Dataset, *, seed: int =
     ``Point`` with its test accuracy and the bytes of its file: ``len(encode.pack(model))``, or the ``.onnx`` file for
     the real int8 models. Fine-tunes are short (a few epochs), the same for every recipe that has one. ``deep``: a
     ``deep_compression`` result of the same baseline to reuse (else it is run here)."""
-    from compresskit import distill, int8, lowrank, models, prune, quantize, structured
+    from compresskit import distill, int8, lowrank, models, prune, quantize
     from compresskit.layers import copy_model
     from compresskit.train import set_seed, train
 
@@ -194,7 +194,7 @@ def recipes(baseline: nn.Module, dataset: Dataset, test: Dataset, *, seed: int =
     add("k-means 4-bit", "quantization", ["k-means weight sharing, 16 values a layer"],
         quantize.quantize_model(baseline, 4, method="kmeans"))
     add("binary + QAT", "quantization", ["binary weights (alpha per row)", "5 epochs QAT"],
-        quantize.qat(baseline, dataset, bits=1, method="binary", epochs=5, seed=seed, progress=False))
+        qat.qat(baseline, dataset, bits=1, method="binary", epochs=5, seed=seed, progress=False))
     low = tuned(lowrank.low_rank(baseline, rank=16))
     add("SVD rank 16", "low-rank", ["truncated SVD, rank 16", "5 epochs fine-tuning"], low)
     narrow = tuned(structured.prune_channels(baseline, 0.5))

@@ -22,11 +22,11 @@ from torch.nn.utils import parametrize
 from torch.nn.utils import prune as torch_prune
 from torch.utils.data import Dataset
 
-from compresskit.checks import check_bool, check_int, check_module, check_number
+from compresskit.checks import check_bool, check_int, check_module, check_number, dataset_tensors
 from compresskit.layers import copy_model, mask_of, replace_module, require_sites
-from compresskit.quantize import _check_method, kmeans_quantize, ste_binarize, ste_fake_quantize
+from compresskit.quantize import check_method, kmeans_quantize, ste_binarize, ste_fake_quantize
 from compresskit.rnn import UnrolledRNN
-from compresskit.train import _tensors, train
+from compresskit.train import train
 
 
 class _FakeQuant(nn.Module):
@@ -90,7 +90,7 @@ def _in_the_loop(model: nn.Module, dataset: Dataset, make: Callable[[torch.Tenso
 
 def _check_training(model, dataset, epochs, lr) -> None:
     check_module("model", model)
-    _tensors(dataset)
+    dataset_tensors(dataset)
     check_int("epochs", epochs, 1)
     check_number("lr", lr, 0, low_open=True)
     require_sites(model)  # refuses weight-norm, NaN and empty models before anything is copied or trained
@@ -107,7 +107,7 @@ def qat(model: nn.Module, dataset: Dataset, *, bits: int, method: str = "uniform
     fitted to the kept weights, pruned weights stay 0 and keep their masks.
     """
     _check_training(model, dataset, epochs, lr)
-    _check_method(method, bits, ("uniform", "binary"))
+    check_method(method, bits, ("uniform", "binary"))
     check_bool("symmetric", symmetric)
     check_bool("per_channel", per_channel)
     return _in_the_loop(model, dataset, lambda w, mask: _FakeQuant(bits, method, symmetric, per_channel, mask),

@@ -20,9 +20,8 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from compresskit.checks import check_bool, check_choice, check_int, check_module, check_tensor
+from compresskit.checks import check_bool, check_choice, check_int, check_module, check_tensor, dataset_tensors
 from compresskit.layers import copy_model, refresh_pruned, require_sites, unique_sites
-from compresskit.train import _tensors
 
 EPS = torch.finfo(torch.float32).eps
 METHODS = ("uniform", "kmeans", "binary")
@@ -284,7 +283,7 @@ def _quantized(w: torch.Tensor, bits: int, method: str, symmetric: bool, per_cha
     return fake_quantize(w, bits, symmetric=symmetric, per_channel=per_channel, axis=0, mask=mask)
 
 
-def _check_method(method: str, bits, allowed=METHODS) -> None:
+def check_method(method: str, bits, allowed=METHODS) -> None:
     check_choice("method", method, allowed)
     if method == "binary":
         if bits != 1 or isinstance(bits, bool):
@@ -311,7 +310,7 @@ def quantize_model(model: nn.Module, bits: int, *, method: str = "uniform", symm
     Its real size: ``metrics.storage_bytes(q, **storage_kwargs(...))``.
     """
     check_module("model", model)
-    _check_method(method, bits)
+    check_method(method, bits)
     check_bool("symmetric", symmetric)
     check_bool("per_channel", per_channel)
     check_bool("inplace", inplace)
@@ -331,7 +330,7 @@ def storage_kwargs(method: str, bits: int, *, per_channel: bool = False, symmetr
     kmeans: ``bits`` per index plus a codebook of 2^bits float32 values per tensor; binary: 1 bit per weight plus a
     float32 alpha per output channel.
     """
-    _check_method(method, bits)
+    check_method(method, bits)
     check_bool("per_channel", per_channel)
     check_bool("symmetric", symmetric)
     if method == "kmeans":
@@ -378,7 +377,7 @@ def quantize_activations(model: nn.Sequential, bits: int, calibration: Dataset, 
     _check_bits(bits)
     check_int("batches", batches, 1)
     check_int("batch_size", batch_size, 1)
-    x, _ = _tensors(calibration, "calibration")
+    x, _ = dataset_tensors(calibration, "calibration")
     layers: list[nn.Module] = [ActivationQuant(bits)]
     for m in copy_model(model):
         layers.append(m)
@@ -392,13 +391,3 @@ def quantize_activations(model: nn.Sequential, bits: int, calibration: Dataset, 
         if isinstance(m, ActivationQuant):
             m.calibrating = False
     return quantized
-
-
-def __getattr__(name: str):
-    """``quantize.qat`` and ``quantize.kmeans_finetune``: training with these quantizers in the loop lives in
-    ``compresskit.qat`` (imported on first use, so either module can be imported first)."""
-    if name in ("qat", "kmeans_finetune"):
-        from compresskit import qat as _qat
-
-        return getattr(_qat, name)
-    raise AttributeError(f"module 'compresskit.quantize' has no attribute '{name}'")

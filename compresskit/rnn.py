@@ -27,7 +27,6 @@ from torch.nn.utils import prune as torch_prune
 
 from compresskit.checks import check_bool, check_choice, check_int, check_module, check_number, check_tensor
 from compresskit.layers import GATES, effective_weight, eval_mode, factory, mask_of, stored_tensor
-from compresskit.structured import prune_units  # noqa: F401 (structured pruning lives in one module; public here)
 
 
 def _carry(src: nn.Module, src_name: str, dst: nn.Module, dst_name: str) -> None:

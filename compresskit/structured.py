@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from compresskit.checks import check_choice, check_fraction, check_int, check_module
+from compresskit.checks import check_choice, check_fraction, check_int, check_module, dataset_tensors
 from compresskit.layers import (
     GATES,
     copy_model,
@@ -101,7 +101,7 @@ def prune_channels(model: nn.Sequential, amount: float, *, norm: int = 1) -> nn.
     """
     check_module("model", model)
     if not isinstance(model, nn.Sequential):
-        hint = ("; for the hidden units of an RNN/GRU/LSTM use compresskit.rnn.prune_units"
+        hint = ("; for the hidden units of an RNN/GRU/LSTM use compresskit.structured.prune_units"
                 if any(isinstance(m, nn.RNNBase) for m in model.modules()) else "")
         raise TypeError(f"model must be an nn.Sequential (a plain MLP or CNN), got {type(model).__name__}{hint}")
     check_fraction("amount", amount, high_open=True)
@@ -264,11 +264,9 @@ def block_importance(model: nn.Module, calibration, *, method: str = "skip") -> 
     a block whose correction is small against the signal it is added to changes little when removed.
     The model's mode is restored; it runs in eval mode here.
     """
-    from compresskit.train import _tensors  # train imports models, which structured must not import at load time
-
     blocks = _blocks(model)
     check_choice("method", method, BLOCK_SCORES)
-    x, y = _tensors(calibration, "calibration")
+    x, y = dataset_tensors(calibration, "calibration")
     with eval_mode(model):  # every submodule's own mode comes back
         if method == "skip":
             base = nn.functional.cross_entropy(model(x), y)

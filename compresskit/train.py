@@ -20,12 +20,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import Dataset, TensorDataset
+from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from compresskit import cache, data, encode, models
-from compresskit.checks import check_bool, check_choice, check_int, check_module, check_number
-from compresskit.layers import eval_mode, refresh_pruned
+from compresskit.checks import check_bool, check_choice, check_int, check_module, check_number, dataset_tensors
+from compresskit.layers import device_of, eval_mode, refresh_pruned
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}
 
@@ -36,44 +36,6 @@ def set_seed(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def _tensors(dataset: Dataset, name: str = "dataset") -> tuple[torch.Tensor, torch.Tensor]:
-    """(inputs, labels) of a dataset, as two whole tensors; refuses an empty dataset, non-finite inputs and labels
-    that are not non-negative integers, naming the dataset."""
-    if isinstance(dataset, TensorDataset):
-        if len(dataset.tensors) != 2:
-            raise ValueError(f"{name} must hold (inputs, labels), got {len(dataset.tensors)} tensors")
-        x, y = dataset.tensors
-    elif isinstance(dataset, Dataset) and hasattr(dataset, "__len__"):
-        if len(dataset) == 0:
-            raise ValueError(f"{name} is empty")
-        xs, ys = zip(*(dataset[i] for i in range(len(dataset))))
-        x, y = torch.stack(xs), torch.as_tensor(ys)
-    else:
-        raise TypeError(f"{name} must be a TensorDataset or a map-style Dataset, got {type(dataset).__name__}")
-    if len(x) == 0:
-        raise ValueError(f"{name} is empty")
-    if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
-        raise TypeError(f"{name}'s labels must be integer class indices, got {y.dtype}")
-    if x.dtype == torch.int64 and y.shape == x.shape and x.dim() == 2:  # token windows (data.windows): next tokens
-        if int(x.min()) < 0:
-            raise ValueError(f"{name}'s token ids must be >= 0, got {int(x.min())}")
-    elif not x.is_floating_point():
-        raise TypeError(f"{name}'s inputs must be floating point (or int64 token windows with a next token per "
-                        f"position), got {x.dtype}")
-    elif not bool(torch.isfinite(x).all()):
-        raise ValueError(f"{name}'s inputs hold non-finite values (NaN or inf)")
-    elif y.dim() != 1 or len(y) != len(x):
-        raise ValueError(f"{name}'s labels must be one per input ({len(x)}), got shape {tuple(y.shape)}")
-    if int(y.min()) < 0:
-        raise ValueError(f"{name}'s labels must be >= 0, got {int(y.min())}")
-    return x, y
-
-
-def _device(model: nn.Module) -> torch.device:
-    p = next(model.parameters(), None)
-    return p.device if p is not None else torch.device("cpu")
 
 
 def cross_entropy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -142,8 +104,8 @@ def train(
         if hook is not None and not callable(hook):
             raise TypeError(f"{hook_name} must be callable or None, got {type(hook).__name__}")
     objective = objective or cross_entropy
-    device = _device(model)
-    x_all, y_all = (t.to(device) for t in _tensors(dataset))
+    device = device_of(model)
+    x_all, y_all = (t.to(device) for t in dataset_tensors(dataset))
     path = None
     if seed is not None and cache.cache_dir() is not None:  # the global generator's order cannot be in a key
         settings = {"epochs": epochs, "lr": lr, "batch_size": batch_size, "optimizer": optimizer,
@@ -200,8 +162,8 @@ def predict(model: nn.Module, dataset: Dataset, *, batch_size: int = 1024) -> to
     """Logits of ``model`` on the whole dataset, in eval mode (the model's mode is restored)."""
     check_module("model", model)
     check_int("batch_size", batch_size, 1)
-    x_all, _ = _tensors(dataset)
-    device = _device(model)
+    x_all, _ = dataset_tensors(dataset)
+    device = device_of(model)
     with eval_mode(model):  # every submodule's own mode comes back, even when the forward fails
         return torch.cat([model(x_all[i : i + batch_size].to(device)) for i in range(0, len(x_all), batch_size)])
 
@@ -209,7 +171,7 @@ def predict(model: nn.Module, dataset: Dataset, *, batch_size: int = 1024) -> to
 def evaluate(model: nn.Module, dataset: Dataset) -> float:
     """Top-1 accuracy in [0, 1] of ``model`` on ``dataset``."""
     check_module("model", model)
-    _, y_all = _tensors(dataset)
+    _, y_all = dataset_tensors(dataset)
     logits = predict(model, dataset)
     return (logits.argmax(dim=1).cpu() == y_all.cpu()).float().mean().item()
 

@@ -11,7 +11,22 @@ import pytest
 import torch
 from torch import nn
 
-from compresskit import checks, data, distill, int8, lowrank, metrics, models, prune, quantize, rnn, sparsify, timing
+from compresskit import (
+    checks,
+    data,
+    distill,
+    int8,
+    lowrank,
+    metrics,
+    models,
+    prune,
+    qat,
+    quantize,
+    rnn,
+    sparsify,
+    structured,
+    timing,
+)
 from compresskit.train import evaluate, predict, train
 
 # ------------------------------------------------------------------------------------------------ booleans
@@ -140,7 +155,7 @@ WRONG_TYPES = [
      "teacher must be an nn.Module"),
     (lambda: rnn.hidden_states(None, torch.randn(2, 8, 8)), "model must be an nn.Module"),
     (lambda: prune.prune_channels(None, 0.5), "model must be an nn.Module"),
-    (lambda: quantize.qat(None, data.load_digits().train, bits=4), "model must be an nn.Module"),
+    (lambda: qat.qat(None, data.load_digits().train, bits=4), "model must be an nn.Module"),
     (lambda: prune.sparsity_report(torch.randn(2)), "model must be an nn.Module"),
     (lambda: train(models.mlp(), data.load_digits().train, epochs=1, lr=1e-3, penalty=3), "penalty must be callable"),
 ]
@@ -162,7 +177,7 @@ def test_new_layers_keep_dtype_and_mode(dtype):
     gru = models.rnn_classifier("gru", hidden_size=8).to(dtype).eval()
     x = torch.rand(3, 1, 8, 8, dtype=dtype)
     for made in (prune.prune_channels(mlp, 0.5), prune.prune_channels(cnn, 0.5), lowrank.low_rank(mlp, rank=2),
-                 lowrank.low_rank(cnn, rank=2), rnn.prune_units(gru, 0.5), lowrank.low_rank(gru, rank=2),
+                 lowrank.low_rank(cnn, rank=2), structured.prune_units(gru, 0.5), lowrank.low_rank(gru, rank=2),
                  quantize.quantize_model(mlp, 4), quantize.quantize_model(mlp, 2, method="kmeans"),
                  prune.magnitude_prune(cnn, sparsity=0.5)):
         assert {p.dtype for p in made.parameters()} == {dtype}

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from compresskit import distill, lowrank, models, prune, quantize
+from compresskit import distill, lowrank, models, prune, qat, quantize, structured
 from compresskit.layers import effective_weight
 from compresskit.train import evaluate, set_seed
 
@@ -100,7 +100,7 @@ def test_prune_then_qat_equals_qat_by_hand(split, seed):
     model = _mlp(seed, hidden=(32, 16))
     x, y = split.train.tensors
     small = torch.utils.data.TensorDataset(x[:256], y[:256])
-    out = quantize.qat(prune.magnitude_prune(model, sparsity=0.7), small, bits=3, per_channel=True, epochs=1,
+    out = qat.qat(prune.magnitude_prune(model, sparsity=0.7), small, bits=3, per_channel=True, epochs=1,
                        lr=1e-2, batch_size=64, seed=seed, progress=False)
     expected = ref.qat_by_hand(ref.torch_prune_layers(model, 0.7), x[:256], y[:256], bits=3, lr=1e-2, seed=seed,
                                batch_size=64)
@@ -116,7 +116,7 @@ def test_prune_kmeans_then_centroid_fine_tuning_equals_the_formula(split, seed):
     model = _mlp(seed, hidden=(32, 16))
     x, y = split.train.tensors[0][:128], split.train.tensors[1][:128]
     pruned = prune.magnitude_prune(model, sparsity=0.6)
-    out = quantize.kmeans_finetune(pruned, torch.utils.data.TensorDataset(x, y), bits=2, epochs=1, lr=0.05,
+    out = qat.kmeans_finetune(pruned, torch.utils.data.TensorDataset(x, y), bits=2, epochs=1, lr=0.05,
                                    optimizer="sgd", batch_size=128, seed=seed, progress=False)
     expected = ref.centroid_finetune_by_hand(ref.torch_prune_layers(model, 0.6), x, y, bits=2, lr=0.05)
     for i in LINEARS:
@@ -155,7 +155,7 @@ def test_rnn_prune_then_qat_keeps_zeros_and_masks(split, seed):
     set_seed(seed)
     gru = models.rnn_classifier("gru", hidden_size=16)
     pruned = prune.magnitude_prune(gru, sparsity=0.6)
-    out = quantize.qat(pruned, split.train, bits=3, epochs=1, seed=seed, progress=False)
+    out = qat.qat(pruned, split.train, bits=3, epochs=1, seed=seed, progress=False)
     assert isinstance(out.rnn, torch.nn.GRU)
     for name in ("weight_ih_l0", "weight_hh_l0"):
         mask = getattr(out.rnn, f"{name}_mask")
@@ -166,13 +166,12 @@ def test_rnn_prune_then_qat_keeps_zeros_and_masks(split, seed):
 
 
 def test_orders_that_make_no_sense_say_what_to_do():
-    from compresskit import rnn
 
     gru = models.rnn_classifier("gru", hidden_size=8)
     factorized_gru = copy_gru = prune.magnitude_prune(gru, sparsity=0.0)
     factorized_gru.rnn = lowrank.svd_rnn(copy_gru.rnn, rank_hh=4)
     with pytest.raises(TypeError, match="to_torch"):  # structured pruning needs torch's fused layer
-        rnn.prune_units(factorized_gru, 0.5)
+        structured.prune_units(factorized_gru, 0.5)
     with pytest.raises(ValueError, match="already factorized"):
         lowrank.svd_rnn(factorized_gru.rnn, rank_hh=2)
     with pytest.raises(TypeError, match="prune_units"):

@@ -3,7 +3,7 @@ import warnings
 import pytest
 import torch
 
-from compresskit import data, metrics, models, quantize
+from compresskit import data, metrics, models, qat, quantize
 from compresskit.train import evaluate, set_seed, train
 
 with warnings.catch_warnings():
@@ -170,7 +170,7 @@ def test_qat_recovers_two_bit_accuracy_and_full_integer_calibration():
     model = models.mlp()
     train(model, split.train, epochs=30, lr=1e-3, progress=False)
     ptq = evaluate(quantize.quantize_model(model, 2), split.test)
-    q = quantize.qat(model, split.train, bits=2, per_channel=True, epochs=8, progress=False)
+    q = qat.qat(model, split.train, bits=2, per_channel=True, epochs=8, progress=False)
     assert evaluate(q, split.test) >= max(ptq, evaluate(model, split.test) - 0.03)
     assert len(q[1].weight[0].unique()) <= 4 and not any("parametrizations" in n for n, _ in q.named_parameters())
     full = quantize.quantize_activations(quantize.quantize_model(model, 8, per_channel=True), 8, split.train)

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.nn.utils import prune as torch_prune
 
-from compresskit import data, int8, lowrank, metrics, models, prune, quantize, rnn
+from compresskit import data, int8, lowrank, metrics, models, prune, qat, quantize, rnn
 from compresskit.train import evaluate, set_seed, train
 
 SEEDS = [0, 1, 2]
@@ -217,7 +217,7 @@ def test_qat_trains_recurrent_weights_through_the_fake_quantizer():
     model = models.rnn_classifier("gru", hidden_size=32)
     train(model, split.train, epochs=15, lr=3e-3, progress=False, seed=0)
     ptq = evaluate(quantize.quantize_model(model, 2, per_channel=True), split.test)
-    q = quantize.qat(model, split.train, bits=2, per_channel=True, epochs=6, lr=3e-3, progress=False, seed=0)
+    q = qat.qat(model, split.train, bits=2, per_channel=True, epochs=6, lr=3e-3, progress=False, seed=0)
     assert isinstance(q.rnn, nn.GRU) and isinstance(model.rnn, nn.GRU)  # returned as the torch layer it was
     for name in ("weight_ih_l0", "weight_hh_l0"):
         w = getattr(q.rnn, name).detach()

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from compresskit import lowrank, metrics, models, prune, rnn
+from compresskit import lowrank, metrics, models, prune, rnn, structured
 
 MAKERS = {"mlp": models.mlp, "lenet": models.lenet}
 SEEDS = [0, 1, 2]
@@ -92,7 +92,7 @@ def test_prune_units_equals_the_dense_model_with_those_units_silenced(seed, cell
     torch.manual_seed(seed)
     model = models.rnn_classifier(cell, hidden_size=12, num_layers=2)
     small = prune.magnitude_prune(model, sparsity=0.3, tensors="weight_hh")  # scores use the effective weights
-    smaller = rnn.prune_units(small, 0.25, norm=2)
+    smaller = structured.prune_units(small, 0.25, norm=2)
     r = small.rnn
     assert smaller.rnn.hidden_size == 9 and smaller.fc.in_features == 9 and type(smaller.rnn) is type(r)
     assert model.rnn.hidden_size == 12 and small.rnn.hidden_size == 12  # callers unchanged
@@ -117,16 +117,16 @@ def test_prune_units_equals_the_dense_model_with_those_units_silenced(seed, cell
 def test_prune_units_validates():
     model = models.rnn_classifier("gru", hidden_size=8)
     with pytest.raises(ValueError, match=r"amount must be in \[0, 1\)"):
-        rnn.prune_units(model, 1.0)
+        structured.prune_units(model, 1.0)
     with pytest.raises(ValueError, match="norm must be 1 or 2"):
-        rnn.prune_units(model, 0.5, norm=3)
+        structured.prune_units(model, 0.5, norm=3)
     with pytest.raises(ValueError, match="no recurrent layer"):
-        rnn.prune_units(models.mlp(), 0.5)
+        structured.prune_units(models.mlp(), 0.5)
     with pytest.raises(ValueError, match="reads its 8 hidden units"):
-        rnn.prune_units(nn.Sequential(nn.GRU(8, 8)), 0.5)
+        structured.prune_units(nn.Sequential(nn.GRU(8, 8)), 0.5)
     with pytest.raises(TypeError, match="to_torch"):
-        rnn.prune_units(lowrank.low_rank(model, rank=2), 0.5)
-    with pytest.raises(TypeError, match="rnn.prune_units"):
+        structured.prune_units(lowrank.low_rank(model, rank=2), 0.5)
+    with pytest.raises(TypeError, match="structured.prune_units"):
         prune.prune_channels(model, 0.5)
 
 
