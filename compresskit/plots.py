@@ -183,8 +183,14 @@ def png(fig: Figure) -> bytes:
     return buffer.getvalue()
 
 
-def figure(ncols: int = 1, *, width: float = 6.0, height: float = 4.6, nrows: int = 1):
-    """A figure with ``nrows x ncols`` axes (flattened list), sized for a projector."""
+def figure(ncols: int = 1, *, width: float = 6.0, height: float = 4.6, nrows: int = 1, fit: bool = False):
+    """A figure with ``nrows x ncols`` axes (flattened list), sized for a projector. Fixed margins (fast to redraw)
+    unless ``fit``: then matplotlib's constrained layout measures every label, for plots whose labels are long or
+    rotated (slower to draw; for panels computed once)."""
+    if fit:
+        fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows), squeeze=False,
+                                 layout="constrained")
+        return fig, list(axes.flat)
     fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows), squeeze=False)
     z = _scale[0]  # larger fonts (projector style) need wider margins for the tick and axis labels
     fig.subplots_adjust(left=0.1 * z, right=0.98, bottom=0.14 * z, top=1 - 0.12 * z, wspace=0.3 * z, hspace=0.45 * z)
