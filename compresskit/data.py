@@ -341,11 +341,9 @@ def windows(ids: torch.Tensor, context: int, *, stride: int | None = None) -> Te
     if not isinstance(ids, torch.Tensor) or ids.dim() != 1 or ids.dtype != torch.int64:
         raise TypeError(f"ids must be a 1-d int64 tensor of token ids, got {type(ids).__name__}"
                         + (f" {ids.dtype} of shape {tuple(ids.shape)}" if isinstance(ids, torch.Tensor) else ""))
-    if isinstance(context, bool) or not isinstance(context, int) or context < 1:
-        raise ValueError(f"context must be an int >= 1, got {context!r}")
+    check_int("context", context, 1)
     stride = context if stride is None else stride
-    if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
-        raise ValueError(f"stride must be an int >= 1, got {stride!r}")
+    check_int("stride", stride, 1)
     if len(ids) < context + 1:
         raise ValueError(f"ids holds {len(ids)} tokens: a window of context {context} needs {context + 1}")
     starts = torch.arange(0, len(ids) - context, stride)

@@ -33,6 +33,7 @@ from compresskit.checks import check_bool, check_choice, check_int, check_module
 from compresskit.data import calibration_windows
 from compresskit.layers import copy_model, eval_mode, inputs_of, transformer_linears
 from compresskit.metrics import perplexity
+from compresskit.quantize import code_range
 
 __all__ = ["BITS", "SCALE_BITS", "METHODS", "group_params", "quantize_groups", "dequantize_groups",
            "fake_quantize_groups", "gptq", "awq_scale", "awq_fold", "quantize_lm", "Setting", "settings_for",
@@ -67,10 +68,6 @@ def _check_setting(bits, group_size, columns: int, symmetric) -> int:
     return group_size
 
 
-def _code_range(bits: int, symmetric: bool) -> tuple[int, int]:
-    return (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if symmetric else (0, 2**bits - 1)
-
-
 # ------------------------------------------------------------------------------------------------ groups
 
 
@@ -82,7 +79,7 @@ def group_params(w: torch.Tensor, bits: int, symmetric: bool) -> tuple[torch.Ten
     ``quantize.qparams``). The scale is rounded to float16 (what the file stores) and kept at least float16's smallest
     normal number, so a group of zeros does not divide by zero.
     """
-    q_min, q_max = _code_range(bits, symmetric)
+    q_min, q_max = code_range(bits, symmetric)
     lo = w.amin(dim=1, keepdim=True).clamp(max=0.0)
     hi = w.amax(dim=1, keepdim=True).clamp(min=0.0)
     span = torch.maximum(-lo, hi) * 2 if symmetric else hi - lo
@@ -94,7 +91,7 @@ def group_params(w: torch.Tensor, bits: int, symmetric: bool) -> tuple[torch.Ten
 def _round(w: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor, bits: int, symmetric: bool) -> torch.Tensor:
     """Codes of ``w`` for given parameters: ``clamp(round(w / s) + z)``, w times the float32 inverse scale rounded half
     to even, as torch's fake-quant kernels compute it."""
-    q_min, q_max = _code_range(bits, symmetric)
+    q_min, q_max = code_range(bits, symmetric)
     return (torch.round(w * (1.0 / scale)) + zero).clamp(q_min, q_max)
 
 
