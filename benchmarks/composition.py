@@ -13,7 +13,7 @@ import torch
 from _common import ROOT, table
 from torch.nn.utils import prune as torch_prune
 
-from compresskit import data, lowrank, models, prune, qat, quantize
+from compresskit import data, layers, lowrank, prune, qat, quantize
 from compresskit.train import evaluate, fit_baseline
 
 sys.path.insert(0, str(ROOT))
@@ -54,7 +54,7 @@ def pairs(base, gru, split):
                  _with_weights(hand, {i: ref.binarize_kept(hand[i].weight.detach(), kept(hand, i)) for i in LINEARS})))
     hand = ref.torch_prune_layers(base, 0.5)
     ours = lowrank.low_rank(prune.magnitude_prune(base, sparsity=0.5), rank=16)
-    svd = models.copy_model(base)
+    svd = layers.copy_model(base)
     with torch.no_grad():
         for i in (1, 3):
             svd[i].weight.copy_(ref.truncated_svd(hand[i].weight.detach(), 16).float())

@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import torch  # noqa: E402
 from _common import chapter_panels, notebook_times, slider_latency, table  # noqa: E402
 
-from compresskit import data, metrics, models, prune, sparsify, timing  # noqa: E402
+from compresskit import data, metrics, models, prune, sparsify, structured, timing  # noqa: E402
 from compresskit.train import evaluate, fit_baseline, set_seed, train  # noqa: E402
 
 SEEDS = (0, 1, 2)
@@ -46,7 +46,7 @@ def main() -> None:
     x = split.test.tensors[0][:64]
     rows, dense_ms = [], []
     for amount in (0.25, 0.5, 0.75):
-        small = prune.prune_channels(wide, amount)
+        small = structured.prune_channels(wide, amount)
         budget = 1 - metrics.count_params(small) / metrics.count_params(wide)
         finalized = prune.finalize(prune.magnitude_prune(wide, sparsity=budget, scope="global"))
         speed = timing.compare({"dense": wide, "structured": small, "unstructured": finalized}, x)
@@ -87,7 +87,7 @@ def main() -> None:
         calibration = torch.utils.data.TensorDataset(*(t[:512] for t in split.train.tensors))
         base = evaluate(res, split.test)
         for k in (2, 4, 6):
-            shallower, thinner = prune.prune_blocks(res, k, calibration), prune.thin_blocks(res, k / 8)
+            shallower, thinner = structured.prune_blocks(res, k, calibration), structured.thin_blocks(res, k / 8)
             for m in (shallower, thinner):
                 train(m, split.train, epochs=5, lr=1e-3, progress=False, seed=seed)
             speeds = {b: timing.compare({"unpruned": res, "blocks": shallower, "neurons": thinner},

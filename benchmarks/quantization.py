@@ -8,7 +8,7 @@ import sys
 import torch
 from _common import chapter_panels, notebook_times, slider_latency, table, trained
 
-from compresskit import data, int8, models, qat, quantize, timing
+from compresskit import data, int8, metrics, models, qat, quantize, timing
 from compresskit.train import evaluate, fit_baseline
 
 SEEDS = (0, 1, 2)
@@ -42,11 +42,11 @@ def main() -> None:
     x = split.test.tensors[0][:64]
     runs = {"torch float32": wide, "torch fake-quant 8 bit": quantize.quantize_model(wide, 8, per_channel=True)}
     runs.update(int8.int8_models(wide, x, calibration=split.train))
-    fp32_bytes = int8.torch_file_bytes(wide)
+    fp32_bytes = metrics.torch_file_bytes(wide)
     speed = timing.compare(runs, x)  # interleaved, against torch float32
     rows = []
     for name, model in runs.items():
-        size = model.file_bytes if isinstance(model, int8.OnnxModel) else int8.torch_file_bytes(model)
+        size = model.file_bytes if isinstance(model, int8.OnnxModel) else metrics.torch_file_bytes(model)
         rows.append([name, size, f"{size / fp32_bytes:.2f}x", f"{speed.median_ms(name):.3f}", speed.verdict(name),
                      f"{100 * evaluate(model, split.test):.2f}"])
     table(["model (MLP 1024-1024, batch 64, 1 thread)", "file bytes", "vs fp32", "median ms", "against fp32",

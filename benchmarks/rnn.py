@@ -9,7 +9,7 @@ import sys
 import torch
 from _common import GAP_COLUMNS, chapter_panels, distillation_gaps, notebook_times, slider_latency, table, trained
 
-from compresskit import data, int8, lowrank, metrics, models, prune, qat, quantize, rnn, structured, timing
+from compresskit import data, int8, layers, lowrank, metrics, models, prune, qat, quantize, rnn, structured, timing
 from compresskit.train import evaluate, fit_baseline, train
 
 SEEDS = (0, 1, 2)
@@ -30,7 +30,7 @@ def main() -> None:
         b = evaluate(base, split.test)
         pruned = prune.magnitude_prune(base, sparsity=0.7, scope="global")
         train(pruned, split.train, epochs=10, lr=3e-3, progress=False, seed=seed)
-        dense = models.copy_model(base)
+        dense = layers.copy_model(base)
         train(dense, split.train, epochs=10, lr=3e-3, progress=False, seed=seed)
         q8 = quantize.quantize_model(base, 8)
         q8c = quantize.quantize_model(base, 8, per_channel=True)
@@ -83,7 +83,7 @@ def main() -> None:
     for which, rank in [("rank_hh", r) for r in (8, 16, 32)] + [("rank_ih", r) for r in (2, 4, 6)]:
         changes, shares = [], []
         for seed, base in bases.items():
-            model = models.copy_model(base)
+            model = layers.copy_model(base)
             model.rnn = lowrank.svd_rnn(base.rnn, **{which: rank})
             train(model, split.train, epochs=5, lr=1e-3, progress=False, seed=seed)
             changes.append(100 * (evaluate(model, split.test) - evaluate(base, split.test)))
@@ -100,7 +100,7 @@ def main() -> None:
         train(pruned, split.train, epochs=10, lr=3e-3, progress=False, seed=seed)
         halved = structured.prune_units(lstm, 0.5)
         train(halved, split.train, epochs=10, lr=3e-3, progress=False, seed=seed)
-        low = models.copy_model(lstm)
+        low = layers.copy_model(lstm)
         low.rnn = lowrank.svd_rnn(lstm.rnn, rank_hh=16)
         train(low, split.train, epochs=5, lr=1e-3, progress=False, seed=seed)
         q8 = quantize.quantize_model(lstm, 8, per_channel=True)
@@ -126,7 +126,7 @@ def main() -> None:
         versions = {"torch fp32": lstm, **int8.int8_models(lstm, x64)}
         speeds = {batch: timing.compare(versions, x64[:batch]) for batch in (64, 1)}
         for name, model in versions.items():
-            size = int8.torch_file_bytes(model) if model is lstm else model.file_bytes
+            size = metrics.torch_file_bytes(model) if model is lstm else model.file_bytes
             int8_vs_onnx = " / ".join(speeds[b].verdict(name, against="onnx fp32") for b in (64, 1)) \
                 if name == "onnx int8 dynamic" else ""
             rows.append([f"LSTM-{hidden} {name}", size, f"{100 * evaluate(model, split.test):.2f}",

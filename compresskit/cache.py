@@ -39,6 +39,9 @@ import torch
 from torch import nn
 from torch.nn.utils.prune import BasePruningMethod
 
+__all__ = ["ENV", "MAX_BYTES", "cache_dir", "package_digest", "keyed", "training_key", "structure", "path_for", "load",
+           "store"]
+
 ENV = "COMPRESSKIT_CACHE"
 """Environment variable: the cache's folder, or ``off``; default ``~/.cache/compresskit``."""
 

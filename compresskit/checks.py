@@ -14,6 +14,9 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset, TensorDataset
 
+__all__ = ["check_bool", "check_int", "check_number", "check_fraction", "check_choice", "check_module", "check_tensor",
+           "check_finite", "available_cores", "check_threads", "dataset_tensors"]
+
 
 def _kind(value) -> str:
     return f"{type(value).__name__} {value!r}" if not isinstance(value, (nn.Module, torch.Tensor)) \
@@ -35,14 +38,18 @@ def check_int(name: str, value, low: int | None = None, high: int | None = None)
         raise ValueError(f"{name} must be{allowed}, got {value}")
 
 
+def _bound(value) -> str:
+    return str(value) if isinstance(value, int) else f"{value:g}"  # integers exactly (a seed's 2**64 - 1)
+
+
 def _range_text(low, high, low_open: bool, high_open: bool) -> str:
     if low is None and high is None:
         return ""
     if high is None:
-        return f" {'>' if low_open else '>='} {low:g}"
+        return f" {'>' if low_open else '>='} {_bound(low)}"
     if low is None:
-        return f" {'<' if high_open else '<='} {high:g}"
-    return f" in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        return f" {'<' if high_open else '<='} {_bound(high)}"
+    return f" in {'(' if low_open else '['}{_bound(low)}, {_bound(high)}{')' if high_open else ']'}"
 
 
 def check_number(name: str, value, low: float | None = None, high: float | None = None, *,

@@ -21,7 +21,12 @@ import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
-from compresskit.checks import check_int
+from compresskit.checks import check_int, check_number, check_tensor
+
+__all__ = ["DATA_DIR", "DIGITS_FILE", "DIGITS_SHA256", "TEXT_FILE", "TEXT_SHA256", "TEXT_VOCAB", "TEXT_BLOCK",
+           "TEXT_CYCLE", "MNIST_VARIANTS", "Split", "MAX_SEED", "stratified_split", "verified_file", "read_digits",
+           "load_digits", "load_idx", "MAX_IDX_BYTES", "load_mnist", "as_sequences", "TextSplit", "encode_text",
+           "decode_text", "read_text", "load_text", "windows", "calibration_windows"]
 
 DATA_DIR = Path(os.environ.get("COMPRESSKIT_DATA", Path(__file__).resolve().parent.parent / "data"))
 DIGITS_FILE = "digits.csv.gz"
@@ -57,21 +62,13 @@ class Split:
     def num_classes(self) -> int:
         return int(torch.cat([self.train.tensors[1], self.test.tensors[1]]).max()) + 1
 
-    @property
-    def image_shape(self) -> tuple[int, ...]:
-        return tuple(self.train.tensors[0].shape[1:])
+
+MAX_SEED = 2**64 - 1  # what torch.Generator.manual_seed accepts (non-negative)
 
 
-def _check_fraction(name: str, value: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a float in (0, 1), got {type(value).__name__} {value!r}")
-    if not 0.0 < value < 1.0:  # also refuses NaN
-        raise ValueError(f"{name} must be in (0, 1) (exclusive), got {value!r}")
-
-
-def _check_seed(seed: int) -> None:
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"seed must be an int, got {type(seed).__name__} {seed!r}")
+def _check_split(test_fraction: float, seed: int) -> None:
+    check_number("test_fraction", test_fraction, 0.0, 1.0, low_open=True, high_open=True)
+    check_int("seed", seed, 0, MAX_SEED)
 
 
 def _sha256(path: Path) -> str:
@@ -83,8 +80,14 @@ def stratified_split(labels: torch.Tensor, test_fraction: float, seed: int) -> t
 
     Deterministic for a seed: one ``torch.Generator`` drives every shuffle.
     """
-    _check_fraction("test_fraction", test_fraction)
-    _check_seed(seed)
+    _check_split(test_fraction, seed)
+    check_tensor("labels", labels, floating=False)
+    if labels.ndim != 1 or len(labels) == 0 or labels.dtype == torch.bool or labels.is_floating_point() \
+            or labels.is_complex():
+        raise ValueError(f"labels must be a non-empty 1-d tensor of integer class indices, got shape "
+                         f"{tuple(labels.shape)} of dtype {labels.dtype}")
+    if int(labels.min()) < 0:
+        raise ValueError(f"labels must be class indices >= 0, got a minimum of {int(labels.min())}")
     gen = torch.Generator().manual_seed(seed)
     train_idx, test_idx = [], []
     for c in torch.unique(labels).tolist():
@@ -94,6 +97,9 @@ def stratified_split(labels: torch.Tensor, test_fraction: float, seed: int) -> t
         test_idx.append(idx[:n_test])
         train_idx.append(idx[n_test:])
     train_idx, test_idx = torch.cat(train_idx), torch.cat(test_idx)
+    if len(train_idx) == 0 or len(test_idx) == 0:
+        raise ValueError(f"test_fraction={test_fraction} leaves the {'test' if len(test_idx) == 0 else 'train'} part "
+                         f"empty for {len(labels)} labels: choose a fraction that keeps at least one of each")
     # mix classes inside each part, so a plain slice of the dataset is not one digit only
     train_idx = train_idx[torch.randperm(len(train_idx), generator=gen)]
     test_idx = test_idx[torch.randperm(len(test_idx), generator=gen)]
@@ -158,8 +164,7 @@ def load_digits(seed: int = 0, test_fraction: float = 0.2) -> Split:
         ``Split`` with ``train`` and ``test`` ``TensorDataset``s of images ``(N, 1, 8, 8)`` float32 in [0, 1]
         (pixel counts 0..16 divided by 16) and labels int64 in 0..9. With the defaults: 1438 train, 359 test.
     """
-    _check_fraction("test_fraction", test_fraction)
-    _check_seed(seed)
+    _check_split(test_fraction, seed)
     images, labels = read_digits()
     return _split(images, labels, test_fraction, seed)
 
@@ -185,11 +190,10 @@ def load_idx(images_path: str | os.PathLike, labels_path: str | os.PathLike) -> 
     if labels.dtype.kind not in "iu" or int(labels.min()) < 0:
         raise ValueError(f"labels_path {labels_path} must hold integer class indices >= 0, got dtype {labels.dtype} "
                          f"with minimum {labels.min()}")
-    x = torch.from_numpy(images.astype(np.float32))
-    if not bool(torch.isfinite(x).all()):
-        raise ValueError(f"images_path {images_path} holds non-finite pixel values (NaN or inf)")
-    if images.dtype == np.uint8:
-        x = x / 255.0
+    if images.dtype != np.uint8:  # pixels of another type have no known range: never returned as if in [0, 1]
+        raise ValueError(f"images_path {images_path} holds {images.dtype} pixels; images must be unsigned bytes "
+                         "(IDX type 0x08), as in MNIST and Fashion-MNIST, so that dividing by 255 maps them to [0, 1]")
+    x = torch.from_numpy(images.astype(np.float32)) / 255.0
     return TensorDataset(x.unsqueeze(1), torch.from_numpy(labels.astype(np.int64)))
 
 
@@ -359,7 +363,7 @@ def calibration_windows(ids: torch.Tensor, context: int, samples: int, *, seed: 
         raise TypeError("ids must be a 1-d int64 tensor of token ids")
     check_int("context", context, 1)
     check_int("samples", samples, 1, 100_000)
-    check_int("seed", seed, 0, 2**63 - 1)
+    check_int("seed", seed, 0, MAX_SEED)
     if len(ids) < context + samples:
         raise ValueError(f"the calibration text holds {len(ids)} tokens: {samples} windows of {context} need at least "
                          f"{context + samples}")

@@ -35,6 +35,9 @@ from compresskit.checks import (
 from compresskit.layers import device_of
 from compresskit.train import evaluate, predict, set_seed, train
 
+__all__ = ["soft_targets", "kd_loss", "LOSSES", "logit_loss", "distill", "Comparison", "labelled_fraction",
+           "compare_with_labels"]
+
 
 def _check(temperature, alpha) -> None:
     check_number("temperature", temperature, 0, low_open=True)

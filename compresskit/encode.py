@@ -37,7 +37,6 @@ a ``ValueError`` that says what is wrong.
 
 from __future__ import annotations
 
-import heapq
 import math
 import struct
 import zlib
@@ -49,16 +48,19 @@ import torch
 from torch import nn
 from torch.nn.utils import prune as torch_prune
 
+from compresskit.bitstream import Reader, Writer, canonical_code, code_lengths, read_stream, write_stream
 from compresskit.checks import check_bool, check_int, check_module
 from compresskit.layers import copy_model, is_compressible, named_tensors, require_sites, sites
+
+__all__ = ["MAGIC", "FORMAT_VERSION", "RAW", "SHARED", "SPARSE", "SPARSE_SHARED", "ROW_SHARED", "ENCODINGS",
+           "MAX_CODEBOOK", "DTYPES", "DTYPE_CODES", "huffman_code", "pack", "describe", "unpack", "framing_bytes",
+           "pack_two_four", "unpack_two_four"]
 
 MAGIC = b"CKPK"
 FORMAT_VERSION = 1
 RAW, SHARED, SPARSE, SPARSE_SHARED, ROW_SHARED = 0, 1, 2, 3, 4
 ENCODINGS = {RAW: "raw", SHARED: "shared", SPARSE: "sparse", SPARSE_SHARED: "sparse shared", ROW_SHARED: "row shared"}
-FIXED, HUFFMAN = 0, 1
 MAX_CODEBOOK = 256  # a tensor with more distinct values is stored raw (or sparse raw)
-MAX_CODE_LENGTH = 32
 DTYPES = {0: torch.float32, 1: torch.float64, 2: torch.float16, 3: torch.bfloat16, 4: torch.int64, 5: torch.int32,
           6: torch.uint8, 7: torch.bool}
 DTYPE_CODES = {v: k for k, v in DTYPES.items()}
@@ -76,7 +78,7 @@ def huffman_code(counts) -> dict:
             Symbols must be mutually comparable (canonical codes are assigned in symbol order).
     """
     counts = _counts(counts)
-    return _canonical(_code_lengths(counts))
+    return canonical_code(code_lengths(counts))
 
 
 def _counts(counts) -> dict:
@@ -95,177 +97,6 @@ def _counts(counts) -> dict:
     if not counts:
         raise ValueError("counts is empty: there is nothing to code")
     return counts
-
-
-def _code_lengths(counts: dict) -> dict:
-    """Huffman's algorithm: merge the two lightest subtrees until one is left; a symbol's depth is its code length.
-    Ties are broken by the order of first creation, so the lengths are deterministic."""
-    if len(counts) == 1:
-        return {next(iter(counts)): 1}
-    heap = [(c, i, [s]) for i, (s, c) in enumerate(sorted(counts.items()))]
-    heapq.heapify(heap)
-    depth = dict.fromkeys(counts, 0)
-    tick = len(heap)
-    while len(heap) > 1:
-        c1, _, a = heapq.heappop(heap)
-        c2, _, b = heapq.heappop(heap)
-        for s in a + b:
-            depth[s] += 1
-        heapq.heappush(heap, (c1 + c2, tick, a + b))
-        tick += 1
-    return depth
-
-
-def _canonical(lengths: dict) -> dict:
-    """Codes from lengths: symbols in (length, symbol) order take consecutive binary numbers, shifted left whenever
-    the length grows. Prefix-free whenever sum 2^-length <= 1 (Kraft)."""
-    code, previous, out = 0, 0, {}
-    for symbol, length in sorted(lengths.items(), key=lambda item: (item[1], item[0])):
-        code <<= length - previous
-        out[symbol] = format(code, f"0{length}b")
-        code, previous = code + 1, length
-    return out
-
-
-# ------------------------------------------------------------------------------------------------ bit streams
-
-
-class _Writer:
-    def __init__(self):
-        self.parts: list[bytes] = []
-
-    def put(self, fmt: str, *values) -> None:
-        self.parts.append(struct.pack("<" + fmt, *values))
-
-    def raw(self, data: bytes) -> None:
-        self.parts.append(data)
-
-    def bytes(self) -> bytes:
-        return b"".join(self.parts)
-
-
-def _pack_bits(bits: str) -> bytes:
-    if not bits:
-        return b""
-    padded = bits + "0" * (-len(bits) % 8)
-    return int(padded, 2).to_bytes(len(padded) // 8, "big")
-
-
-def _stream(symbols: list[int], alphabet: int, huffman: bool) -> bytes:
-    """One code stream: fixed width (ceil(log2(alphabet)) bits a code), or with ``huffman`` the smaller of that and
-    canonical Huffman with its table (on a short stream the table can cost more than it saves)."""
-    if huffman:
-        return min(_stream(symbols, alphabet, False), _huffman_stream(symbols, alphabet), key=len)
-    out = _Writer()
-    width = max(1, math.ceil(math.log2(alphabet))) if alphabet > 1 else 1
-    out.put("BB", FIXED, width)
-    out.raw(_pack_bits("".join(format(s, f"0{width}b") for s in symbols)))
-    return out.bytes()
-
-
-def _huffman_stream(symbols: list[int], alphabet: int) -> bytes:
-    out = _Writer()
-    out.put("B", HUFFMAN)
-    lengths = _code_lengths(dict(Counter(symbols))) if symbols else {}
-    codes = _canonical(lengths)
-    out.put("H", alphabet)  # then one code length a symbol of the alphabet, 0 for the unused ones
-    out.raw(bytes(lengths.get(s, 0) for s in range(alphabet)))
-    bits = "".join(codes[s] for s in symbols)
-    out.put("I", len(bits))
-    out.raw(_pack_bits(bits))
-    return out.bytes()
-
-
-class _Reader:
-    """Bounds-checked reads from the blob: nothing is read or allocated past what is there."""
-
-    def __init__(self, data: bytes, where: str = "blob"):
-        self.data, self.pos, self.where = data, 0, where
-
-    def take(self, n: int, what: str) -> bytes:
-        if n < 0 or self.pos + n > len(self.data):
-            raise ValueError(f"{self.where} is truncated: {what} needs {n} bytes at offset {self.pos}, only "
-                             f"{len(self.data) - self.pos} remain")
-        chunk = self.data[self.pos : self.pos + n]
-        self.pos += n
-        return chunk
-
-    def get(self, fmt: str, what: str):
-        values = struct.unpack("<" + fmt, self.take(struct.calcsize("<" + fmt), what))
-        return values if len(values) > 1 else values[0]
-
-
-def _read_stream(r: _Reader, count: int, alphabet: int, what: str) -> list[int]:
-    """Exactly ``count`` codes, each < ``alphabet``, from a stream; every table and length checked first."""
-    coding = r.get("B", f"{what} coding")
-    if coding == FIXED:
-        width = r.get("B", f"{what} width")
-        if not 1 <= width <= 16:
-            raise ValueError(f"{r.where}: {what} has a code width of {width} bits (allowed 1-16)")
-        data = r.take(math.ceil(count * width / 8), f"{what} codes")
-        bits = np.unpackbits(np.frombuffer(data, dtype=np.uint8))[: count * width].reshape(count, width)
-        codes = (bits.astype(np.int64) << np.arange(width - 1, -1, -1)).sum(axis=1).tolist() if count else []
-    elif coding == HUFFMAN:
-        codes = _read_huffman(r, count, alphabet, what)
-    else:
-        raise ValueError(f"{r.where}: {what} has an unknown coding {coding} (0 fixed width, 1 Huffman)")
-    if codes and max(codes) >= alphabet:
-        raise ValueError(f"{r.where}: {what} holds code {max(codes)}, outside its alphabet of {alphabet}")
-    return codes
-
-
-def _read_huffman(r: _Reader, count: int, alphabet: int, what: str) -> list[int]:
-    size = r.get("H", f"{what} alphabet size")
-    if size != alphabet:
-        raise ValueError(f"{r.where}: {what}'s Huffman table covers {size} symbols, its alphabet has {alphabet}")
-    table = r.take(size, f"{what} code lengths")
-    n_bits = r.get("I", f"{what} bit count")
-    data = r.take(math.ceil(n_bits / 8), f"{what} bits")
-    lengths = {s: length for s, length in enumerate(table) if length}
-    if count == 0:
-        return []
-    if not lengths:
-        raise ValueError(f"{r.where}: {what} must hold {count} codes but its Huffman table is empty")
-    if max(lengths.values()) > MAX_CODE_LENGTH:
-        raise ValueError(f"{r.where}: {what}'s Huffman table has code lengths above {MAX_CODE_LENGTH}")
-    if sum(2.0 ** -length for length in lengths.values()) > 1.0:
-        raise ValueError(f"{r.where}: {what}'s Huffman table is not prefix-free (its code lengths break Kraft's "
-                         "inequality: sum 2^-length > 1)")
-    if n_bits < count * min(lengths.values()):
-        raise ValueError(f"{r.where}: {what} has {n_bits} bits, too few for {count} codes")
-    # canonical decoding: for each length, the first code and the symbols that have it
-    order = sorted(lengths, key=lambda s: (lengths[s], s))
-    first, start, by_length = {}, {}, {}
-    code, previous = 0, 0
-    for i, s in enumerate(order):
-        length = lengths[s]
-        code <<= length - previous
-        if length not in first:
-            first[length], start[length], by_length[length] = code, i, 0
-        by_length[length] += 1
-        code, previous = code + 1, length
-    longest = max(lengths.values())
-    bits = np.unpackbits(np.frombuffer(data, dtype=np.uint8))[:n_bits]
-    padded = np.concatenate([bits, np.zeros(longest, dtype=np.uint8)]).astype(np.int64)
-    windows = (np.lib.stride_tricks.sliding_window_view(padded, longest)[:n_bits]
-               @ (1 << np.arange(longest - 1, -1, -1, dtype=np.int64))).tolist()
-    steps = [(length, longest - length, first[length], by_length[length], start[length]) for length in sorted(first)]
-    out, pos = [], 0
-    for _ in range(count):
-        if pos >= n_bits:
-            raise ValueError(f"{r.where}: {what} ends after {len(out)} of {count} codes")
-        window = windows[pos]
-        for length, shift, first_code, n, offset in steps:
-            index = (window >> shift) - first_code
-            if 0 <= index < n:
-                out.append(order[offset + index])
-                pos += length
-                break
-        else:
-            raise ValueError(f"{r.where}: {what} holds a bit pattern that is no code of its Huffman table")
-    if pos > n_bits:
-        raise ValueError(f"{r.where}: {what}'s last code runs past its {n_bits} bits")
-    return out
 
 
 # ------------------------------------------------------------------------------------------------ tensors
@@ -300,28 +131,28 @@ def _encode_tensor(t: torch.Tensor, huffman: bool, gap_bits: int | None) -> tupl
     has_zeros = bool((flat == 0).any())
     if len(distinct) <= MAX_CODEBOOK:  # shared, dense
         codes = torch.searchsorted(distinct, flat).tolist()
-        w = _Writer()
+        w = Writer()
         w.put("H", len(distinct))
         w.raw(_raw_bytes(distinct))
-        w.raw(_stream(codes, len(distinct), huffman))
+        w.raw(write_stream(codes, len(distinct), huffman))
         candidates.append((SHARED, w.bytes()))
     rows = flat.reshape(t.shape[0], -1)
     row_values = [torch.unique(row) for row in rows]
     if max(len(v) for v in row_values) <= MAX_CODEBOOK and t.shape[0] > 1:  # shared per row
-        w = _Writer()
+        w = Writer()
         codes = []
         for values, row in zip(row_values, rows):
             w.put("H", len(values))
             w.raw(_raw_bytes(values))
             codes += torch.searchsorted(values, row).tolist()
-        w.raw(_stream(codes, max(len(v) for v in row_values), huffman))
+        w.raw(write_stream(codes, max(len(v) for v in row_values), huffman))
         candidates.append((ROW_SHARED, w.bytes()))
     if has_zeros:
         for b in ([gap_bits] if gap_bits else range(2, 9)):
             fields, where = _gaps(flat, b)
             kept = [p for p in where if p >= 0]
-            gap_stream = _stream(fields, 2**b, huffman)
-            w = _Writer()
+            gap_stream = write_stream(fields, 2**b, huffman)
+            w = Writer()
             w.put("BI", b, len(fields))
             w.raw(gap_stream)
             w.raw(_raw_bytes(flat[kept]))
@@ -330,12 +161,12 @@ def _encode_tensor(t: torch.Tensor, huffman: bool, gap_bits: int | None) -> tupl
                 index = {v: i for i, v in enumerate(nonzero.tolist())}
                 values = flat.tolist()
                 codes = [index[values[p]] for p in where if p >= 0]  # a filler stores nothing
-                w = _Writer()
+                w = Writer()
                 w.put("H", len(nonzero))
                 w.raw(_raw_bytes(nonzero))
                 w.put("BI", b, len(fields))
                 w.raw(gap_stream)
-                w.raw(_stream(codes, len(nonzero), huffman))
+                w.raw(write_stream(codes, len(nonzero), huffman))
                 candidates.append((SPARSE_SHARED, w.bytes()))
     return min(candidates, key=lambda c: len(c[1]))
 
@@ -352,7 +183,7 @@ def _from_raw(data: bytes, dtype: torch.dtype, count: int) -> torch.Tensor:
     return torch.from_numpy(np.frombuffer(data, dtype=np_dtype, count=count).copy())
 
 
-def _decode_tensor(r: _Reader, encoding: int, dtype: torch.dtype, shape: tuple[int, ...]) -> torch.Tensor:
+def _decode_tensor(r: Reader, encoding: int, dtype: torch.dtype, shape: tuple[int, ...]) -> torch.Tensor:
     numel = math.prod(shape)
     item = torch.empty(0, dtype=dtype).element_size()
     if encoding == RAW:
@@ -367,7 +198,7 @@ def _decode_tensor(r: _Reader, encoding: int, dtype: torch.dtype, shape: tuple[i
             if not 1 <= k <= min(MAX_CODEBOOK, per_row):
                 raise ValueError(f"{r.where}: row {i} has a codebook of {k} values for {per_row} entries")
             books.append(_from_raw(r.take(k * item, f"row {i} codebook"), dtype, k))
-        codes = torch.tensor(_read_stream(r, numel, max(len(b) for b in books), "value stream"),
+        codes = torch.tensor(read_stream(r, numel, max(len(b) for b in books), "value stream"),
                              dtype=torch.long).reshape(shape[0], per_row)
         out = torch.empty(shape[0], per_row, dtype=dtype)
         for i, book in enumerate(books):
@@ -384,7 +215,7 @@ def _decode_tensor(r: _Reader, encoding: int, dtype: torch.dtype, shape: tuple[i
             raise ValueError(f"{r.where}: codebook of {k} values for a tensor of {numel} (allowed 1-{MAX_CODEBOOK})")
         codebook = _from_raw(r.take(k * item, "codebook"), dtype, k)
     if encoding == SHARED:
-        return codebook[torch.tensor(_read_stream(r, numel, len(codebook), "value stream"), dtype=torch.long)] \
+        return codebook[torch.tensor(read_stream(r, numel, len(codebook), "value stream"), dtype=torch.long)] \
             if numel else torch.empty(0, dtype=dtype)
     gap_bits, entries = r.get("BI", "sparse header")
     if not 1 <= gap_bits <= 16:
@@ -392,7 +223,7 @@ def _decode_tensor(r: _Reader, encoding: int, dtype: torch.dtype, shape: tuple[i
     if entries > numel:
         raise ValueError(f"{r.where}: {entries} sparse entries for a tensor of only {numel} positions")
     escape = 2**gap_bits - 1
-    fields = _read_stream(r, entries, 2**gap_bits, "gap stream")
+    fields = read_stream(r, entries, 2**gap_bits, "gap stream")
     positions, pos = [], -1  # pos: the last position consumed
     for g in fields:
         pos += g if g == escape else g + 1
@@ -404,7 +235,7 @@ def _decode_tensor(r: _Reader, encoding: int, dtype: torch.dtype, shape: tuple[i
     if encoding == SPARSE:
         out[torch.tensor(kept, dtype=torch.long)] = _from_raw(r.take(len(kept) * item, "kept values"), dtype, len(kept))
         return out
-    codes = _read_stream(r, len(kept), len(codebook), "value stream")  # fillers have no code
+    codes = read_stream(r, len(kept), len(codebook), "value stream")  # fillers have no code
     if kept:
         out[torch.tensor(kept, dtype=torch.long)] = codebook[torch.tensor(codes, dtype=torch.long)]
     return out
@@ -440,7 +271,7 @@ def pack(model: nn.Module, *, huffman: bool = True, gap_bits: int | None = None,
     if gap_bits is not None:
         check_int("gap_bits", gap_bits, 1, 16)
     require_sites(model)
-    out = _Writer()
+    out = Writer()
     tensors = _tensors_of(model)
     out.raw(MAGIC)
     out.put("BI", FORMAT_VERSION, len(tensors))
@@ -474,7 +305,7 @@ def describe(blob: bytes) -> list[dict]:
         name, dtype, shape, encoding, payload = _record(r)
         row = {"name": name, "shape": shape, "dtype": dtype, "encoding": ENCODINGS.get(encoding, "?"),
                "bytes": len(payload), "codebook": None, "gap_bits": None, "entries": None}
-        p = _Reader(payload, where=f"tensor '{name}'")
+        p = Reader(payload, where=f"tensor '{name}'")
         if encoding in (SHARED, SPARSE_SHARED):
             row["codebook"] = p.get("H", "codebook size")
             p.take(row["codebook"] * torch.empty(0, dtype=dtype).element_size(), "codebook")
@@ -484,7 +315,7 @@ def describe(blob: bytes) -> list[dict]:
     return rows
 
 
-def _open(blob) -> tuple[_Reader, int]:
+def _open(blob) -> tuple[Reader, int]:
     if not isinstance(blob, (bytes, bytearray, memoryview)):
         raise TypeError(f"blob must be bytes, got {type(blob).__name__}")
     blob = bytes(blob)
@@ -501,7 +332,7 @@ def _open(blob) -> tuple[_Reader, int]:
     body, (crc,) = blob[:-4], struct.unpack("<I", blob[-4:])
     if zlib.crc32(body) != crc:
         raise ValueError("blob is corrupt: its CRC-32 checksum does not match (truncated or altered)")
-    r = _Reader(body)
+    r = Reader(body)
     r.take(5, "magic and version")
     count = r.get("I", "tensor count")
     if count * 13 > len(body) - r.pos:  # a record takes at least 13 bytes
@@ -509,7 +340,7 @@ def _open(blob) -> tuple[_Reader, int]:
     return r, count
 
 
-def _record(r: _Reader):
+def _record(r: Reader):
     name_length = r.get("H", "name length")
     try:
         name = r.take(name_length, "name").decode("utf-8")
@@ -555,7 +386,7 @@ def unpack(blob: bytes, *, like: nn.Module) -> nn.Module:
         if tuple(mine.shape) != shape or (mine.dtype != dtype and not half_bias):
             raise ValueError(f"tensor '{name}' is {shape} {dtype} in the blob but {tuple(mine.shape)} {mine.dtype} "
                              "in like")
-        pr = _Reader(payload, where=f"tensor '{name}'")
+        pr = Reader(payload, where=f"tensor '{name}'")
         values = _decode_tensor(pr, encoding, dtype, shape)
         if pr.pos != len(payload):
             raise ValueError(f"tensor '{name}': {len(payload) - pr.pos} bytes left over after its data")

@@ -41,7 +41,9 @@ from compresskit.checks import (
     dataset_tensors,
 )
 from compresskit.layers import eval_mode
-from compresskit.metrics import torch_file_bytes  # noqa: F401 (file sizes are measured in metrics; public here too)
+
+__all__ = ["MODES", "export_onnx", "quantize_onnx", "NBITS", "quantize_onnx_nbits", "OnnxModel", "int8_models",
+           "int4_models"]
 
 MODES = ("dynamic", "static")
 

@@ -25,6 +25,11 @@ from torch.nn.utils.prune import BasePruningMethod
 
 from compresskit.checks import check_finite, check_module
 
+__all__ = ["GATES", "LAYER_KINDS", "compressible_names", "pruning_hook", "stored_tensor", "mask_of", "effective_weight",
+           "refresh_pruned", "named_tensors", "is_compressible", "Site", "sites", "require_sites", "unique_sites",
+           "copy_model", "replace_module", "placed_like", "device_dtype", "eval_mode", "inputs_of",
+           "transformer_linears", "device_of"]
+
 # gates stacked in weight_ih / weight_hh, by nn.RNNBase.mode (torch's order: GRU r, z, n; LSTM i, f, g, o)
 GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "GRU": 3, "LSTM": 4}
 _RNN_PREFIXES = ("weight_ih_l", "weight_hh_l")
@@ -243,7 +248,7 @@ def replace_module(model: nn.Module, name: str, new: nn.Module) -> None:
     setattr(model.get_submodule(parent) if parent else model, child, new)
 
 
-def like(new: nn.Module, old: nn.Module | torch.Tensor, *, training: bool | None = None) -> nn.Module:
+def placed_like(new: nn.Module, old: nn.Module | torch.Tensor, *, training: bool | None = None) -> nn.Module:
     """``new`` on the device and in the dtype of ``old`` (a module's first parameter, or a tensor), in ``old``'s
     train/eval mode: a layer built to replace another behaves like it (BatchNorm in eval stays in eval)."""
     ref = old if isinstance(old, torch.Tensor) else next(old.parameters(), None)
@@ -255,7 +260,7 @@ def like(new: nn.Module, old: nn.Module | torch.Tensor, *, training: bool | None
     return new
 
 
-def factory(w: torch.Tensor) -> dict:
+def device_dtype(w: torch.Tensor) -> dict:
     """``device=`` and ``dtype=`` keywords that build a new layer like the tensor ``w``."""
     return {"device": w.device, "dtype": w.dtype}
 

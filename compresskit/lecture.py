@@ -21,6 +21,9 @@ from pathlib import Path
 
 from compresskit.checks import available_cores
 
+__all__ = ["LECTURE_SKIP_TAGS", "NOTEBOOKS", "DEFAULT_PORT", "in_lecture", "lecture_cells", "chapter_path",
+           "write_lecture_notebooks", "voila_config", "main"]
+
 LECTURE_SKIP_TAGS = ("solution", "exercise", "lecture-skip", "claim-check")
 """Cells with any of these tags are not part of a lecture (worked solutions, exercises, long tables, set-up noise, the
 checks that tie a chapter's sentences to its run)."""

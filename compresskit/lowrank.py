@@ -23,14 +23,17 @@ from torch import nn
 from compresskit.checks import check_bool, check_finite, check_int, check_module, check_number, check_tensor
 from compresskit.layers import (
     copy_model,
+    device_dtype,
     effective_weight,
-    factory,
-    like,
+    placed_like,
     replace_module,
     require_sites,
     stored_tensor,
 )
 from compresskit.rnn import UnrolledRNN
+
+__all__ = ["rank_for_energy", "break_even_rank", "svd_linear", "svd_of", "tucker2", "tucker_rank_limits", "tucker_conv",
+           "cp_als", "cp_reconstruct", "cp_conv", "svd_rnn", "low_rank"]
 
 
 def _check_rank(name: str, rank, high: int) -> None:
@@ -87,8 +90,8 @@ def svd_linear(layer: nn.Linear, rank: int, *, svd: tuple | None = None) -> nn.S
         if u.shape[0] != w.shape[0] or vh.shape[1] != w.shape[1]:
             raise ValueError(f"svd is of a {u.shape[0]} x {vh.shape[1]} matrix, layer.weight is {tuple(w.shape)}")
     root = s[:rank].sqrt()
-    first = nn.Linear(w.shape[1], rank, bias=False, **factory(w))
-    second = nn.Linear(rank, w.shape[0], bias=layer.bias is not None, **factory(w))
+    first = nn.Linear(w.shape[1], rank, bias=False, **device_dtype(w))
+    second = nn.Linear(rank, w.shape[0], bias=layer.bias is not None, **device_dtype(w))
     with torch.no_grad():
         first.weight.copy_((root[:, None] * vh[:rank]).to(w.dtype))
         second.weight.copy_((u[:, :rank] * root[None, :]).to(w.dtype))
@@ -161,7 +164,7 @@ def _conv(in_ch, out_ch, kernel, *, like_w, bias=False, template=None, stride=1,
               "padding_mode": template.padding_mode}
     else:
         kw = {"stride": stride, "padding": padding, "dilation": dilation, "padding_mode": padding_mode}
-    return nn.Conv2d(in_ch, out_ch, kernel, bias=bias, groups=groups, **kw, **factory(like_w))
+    return nn.Conv2d(in_ch, out_ch, kernel, bias=bias, groups=groups, **kw, **device_dtype(like_w))
 
 
 def tucker_conv(conv: nn.Conv2d, ranks: tuple[int, int], *, hooi_iters: int = 5) -> nn.Sequential:
@@ -313,7 +316,7 @@ def _tied_copy(factorized: nn.Sequential, layer: nn.Linear) -> nn.Sequential:
     tied), the layer's own bias."""
     first, second = factorized
     new_second = nn.Linear(second.in_features, second.out_features, bias=layer.bias is not None,
-                           **factory(second.weight))
+                           **device_dtype(second.weight))
     new_second.weight = second.weight
     if layer.bias is not None:
         with torch.no_grad():
@@ -370,7 +373,7 @@ def low_rank(model: nn.Module, *, rank: int | None = None, energy: float | None 
             new = tucker_conv(layer, _conv_ranks(layer, rank, energy))
             if only_if_smaller and sum(p.numel() for p in new.parameters()) >= layer.weight.numel():
                 continue
-            replacements.append((name, like(new, layer)))
+            replacements.append((name, placed_like(new, layer)))
     for name, new in replacements:
         replace_module(target, name, new)
     return target

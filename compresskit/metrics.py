@@ -32,6 +32,10 @@ from compresskit.layers import GATES, effective_weight, eval_mode, is_compressib
 from compresskit.timing import latency
 from compresskit.train import evaluate
 
+__all__ = ["count_params", "count_nonzero", "Format", "relative_index_entries", "FORMATS", "tensor_bits",
+           "storage_bytes", "macs", "Record", "measure", "torch_file_bytes", "LMScore", "perplexity", "sample_text",
+           "sparse_lm_bytes"]
+
 # ---------------------------------------------------------------------------------------------- tensors
 
 
@@ -137,7 +141,7 @@ def storage_bytes(
     model: nn.Module,
     *,
     format: str = "dense",
-    value_bits: int | None = None,
+    value_bits: int | dict[str, int] | None = None,
     index_bits: int = 32,
     codebook_bits: int | Callable[[str, torch.Tensor], int] = 0,
 ) -> int:
@@ -146,7 +150,8 @@ def storage_bytes(
     Args:
         format: how compressible tensors store their entries (``FORMATS``): ``"dense"`` stores all of them.
         value_bits: bits per stored value of a compressible tensor (fewer after quantization); None (default): the
-            tensor's own element size (32 for float32, 64 for float64, 16 for bfloat16).
+            tensor's own element size (32 for float32, 64 for float64, 16 for bfloat16); a ``{tensor name: bits}``
+            dict prices each named tensor at its own width (bits per layer) and the others at their element size.
         index_bits: bits per stored index, for sparse formats.
         codebook_bits: bits of a per-tensor table (e.g. k-means centroids), an int for every compressible
             tensor or a function ``(name, tensor) -> bits``.
@@ -156,13 +161,23 @@ def storage_bytes(
     check_module("model", model)
     if not callable(codebook_bits):
         check_int("codebook_bits", codebook_bits, 0)
-    if value_bits is not None:
+    widths = value_bits if isinstance(value_bits, dict) else {}
+    for name, bits in widths.items():
+        check_int(f"value_bits[{name!r}]", bits, 1, 64)
+    if value_bits is not None and not isinstance(value_bits, dict):
         check_int("value_bits", value_bits, 1, 64)
+    tensors = list(named_tensors(model))
+    compressible = [name for name, t in tensors if is_compressible(t)]
+    unknown = [name for name in widths if name not in compressible]
+    if unknown:
+        raise ValueError(f"value_bits names {unknown}, which are no compressible tensors of the model; they are "
+                         f"{compressible[:8]}{' ...' if len(compressible) > 8 else ''}")
     total_bits = 0
-    for name, t in named_tensors(model):
+    for name, t in tensors:
         if is_compressible(t):
             extra = codebook_bits(name, t) if callable(codebook_bits) else codebook_bits
-            bits = tensor_bits(t, format=format, value_bits=value_bits or t.element_size() * 8, index_bits=index_bits,
+            own = widths.get(name) if widths else value_bits
+            bits = tensor_bits(t, format=format, value_bits=own or t.element_size() * 8, index_bits=index_bits,
                                codebook_bits=extra)
         else:
             bits = t.numel() * t.element_size() * 8

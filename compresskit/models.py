@@ -9,7 +9,9 @@ import torch
 from torch import nn
 
 from compresskit.checks import check_int
-from compresskit.layers import copy_model, refresh_pruned, replace_module, stored_tensor  # noqa: F401 (public here)
+
+__all__ = ["RNN_CELLS", "mlp", "lenet", "ResidualBlock", "ResidualMLP", "residual_mlp", "RNNClassifier",
+           "rnn_classifier", "Attention", "Block", "TransformerLM", "transformer_lm"]
 
 RNN_CELLS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
 

@@ -17,11 +17,14 @@ from torch import nn
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from compresskit import encode, layers, metrics, qat, structured
+from compresskit import distill, encode, int8, layers, lowrank, metrics, models, prune, qat, quantize, structured
 from compresskit.checks import check_bool, check_fraction, check_int, check_module, check_number
 from compresskit.prune import iterative_prune
 from compresskit.qat import kmeans_finetune
-from compresskit.train import evaluate
+from compresskit.train import evaluate, set_seed, train
+
+__all__ = ["PUBLISHED_LENET_300_100", "Stage", "DeepCompression", "deep_compression", "layer_table", "Point",
+           "pareto_front", "best_under", "technique_points"]
 
 PUBLISHED_LENET_300_100 = {"kept %": 8.0, "weight bits": 6, "index bits": 5, "ratio": 40.0,
                            "source": "Han et al. 2016, table 2 (LeNet-300-100 on MNIST, 1070 KB -> 27 KB)"}
@@ -118,7 +121,7 @@ class Point:
     """One recipe on the accuracy-against-bytes plane; ``steps`` says what it is made of."""
 
     name: str
-    family: str
+    group: str  # the technique family it belongs to, one colour in plots.pareto (as Record.group in accuracy_vs_size)
     steps: list[str]
     accuracy: float
     bytes: int
@@ -150,19 +153,15 @@ def best_under(points: list[Point], budget: float) -> Point | None:
     return max(fitting, key=lambda p: (p.accuracy, -p.bytes)) if fitting else None
 
 
-# ------------------------------------------------------------------------------------------------ recipes
+# --------------------------------------------------------------------------------------- every technique
 
 
-def recipes(baseline: nn.Module, dataset: Dataset, test: Dataset, *, seed: int = 0, progress: bool = False,
-            deep: DeepCompression | None = None) -> list[Point]:
+def technique_points(baseline: nn.Module, dataset: Dataset, test: Dataset, *, seed: int = 0, progress: bool = False,
+                     deep: DeepCompression | None = None) -> list[Point]:
     """Every technique of chapters 01-07 and their combinations, applied to ``baseline`` (LeNet-300-100), each as a
     ``Point`` with its test accuracy and the bytes of its file: ``len(encode.pack(model))``, or the ``.onnx`` file for
     the real int8 models. Fine-tunes are short (a few epochs), the same for every recipe that has one. ``deep``: a
     ``deep_compression`` result of the same baseline to reuse (else it is run here)."""
-    from compresskit import distill, int8, lowrank, models, prune, quantize
-    from compresskit.layers import copy_model
-    from compresskit.train import set_seed, train
-
     check_module("baseline", baseline)
     check_int("seed", seed)
     check_bool("progress", progress)
@@ -173,13 +172,13 @@ def recipes(baseline: nn.Module, dataset: Dataset, test: Dataset, *, seed: int =
         return model
 
     points: list[Point] = []
-    bar = tqdm(total=15, desc="recipes", disable=not progress, leave=False)
+    bar = tqdm(total=15, desc="techniques", disable=not progress, leave=False)
 
-    def add(name, family, steps, model, *, file="pack"):
+    def add(name, group, steps, model, *, file="pack"):
         size = model.file_bytes if file == "onnx" else len(encode.pack(model))
         # timed as it would run: masks made permanent (a mask hook recomputes the weight on every call)
-        runnable = model if file == "onnx" or not prune.is_pruned(model) else prune.finalize(copy_model(model))
-        points.append(Point(name, family, steps, evaluate(model, test), size, runnable, file))
+        runnable = model if file == "onnx" or not prune.is_pruned(model) else prune.finalize(layers.copy_model(model))
+        points.append(Point(name, group, steps, evaluate(model, test), size, runnable, file))
         bar.update()
 
     add("dense float32", "dense", ["LeNet-300-100, float32"], baseline)

@@ -38,6 +38,10 @@ from matplotlib.figure import Figure  # noqa: E402
 from compresskit.checks import check_bool  # noqa: E402
 from compresskit.metrics import Record  # noqa: E402
 
+__all__ = ["STANDARD", "PROJECTOR_SCALE", "PROJECTOR_ENV", "projector", "FIGSIZE", "COLORS", "accuracy_vs_size",
+           "digit_grid", "bars", "vlines", "png", "figure", "weight_histogram", "pixel_map", "curves", "errorbars",
+           "pareto", "sample_box", "perplexity_vs_size"]
+
 
 def projector(on: bool = True) -> None:
     """Switch every plot drawn from now on to projector style (``on=True``: fonts, lines and markers
@@ -225,20 +229,6 @@ def weight_histogram(w: torch.Tensor, kept: torch.Tensor | None = None, *, ax=No
     return fig
 
 
-def weight_image(w: torch.Tensor, *, ax=None, title: str = "|w| (white = zero)") -> Figure:
-    """A weight matrix (conv kernels flattened per filter) as an image of |w|; exact zeros are white."""
-    fig, ax = _axes(ax)
-    m = w.detach().reshape(w.shape[0], -1).abs().cpu()
-    shown = torch.where(m == 0, torch.full_like(m, float("nan")), m).numpy()
-    cmap = plt.get_cmap("viridis").copy()
-    cmap.set_bad("white")
-    ax.imshow(shown, aspect="auto", cmap=cmap, interpolation="nearest")
-    ax.set_xlabel("input index")
-    ax.set_ylabel("output unit")
-    ax.set_title(title)
-    return fig
-
-
 def pixel_map(values: torch.Tensor, *, ax=None, title: str = "", label: str = "", vmax: float | None = None,
               fmt: str = "{:.0f}") -> Figure:
     """A small 2-d map (e.g. 8x8: one value per input pixel) as an image with each value written in its cell, and a
@@ -310,13 +300,13 @@ def errorbars(series: dict[str, tuple[Sequence[float], Sequence[float], Sequence
     return _finish(fig, ax, xlabel, ylabel, title, logx, False)
 
 
-def pareto(points, *, x: str = "bytes", front=None, highlight=None, budget: float | None = None, ax=None,
+def pareto(points, *, cost: str = "bytes", front=None, highlight=None, budget: float | None = None, ax=None,
            title: str = "") -> Figure:
     """Recipes (``pipeline.Point``) as test accuracy (%) against file size (KB) or latency (ms), both on log axes,
     one colour per family; the Pareto front as a line; ``highlight`` ringed in red; ``budget`` (bytes) as a dashed
     vertical line. The legend sits outside the axes, so it covers no point."""
-    if x not in ("bytes", "latency"):
-        raise ValueError(f"x must be 'bytes' or 'latency', got {x!r}")
+    if cost not in ("bytes", "latency_ms"):
+        raise ValueError(f"cost must be 'bytes' or 'latency_ms' (as in pipeline.pareto_front), got {cost!r}")
     if len(points) == 0:
         raise ValueError("points is empty: nothing to plot")
     if ax is None:  # fixed margins (constrained layout measures the outside legend on every draw: slider hot path)
@@ -324,12 +314,12 @@ def pareto(points, *, x: str = "bytes", front=None, highlight=None, budget: floa
         fig.subplots_adjust(left=0.08, right=0.74, bottom=0.12, top=0.80)
     else:
         fig = ax.figure
-    value = (lambda p: p.bytes / 1024) if x == "bytes" else (lambda p: p.latency_ms)
-    families = list(dict.fromkeys(p.family for p in points))
-    for i, family in enumerate(families):
-        mine = [p for p in points if p.family == family]
+    value = (lambda p: p.bytes / 1024) if cost == "bytes" else (lambda p: p.latency_ms)
+    groups = list(dict.fromkeys(p.group for p in points))
+    for i, group in enumerate(groups):
+        mine = [p for p in points if p.group == group]
         ax.plot([value(p) for p in mine], [100 * p.accuracy for p in mine], "o", ms=_z(9),
-                color=COLORS[i % len(COLORS)], label=family)
+                color=COLORS[i % len(COLORS)], label=group)
     if front:
         ax.plot([value(p) for p in front], [100 * p.accuracy for p in front], "-", color="0.35", lw=_z(1.5),
                 label="Pareto front", zorder=0)
@@ -344,7 +334,7 @@ def pareto(points, *, x: str = "bytes", front=None, highlight=None, budget: floa
     ax.set_xscale("log")
     # a fixed 1-2-5 ladder of plain labels and no minor ticks: a tenth of the tick artists of the default log axis
     # (the ticks were half of a slider move's redraw)
-    values = [value(p) for p in points] + ([budget / 1024] if budget is not None and x == "bytes" else [])
+    values = [value(p) for p in points] + ([budget / 1024] if budget is not None and cost == "bytes" else [])
     low, high = min(values) / 1.6, max(values) * 1.6
     subs = (1, 2, 5) if high / low > 20 else (1, 1.5, 2, 3, 4, 5, 6, 8)
     ladder = [m * 10**e for e in range(math.floor(math.log10(low)), math.ceil(math.log10(high)) + 1) for m in subs]
@@ -352,7 +342,7 @@ def pareto(points, *, x: str = "bytes", front=None, highlight=None, budget: floa
     ax.xaxis.set_major_locator(ticker.FixedLocator([v for v in ladder if low <= v <= high]))
     ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
     ax.xaxis.set_minor_locator(ticker.NullLocator())
-    ax.set_xlabel("file size (KB, log scale)" if x == "bytes" else "latency (ms per batch, log scale)")
+    ax.set_xlabel("file size (KB, log scale)" if cost == "bytes" else "latency (ms per batch, log scale)")
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(title)
     ax.grid(True, alpha=0.3)

@@ -5,7 +5,7 @@ and *applying* the mask. Masks are applied with ``torch.nn.utils.prune.custom_fr
 holds ``weight_orig`` and ``weight_mask`` and zeros stay zero through fine-tuning until ``finalize``.
 
 Structured pruning (neurons, filters, recurrent units) builds a smaller dense model instead; it lives in
-``compresskit.structured`` and ``prune_channels`` is re-exported here.
+``compresskit.structured``.
 
 References: Han et al., "Learning both Weights and Connections for Efficient Neural Networks" (NeurIPS 2015);
 Zhu & Gupta, "To prune, or not to prune" (2017).
@@ -41,15 +41,11 @@ from compresskit.layers import (
     transformer_linears,
     unique_sites,
 )
-from compresskit.structured import (  # noqa: F401 (public here)
-    block_importance,
-    channel_scores,
-    prune_blocks,
-    prune_channels,
-    remove_blocks,
-    thin_blocks,
-)
 from compresskit.train import evaluate, train
+
+__all__ = ["SCOPES", "prunable", "magnitude_mask", "magnitude_prune", "freeze_zeros", "finalize", "is_pruned",
+           "LayerSparsity", "SparsityReport", "sparsity_report", "sensitivity_scan", "cubic_schedule",
+           "iterative_prune", "LM_METHODS", "wanda_scores", "row_mask", "nm_mask", "input_norms", "prune_lm"]
 
 SCOPES = ("layer", "global")
 

@@ -28,6 +28,8 @@ from compresskit.quantize import check_method, kmeans_quantize, ste_binarize, st
 from compresskit.rnn import UnrolledRNN
 from compresskit.train import train
 
+__all__ = ["qat", "kmeans_finetune"]
+
 
 class _FakeQuant(nn.Module):
     """Parametrization: the layer sees quantized weights; the optimizer updates the float "shadow" weights."""

@@ -23,6 +23,10 @@ from torch.utils.data import Dataset
 from compresskit.checks import check_bool, check_choice, check_int, check_module, check_tensor, dataset_tensors
 from compresskit.layers import copy_model, refresh_pruned, require_sites, unique_sites
 
+__all__ = ["EPS", "METHODS", "code_range", "qparams", "quantize_tensor", "dequantize", "fake_quantize",
+           "ste_fake_quantize", "kmeans_quantize", "centroid_gradients", "binarize", "ste_binarize", "check_method",
+           "quantize_model", "storage_kwargs", "ActivationQuant", "quantize_activations"]
+
 EPS = torch.finfo(torch.float32).eps
 METHODS = ("uniform", "kmeans", "binary")
 
@@ -30,10 +34,10 @@ METHODS = ("uniform", "kmeans", "binary")
 # ------------------------------------------------------------------------------------------------ checks
 
 
-def _check_bits(bits, low: int = 2, high: int = 16) -> None:
+def _check_bits(bits, low: int = 2, high: int = 16, name: str = "bits") -> None:
     if bits == 1 and low == 2 and not isinstance(bits, bool):
-        raise ValueError("bits must be in [2, 16], got 1 (1 bit is binarize(w))")
-    check_int("bits", bits, low, high)
+        raise ValueError(f"{name} must be in [2, 16], got 1 (1 bit is binarize(w))")
+    check_int(name, bits, low, high)
 
 
 def _check_kept(w: torch.Tensor, mask) -> torch.Tensor | None:
@@ -283,18 +287,38 @@ def _quantized(w: torch.Tensor, bits: int, method: str, symmetric: bool, per_cha
     return fake_quantize(w, bits, symmetric=symmetric, per_channel=per_channel, axis=0, mask=mask)
 
 
-def check_method(method: str, bits, allowed=METHODS) -> None:
+def check_method(method: str, bits, allowed=METHODS, *, name: str = "bits") -> None:
+    """``method`` one of ``allowed`` and ``bits`` what it stores (an int, or a per-layer ``{tensor: bits}`` dict of
+    them; ``name`` is what the message calls the bits)."""
     check_choice("method", method, allowed)
-    if method == "binary":
+    if isinstance(bits, dict):
+        if not bits:
+            raise ValueError(f"{name} is an empty dict: give the bits of at least one tensor")
+        for tensor, b in bits.items():
+            check_method(method, b, allowed, name=f"{name}[{tensor!r}]")
+    elif method == "binary":
         if bits != 1 or isinstance(bits, bool):
-            raise ValueError(f"method='binary' stores 1 bit per weight: bits must be 1, got {bits!r}")
+            raise ValueError(f"method='binary' stores 1 bit per weight: {name} must be 1, got {bits!r}")
     elif method == "kmeans":
-        check_int("bits", bits, 1, 8)
+        check_int(name, bits, 1, 8)
     else:
-        _check_bits(bits)
+        _check_bits(bits, name=name)
 
 
-def quantize_model(model: nn.Module, bits: int, *, method: str = "uniform", symmetric: bool = True,
+def _bits_by_site(bits, found: list) -> dict[str, int]:
+    """``{site name: bits}`` for the sites to quantize: all of ``found`` with one int, the dict's own keys (each a
+    compressible tensor of the model, by name) with a per-layer dict."""
+    if not isinstance(bits, dict):
+        return {s.name: bits for s in found}
+    names = [s.name for s in found]
+    unknown = [k for k in bits if k not in names]
+    if unknown:
+        raise ValueError(f"bits names {unknown}, which are no compressible tensors of the model; they are "
+                         f"{names[:8]}{' ...' if len(names) > 8 else ''}")
+    return dict(bits)
+
+
+def quantize_model(model: nn.Module, bits: int | dict[str, int], *, method: str = "uniform", symmetric: bool = True,
                    per_channel: bool = False, tensors: str | Sequence[str] | None = None,
                    inplace: bool = False) -> nn.Module:
     """Post-training quantization of the weights of Linear, Conv1d/2d and RNN/GRU/LSTM layers (never biases).
@@ -302,7 +326,9 @@ def quantize_model(model: nn.Module, bits: int, *, method: str = "uniform", symm
     Each weight is replaced by its quantized value (what an integer kernel would compute with, in float32, so the
     model runs anywhere): ``method="uniform"`` (bits 2..16), ``"kmeans"`` (2^bits shared values, bits 1..8), or
     ``"binary"`` (1 bit; ``bits`` must be 1). ``tensors`` picks some weights by name, as in ``prune.prunable``
-    (e.g. ``"weight_hh"``). The caller's model is unchanged unless ``inplace=True``.
+    (e.g. ``"weight_hh"``). Bits per layer: ``bits={"0.weight": 8, "2.weight": 4}`` quantizes exactly the tensors
+    it names (as ``layers.named_tensors`` names them), each to its own width, and leaves the others in float (not
+    together with ``tensors``). The caller's model is unchanged unless ``inplace=True``.
 
     On a pruned model the scale, zero point, codebook or alpha is fitted to the *kept* weights only (the pruning
     mask, or the nonzero entries of a model without masks) and the pruned weights stay exactly 0; masks are kept,
@@ -314,30 +340,48 @@ def quantize_model(model: nn.Module, bits: int, *, method: str = "uniform", symm
     check_bool("symmetric", symmetric)
     check_bool("per_channel", per_channel)
     check_bool("inplace", inplace)
-    require_sites(model, tensors)  # refuses weight-norm, NaN, nothing to quantize: before anything is copied
+    if isinstance(bits, dict) and tensors is not None:
+        raise ValueError(f"give either tensors={tensors!r} or bits per tensor (a dict), not both")
+    widths = _bits_by_site(bits, require_sites(model, tensors))  # refuses weight-norm, NaN, nothing to quantize
     target = model if inplace else copy_model(model)
-    groups = unique_sites(require_sites(target, tensors))
-    new = [_quantized(g[0].effective().detach(), bits, method, symmetric, per_channel, g[0].kept()) for g in groups]
+    groups = [g for g in unique_sites(require_sites(target, tensors)) if any(s.name in widths for s in g)]
+    for g in groups:
+        tied = {widths[s.name] for s in g if s.name in widths}  # a tied weight is named by any of its names
+        if len(tied) > 1:
+            raise ValueError(f"tensors {[s.name for s in g]} are one tied weight: give them one bit width, got {tied}")
+    new = [_quantized(g[0].effective().detach(), widths[next(s.name for s in g if s.name in widths)], method,
+                      symmetric, per_channel, g[0].kept()) for g in groups]
     for group, w in zip(groups, new):  # all computed first: a failure leaves the model as it was
         group[0].write(w)
     return refresh_pruned(target)
 
 
-def storage_kwargs(method: str, bits: int, *, per_channel: bool = False, symmetric: bool = True) -> dict:
+def storage_kwargs(method: str, bits: int | dict[str, int], *, per_channel: bool = False,
+                   symmetric: bool = True) -> dict:
     """Arguments for ``metrics.storage_bytes`` that price a quantized model honestly.
 
     uniform: ``bits`` per weight plus a float32 scale (and an int32 zero point when affine) per tensor or channel;
     kmeans: ``bits`` per index plus a codebook of 2^bits float32 values per tensor; binary: 1 bit per weight plus a
-    float32 alpha per output channel.
+    float32 alpha per output channel. With bits per layer (the dict given to ``quantize_model``) each named tensor
+    is priced at its own width and the others at their float width, without a table.
     """
     check_method(method, bits)
     check_bool("per_channel", per_channel)
     check_bool("symmetric", symmetric)
+    per = 32 if symmetric else 64  # a float32 scale, and an int32 zero point when affine
+    if isinstance(bits, dict):
+        def table(name: str, w: torch.Tensor) -> int:
+            if name not in bits:
+                return 0
+            if method == "kmeans":
+                return 32 * 2 ** bits[name]
+            return 32 * w.shape[0] if method == "binary" else per * w.shape[0] if per_channel else per
+
+        return {"value_bits": dict(bits), "codebook_bits": table}
     if method == "kmeans":
         return {"value_bits": bits, "codebook_bits": 32 * 2**bits}
     if method == "binary":
         return {"value_bits": 1, "codebook_bits": lambda name, w: 32 * w.shape[0]}
-    per = 32 if symmetric else 64
     return {"value_bits": bits, "codebook_bits": (lambda name, w: per * w.shape[0]) if per_channel else per}
 
 

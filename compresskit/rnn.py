@@ -26,7 +26,9 @@ from torch import nn
 from torch.nn.utils import prune as torch_prune
 
 from compresskit.checks import check_bool, check_choice, check_int, check_module, check_number, check_tensor
-from compresskit.layers import GATES, effective_weight, eval_mode, factory, mask_of, stored_tensor
+from compresskit.layers import GATES, device_dtype, effective_weight, eval_mode, mask_of, stored_tensor
+
+__all__ = ["UnrolledRNN", "recurrent_layers", "hidden_states", "hidden_drift", "state_drift"]
 
 
 def _carry(src: nn.Module, src_name: str, dst: nn.Module, dst_name: str) -> None:
@@ -73,7 +75,7 @@ class UnrolledRNN(nn.Module):
         if getattr(rnn, "proj_size", 0):
             raise ValueError(f"proj_size must be 0 (an LSTM without projection), got {rnn.proj_size}")
         new = cls(rnn.mode, rnn.input_size, rnn.hidden_size, rnn.num_layers, bias=rnn.bias,
-                  batch_first=rnn.batch_first, dropout=rnn.dropout, **factory(stored_tensor(rnn, "weight_ih_l0")))
+                  batch_first=rnn.batch_first, dropout=rnn.dropout, **device_dtype(stored_tensor(rnn, "weight_ih_l0")))
         for k in range(rnn.num_layers):
             for part, kind in ((new.ih[k], "ih"), (new.hh[k], "hh")):
                 _carry(rnn, f"weight_{kind}_l{k}", part, "weight")
@@ -92,7 +94,7 @@ class UnrolledRNN(nn.Module):
                     raise ValueError(f"{kind}[{k}] is a {type(part).__name__}, not a dense nn.Linear: it has no "
                                      "torch RNN equivalent")
         kw = dict(num_layers=self.num_layers, bias=self.ih[0].bias is not None, batch_first=self.batch_first,
-                  dropout=self.dropout, **factory(stored_tensor(self.ih[0], "weight")))
+                  dropout=self.dropout, **device_dtype(stored_tensor(self.ih[0], "weight")))
         if self.mode.startswith("RNN"):
             kw["nonlinearity"] = "tanh" if self.mode == "RNN_TANH" else "relu"
         torch_rnn = {"GRU": nn.GRU, "LSTM": nn.LSTM}.get(self.mode, nn.RNN)(self.input_size, self.hidden_size, **kw)

@@ -25,6 +25,9 @@ from compresskit.checks import check_choice, check_number, check_tensor
 from compresskit.layers import require_sites
 from compresskit.train import train
 
+__all__ = ["METHODS", "l1_penalty", "l2_penalty", "soft_threshold", "proximal_l1_step", "exact_zero_fraction",
+           "train_sparse"]
+
 METHODS = ("none", "l1", "l2", "proximal")
 
 

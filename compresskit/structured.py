@@ -19,13 +19,19 @@ from compresskit.checks import check_choice, check_fraction, check_int, check_mo
 from compresskit.layers import (
     GATES,
     copy_model,
+    device_dtype,
     effective_weight,
     eval_mode,
-    factory,
-    like,
+    placed_like,
     replace_module,
     require_sites,
 )
+from compresskit.models import ResidualBlock
+from compresskit.rnn import UnrolledRNN
+
+__all__ = ["NORMS", "channel_scores", "prune_channels", "prune_units", "remove_blocks", "BLOCK_SCORES",
+           "block_importance", "prune_blocks", "thin_blocks", "HEAD_SCORES", "head_importance", "remove_heads",
+           "prune_heads"]
 
 NORMS = (1, 2)
 
@@ -56,7 +62,7 @@ def _sliced(layer: nn.Module, out_idx: torch.Tensor | None, in_idx: torch.Tensor
     if isinstance(layer, nn.modules.batchnorm._BatchNorm):
         idx = out_idx
         ref = next((t for t in (layer.weight, layer.running_mean) if t is not None), None)
-        kw = factory(ref) if ref is not None else {}
+        kw = device_dtype(ref) if ref is not None else {}
         new = type(layer)(len(idx), eps=layer.eps, momentum=layer.momentum, affine=layer.affine,
                           track_running_stats=layer.track_running_stats, **kw)
         with torch.no_grad():
@@ -75,10 +81,11 @@ def _sliced(layer: nn.Module, out_idx: torch.Tensor | None, in_idx: torch.Tensor
     if in_idx is not None:
         w = w[:, in_idx]
     if isinstance(layer, nn.Linear):
-        new = nn.Linear(w.shape[1], w.shape[0], bias=b is not None, **factory(w))
+        new = nn.Linear(w.shape[1], w.shape[0], bias=b is not None, **device_dtype(w))
     else:
         new = type(layer)(w.shape[1], w.shape[0], layer.kernel_size, stride=layer.stride, padding=layer.padding,
-                          dilation=layer.dilation, bias=b is not None, padding_mode=layer.padding_mode, **factory(w))
+                          dilation=layer.dilation, bias=b is not None, padding_mode=layer.padding_mode,
+                          **device_dtype(w))
     with torch.no_grad():
         new.weight.copy_(w)
         if b is not None:
@@ -176,8 +183,6 @@ def prune_units(model: nn.Module, amount: float, *, norm: int = 1) -> nn.Module:
     reads the hidden state. A unit's score is the norm of all weights that compute it (its row in every gate of
     ``weight_ih`` and ``weight_hh``). Returns a smaller dense copy (dtype, device, mode kept); ``model`` is not changed.
     """
-    from compresskit.rnn import UnrolledRNN  # rnn re-exports this function: imported here, not at the top
-
     check_module("model", model)
     check_fraction("amount", amount, high_open=True)
     _check_norm(norm)
@@ -199,7 +204,7 @@ def prune_units(model: nn.Module, amount: float, *, norm: int = 1) -> nn.Module:
         kw = dict(num_layers=old.num_layers, bias=old.bias, batch_first=old.batch_first, dropout=old.dropout)
         if old.mode.startswith("RNN"):
             kw["nonlinearity"] = old.nonlinearity
-        new = type(old)(old.input_size, len(keeps[0]), **kw, **factory(old.weight_ih_l0))
+        new = type(old)(old.input_size, len(keeps[0]), **kw, **device_dtype(old.weight_ih_l0))
         with torch.no_grad():
             for k, keep in enumerate(keeps):
                 rows = _unit_rows(keep, gates, hidden)
@@ -209,7 +214,7 @@ def prune_units(model: nn.Module, amount: float, *, norm: int = 1) -> nn.Module:
                 if old.bias:
                     for kind in ("ih", "hh"):
                         getattr(new, f"bias_{kind}_l{k}").copy_(getattr(old, f"bias_{kind}_l{k}").detach()[rows])
-        replace_module(target, name, like(new, old, training=old.training))
+        replace_module(target, name, placed_like(new, old, training=old.training))
         replace_module(target, reader_name, _sliced(target.get_submodule(reader_name), None, keeps[-1]))
     return target
 
@@ -220,8 +225,6 @@ def prune_units(model: nn.Module, amount: float, *, norm: int = 1) -> nn.Module:
 
 def _blocks(model: nn.Module) -> nn.ModuleList:
     """The residual blocks of ``model``, refused with what is expected when there are none."""
-    from compresskit.models import ResidualBlock  # models imports layers only; imported here to keep that order
-
     check_module("model", model)
     blocks = getattr(model, "blocks", None)
     if not isinstance(blocks, nn.ModuleList) or not all(isinstance(b, ResidualBlock) for b in blocks):

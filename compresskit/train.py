@@ -27,6 +27,9 @@ from compresskit import cache, data, encode, models
 from compresskit.checks import check_bool, check_choice, check_int, check_module, check_number, dataset_tensors
 from compresskit.layers import device_of, eval_mode, refresh_pruned
 
+__all__ = ["OPTIMIZERS", "set_seed", "cross_entropy", "lm_loss", "History", "train", "predict", "evaluate", "Recipe",
+           "RECIPES", "fit_baseline", "SHIPPED", "shipped_baseline"]
+
 OPTIMIZERS = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}
 
 

@@ -31,6 +31,8 @@ from matplotlib.figure import Figure
 
 from compresskit.plots import png
 
+__all__ = ["MAIN_CLASS", "MAIN_CONTROL_CLASS", "collect_later", "slider", "Panel", "panel"]
+
 MAIN_CLASS = "ck-main-panel"
 MAIN_CONTROL_CLASS = "ck-main-control"
 

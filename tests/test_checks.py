@@ -101,7 +101,8 @@ def test_non_finite_weights_are_refused_naming_the_layer(value, unchanged):
     model = _poisoned(value)
     for call in (lambda: quantize.quantize_model(model, 4), lambda: quantize.quantize_model(model, 2, method="kmeans"),
                  lambda: prune.magnitude_prune(model, sparsity=0.5), lambda: lowrank.low_rank(model, rank=2),
-                 lambda: prune.prune_channels(model, 0.5), lambda: quantize.quantize_model(model, 1, method="binary")):
+                 lambda: structured.prune_channels(model, 0.5),
+                 lambda: quantize.quantize_model(model, 1, method="binary")):
         with unchanged(model), pytest.raises(ValueError, match=r"'3\.weight'.*non-finite|non-finite"):
             call()
 
@@ -154,7 +155,7 @@ WRONG_TYPES = [
     (lambda: distill.distill(models.mlp(), None, data.load_digits().train, temperature=2.0, alpha=0.5, epochs=1),
      "teacher must be an nn.Module"),
     (lambda: rnn.hidden_states(None, torch.randn(2, 8, 8)), "model must be an nn.Module"),
-    (lambda: prune.prune_channels(None, 0.5), "model must be an nn.Module"),
+    (lambda: structured.prune_channels(None, 0.5), "model must be an nn.Module"),
     (lambda: qat.qat(None, data.load_digits().train, bits=4), "model must be an nn.Module"),
     (lambda: prune.sparsity_report(torch.randn(2)), "model must be an nn.Module"),
     (lambda: train(models.mlp(), data.load_digits().train, epochs=1, lr=1e-3, penalty=3), "penalty must be callable"),
@@ -176,7 +177,8 @@ def test_new_layers_keep_dtype_and_mode(dtype):
     cnn = models.lenet((4, 8), 16).to(dtype).eval()
     gru = models.rnn_classifier("gru", hidden_size=8).to(dtype).eval()
     x = torch.rand(3, 1, 8, 8, dtype=dtype)
-    for made in (prune.prune_channels(mlp, 0.5), prune.prune_channels(cnn, 0.5), lowrank.low_rank(mlp, rank=2),
+    for made in (structured.prune_channels(mlp, 0.5), structured.prune_channels(cnn, 0.5),
+                 lowrank.low_rank(mlp, rank=2),
                  lowrank.low_rank(cnn, rank=2), structured.prune_units(gru, 0.5), lowrank.low_rank(gru, rank=2),
                  quantize.quantize_model(mlp, 4), quantize.quantize_model(mlp, 2, method="kmeans"),
                  prune.magnitude_prune(cnn, sparsity=0.5)):
@@ -188,7 +190,7 @@ def test_new_layers_keep_dtype_and_mode(dtype):
 def test_prune_channels_keeps_eval_mode_so_batchnorm_uses_running_statistics(split):
     cnn = models.lenet((4, 8), 16)
     train(cnn, split.train, epochs=1, lr=3e-3, progress=False)
-    pruned = prune.prune_channels(cnn, 0.0)  # removes nothing: must compute exactly what the model computes
+    pruned = structured.prune_channels(cnn, 0.0)  # removes nothing: must compute exactly what the model computes
     assert not pruned.training
     x = split.test.tensors[0][:5]
     with torch.no_grad():
@@ -198,7 +200,7 @@ def test_prune_channels_keeps_eval_mode_so_batchnorm_uses_running_statistics(spl
 def test_batchnorm_without_affine_parameters_or_running_statistics():
     for bn in (nn.BatchNorm1d(6, affine=False), nn.BatchNorm1d(6, track_running_stats=False)):
         model = nn.Sequential(nn.Flatten(), nn.Linear(64, 6), bn, nn.ReLU(), nn.Linear(6, 3)).eval()
-        small = prune.prune_channels(model, 0.5)
+        small = structured.prune_channels(model, 0.5)
         assert small[1].out_features == 3 and small[2].num_features == 3 and small(torch.rand(4, 64)).shape == (4, 3)
 
 

@@ -175,10 +175,10 @@ def test_orders_that_make_no_sense_say_what_to_do():
     with pytest.raises(ValueError, match="already factorized"):
         lowrank.svd_rnn(factorized_gru.rnn, rank_hh=2)
     with pytest.raises(TypeError, match="prune_units"):
-        prune.prune_channels(gru, 0.5)
+        structured.prune_channels(gru, 0.5)
     factorized = lowrank.low_rank(models.mlp(), rank=8)
     with pytest.raises(ValueError, match="prune_channels, then low_rank"):
-        prune.prune_channels(factorized, 0.5)
+        structured.prune_channels(factorized, 0.5)
     under_qat = models.mlp()
     torch.nn.utils.parametrize.register_parametrization(under_qat[1], "weight", torch.nn.Identity())
     for compress in (lambda m: prune.magnitude_prune(m, sparsity=0.5), lambda m: quantize.quantize_model(m, 4),

@@ -54,6 +54,29 @@ def test_bad_types_are_type_errors():
         data.load_digits(test_fraction="0.2")
 
 
+def test_seeds_beyond_what_the_generator_takes_are_refused():
+    with pytest.raises(ValueError, match=r"seed must be in \[0, 18446744073709551615\], got 18446744073709551616"):
+        data.load_digits(seed=2**64)
+    with pytest.raises(ValueError, match="seed"):
+        data.stratified_split(torch.arange(10) % 2, 0.5, -1)
+    assert len(data.stratified_split(torch.arange(10) % 2, 0.5, 2**64 - 1)[1]) == 4  # the largest seed works
+
+
+def test_split_refuses_fractions_that_empty_a_part_and_bad_labels():
+    labels = torch.tensor([0, 0, 1, 1])
+    with pytest.raises(ValueError, match="test_fraction=0.1 leaves the test part empty"):
+        data.stratified_split(labels, 0.1, 0)
+    with pytest.raises(ValueError, match="test_fraction=0.9 leaves the train part empty"):
+        data.stratified_split(labels, 0.9, 0)
+    with pytest.raises(TypeError, match="labels must be a torch.Tensor, got list"):
+        data.stratified_split([0, 1, 0, 1], 0.5, 0)
+    for bad in (torch.tensor([], dtype=torch.int64), torch.tensor([0.0, 1.0]), torch.zeros(2, 2, dtype=torch.int64)):
+        with pytest.raises(ValueError, match="labels must be a non-empty 1-d tensor of integer class indices"):
+            data.stratified_split(bad, 0.5, 0)
+    with pytest.raises(ValueError, match="labels must be class indices >= 0, got a minimum of -1"):
+        data.stratified_split(torch.tensor([0, -1, 0, -1]), 0.5, 0)
+
+
 def test_missing_file_says_what_to_do(tmp_path, monkeypatch):
     monkeypatch.setattr(data, "DATA_DIR", tmp_path)
     with pytest.raises(FileNotFoundError, match="git checkout -- data/"):
@@ -105,6 +128,14 @@ def test_load_idx_rejects_bad_files(tmp_path):
     (tmp_path / "short").write_bytes(truncated)
     with pytest.raises(ValueError, match="header promises"):
         data.load_idx(tmp_path / "short", tmp_path / "lab")
+
+
+@pytest.mark.parametrize("dtype, code", [(np.float32, 0x0D), (np.int16, 0x0B), (np.int32, 0x0C)])
+def test_idx_images_that_are_not_bytes_are_refused_not_returned_as_if_in_0_1(tmp_path, dtype, code):
+    _write_idx(tmp_path / "img", np.full((3, 2, 2), 1000, dtype), code, False)
+    _write_idx(tmp_path / "lab", np.arange(3, dtype=np.uint8), 0x08, False)
+    with pytest.raises(ValueError, match=f"holds {np.dtype(dtype).name} pixels; images must be unsigned bytes"):
+        data.load_idx(tmp_path / "img", tmp_path / "lab")
 
 
 def test_load_mnist_finds_files_in_variant_folder_and_explains_when_missing(tmp_path):

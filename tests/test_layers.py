@@ -59,7 +59,7 @@ def test_copy_model_after_a_forward_of_a_pruned_model_and_like():
     model(torch.rand(2, 1, 8, 8))
     copy = layers.copy_model(model)
     assert torch.equal(copy[1].weight_mask, model[1].weight_mask)
-    new = layers.like(nn.Linear(2, 2), model.double().eval())
+    new = layers.placed_like(nn.Linear(2, 2), model.double().eval())
     assert new.weight.dtype == torch.float64 and not new.training
     with pytest.raises(TypeError, match="model must be an nn.Module"):
         layers.copy_model(torch.zeros(2))

@@ -1,3 +1,5 @@
+import time
+
 import pytest
 import torch
 from torch import nn
@@ -252,7 +254,7 @@ def test_compare_adds_rounds_only_while_a_pair_is_undecided(monkeypatch):
     import itertools
 
     clock = _FakeClock()
-    monkeypatch.setattr(timing.time, "perf_counter", clock)
+    monkeypatch.setattr(time, "perf_counter", clock)
     steady = lambda ms: clock.model(itertools.repeat(ms))
     # decided after the first rounds: 4x faster, and equal
     clear = timing.compare({"ref": steady(4.0), "fast": steady(1.0), "twin": steady(4.0)}, None,

@@ -2,7 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from compresskit import data, metrics, models
+from compresskit import data, layers, metrics, models
 from compresskit.train import evaluate, predict, set_seed, train
 
 
@@ -120,7 +120,7 @@ def test_train_updates_exactly_as_the_plain_optimizer_loop(optimizer):
     x, y = torch.rand(96, 1, 8, 8), torch.randint(0, 10, (96,))
     dataset = torch.utils.data.TensorDataset(x, y)
     by_train = models.lenet(channels=(2, 4), hidden=8)
-    by_hand = models.copy_model(by_train)
+    by_hand = layers.copy_model(by_train)
     train(by_train, dataset, epochs=2, lr=3e-3, batch_size=32, optimizer=optimizer, progress=False, seed=5)
     extra = {"momentum": 0.9} if optimizer == "sgd" else {}
     opt = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}[optimizer](by_hand.parameters(), lr=3e-3,

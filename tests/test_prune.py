@@ -26,7 +26,7 @@ def test_layer_scope_masks_equal_torch_l1_unstructured(kind, sparsity, seed):
     torch.manual_seed(seed)
     model = MAKERS[kind]()
     ours = prune.magnitude_prune(model, sparsity=sparsity)
-    reference = models.copy_model(model)
+    reference = layers.copy_model(model)
     for _, module, name in prune.prunable(reference):
         torch_prune.l1_unstructured(module, name, amount=sparsity)
     assert _masks(ours).keys() == _masks(reference).keys() and _masks(ours)
@@ -41,7 +41,7 @@ def test_global_scope_masks_equal_torch_global_unstructured(kind, sparsity, seed
     torch.manual_seed(seed)
     model = MAKERS[kind]()
     ours = prune.magnitude_prune(model, sparsity=sparsity, scope="global")
-    reference = models.copy_model(model)
+    reference = layers.copy_model(model)
     torch_prune.global_unstructured([(m, n) for _, m, n in prune.prunable(reference)],
                                     pruning_method=torch_prune.L1Unstructured, amount=sparsity)
     for name, mask in _masks(reference).items():
@@ -83,7 +83,7 @@ def test_rnn_recurrent_weights_are_pruned_and_used_in_forward():
     pruned = prune.magnitude_prune(model, sparsity=0.6)
     names = [r.name for r in prune.sparsity_report(pruned)]
     assert names == ["rnn.weight_ih_l0", "rnn.weight_hh_l0", "fc.weight"]
-    manual = models.copy_model(model)
+    manual = layers.copy_model(model)
     with torch.no_grad():
         for _, module, name in prune.prunable(manual):
             w = getattr(module, name)

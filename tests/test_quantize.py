@@ -1,9 +1,11 @@
+import math
 import warnings
 
 import pytest
 import torch
+from torch import nn
 
-from compresskit import data, metrics, models, qat, quantize
+from compresskit import data, layers, metrics, models, qat, quantize
 from compresskit.train import evaluate, set_seed, train
 
 with warnings.catch_warnings():
@@ -285,3 +287,58 @@ def test_kmeans_wastes_no_centroid_on_trained_weights(trained_mlp, bits):
     for i in (1, 3):
         _, idx = quantize.kmeans_quantize(trained_mlp[i].weight, bits)
         assert len(idx.unique()) == 2**bits
+
+
+# ------------------------------------------------------------------------------------------------ bits per layer
+
+
+@pytest.mark.parametrize("method, widths", [("uniform", {"1.weight": 8, "5.weight": 3}),
+                                            ("kmeans", {"1.weight": 2, "3.weight": 5, "5.weight": 1})])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_bits_per_layer_equal_each_layer_quantized_by_hand_and_priced_at_its_own_width(method, widths, seed):
+    set_seed(seed)
+    model = models.mlp(hidden=(24, 16))
+    mixed = quantize.quantize_model(model, widths, method=method, per_channel=method == "uniform")
+    by_hand = model
+    for name, bits in widths.items():  # one tensor at a time, with the one-width call
+        by_hand = quantize.quantize_model(by_hand, bits, method=method, per_channel=method == "uniform",
+                                          tensors=name)
+    for (name, a), (_, b) in zip(layers.named_tensors(mixed), layers.named_tensors(by_hand)):
+        assert torch.equal(a, b), name
+    untouched = dict(layers.named_tensors(model))
+    for name, t in layers.named_tensors(mixed):
+        if name not in widths:
+            assert torch.equal(t, untouched[name]), f"{name} is not in the dict and must stay float"
+    kwargs = quantize.storage_kwargs(method, widths, per_channel=method == "uniform")
+    expected = 0
+    for name, t in layers.named_tensors(model):
+        if name in widths:
+            table = 32 * 2 ** widths[name] if method == "kmeans" else 32 * t.shape[0]  # per-channel float32 scales
+            expected += math.ceil((t.numel() * widths[name] + table) / 8)
+        else:
+            expected += t.numel() * 4
+    assert metrics.storage_bytes(mixed, **kwargs) == expected
+
+
+def test_bits_per_layer_refusals_name_the_tensor():
+    model = models.mlp(hidden=(8, 8))
+    with pytest.raises(ValueError, match=r"bits names \['9.weight'\], which are no compressible tensors"):
+        quantize.quantize_model(model, {"9.weight": 4})
+    with pytest.raises(ValueError, match=r"bits\['1.weight'\] must be in \[2, 16\], got 17"):
+        quantize.quantize_model(model, {"1.weight": 17})
+    with pytest.raises(TypeError, match=r"bits\['1.weight'\] must be an int"):
+        quantize.quantize_model(model, {"1.weight": 4.0})
+    with pytest.raises(ValueError, match="bits is an empty dict"):
+        quantize.quantize_model(model, {})
+    with pytest.raises(ValueError, match="either tensors="):
+        quantize.quantize_model(model, {"1.weight": 4}, tensors="1.weight")
+    with pytest.raises(ValueError, match=r"value_bits names \['1.bias'\], which are no compressible tensors"):
+        metrics.storage_bytes(model, value_bits={"1.bias": 4})
+    with pytest.raises(ValueError, match=r"value_bits\['1.weight'\] must be in \[1, 64\], got 0"):
+        metrics.storage_bytes(model, value_bits={"1.weight": 0})
+    tied = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 4))
+    tied[1].weight = tied[0].weight
+    with pytest.raises(ValueError, match="one tied weight: give them one bit width"):
+        quantize.quantize_model(tied, {"0.weight": 4, "1.weight": 8})
+    shared = quantize.quantize_model(tied, {"0.weight": 4})
+    assert shared[1].weight is shared[0].weight and len(torch.unique(shared[0].weight)) <= 16

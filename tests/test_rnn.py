@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.nn.utils import prune as torch_prune
 
-from compresskit import data, int8, lowrank, metrics, models, prune, qat, quantize, rnn
+from compresskit import data, int8, layers, lowrank, metrics, models, prune, qat, quantize, rnn
 from compresskit.train import evaluate, set_seed, train
 
 SEEDS = [0, 1, 2]
@@ -119,7 +119,7 @@ def test_prune_one_kind_of_recurrent_matrix_like_torch(seed, which):
     torch.manual_seed(seed)
     model = models.rnn_classifier("lstm", hidden_size=16, num_layers=2)
     pruned = prune.magnitude_prune(model, sparsity=0.6, tensors=which)
-    reference = models.copy_model(model)
+    reference = layers.copy_model(model)
     for k in range(2):
         torch_prune.l1_unstructured(reference.rnn, f"{which}_l{k}", amount=0.6)
     for name, t in pruned.rnn.named_buffers():
@@ -157,7 +157,7 @@ def test_quantize_only_the_recurrent_matrix(seed):
 def test_hidden_drift_matches_the_formula(seed):
     torch.manual_seed(seed)
     model = models.rnn_classifier("lstm", hidden_size=12)
-    noisy = models.copy_model(model)
+    noisy = layers.copy_model(model)
     with torch.no_grad():
         noisy.rnn.weight_hh_l0.add_(0.05 * torch.randn_like(noisy.rnn.weight_hh_l0))
     x = torch.rand(9, 1, 8, 8)
@@ -171,7 +171,7 @@ def test_hidden_drift_matches_the_formula(seed):
     assert torch.equal(rnn.state_drift(*states), drift)  # the same on states computed beforehand
     with pytest.raises(ValueError, match="differ in shape"):
         rnn.state_drift(states[0], states[1][:, :, :5])
-    unrolled = models.copy_model(model)
+    unrolled = layers.copy_model(model)
     unrolled.rnn = rnn.UnrolledRNN.from_torch(model.rnn)
     assert float(rnn.hidden_drift(model, unrolled, x).max()) < 1e-5
     assert rnn.hidden_states(model, x).shape == (9, 8, 12)

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from compresskit import lowrank, metrics, models, prune, rnn, structured
+from compresskit import layers, lowrank, metrics, models, prune, structured
 
 MAKERS = {"mlp": models.mlp, "lenet": models.lenet}
 SEEDS = [0, 1, 2]
@@ -21,10 +21,10 @@ def _zeroed_reference(model, amount, norm):
     Removing hidden unit i = zeroing row i of its layer and its bias (for an MLP), or zeroing the BatchNorm scale
     and shift of channel i (for a CNN), with the units chosen by the L-norm written out.
     """
-    ref = models.copy_model(model)
-    layers = [m for m in ref if isinstance(m, (nn.Linear, nn.Conv2d))]
+    ref = layers.copy_model(model)
+    weighted = [m for m in ref if isinstance(m, (nn.Linear, nn.Conv2d))]
     with torch.no_grad():
-        for layer in layers[:-1]:
+        for layer in weighted[:-1]:
             w = layer.weight
             scores = w.reshape(w.shape[0], -1).abs().pow(norm).sum(1).pow(1 / norm)
             drop = torch.argsort(scores)[: round(amount * w.shape[0])]
@@ -49,7 +49,7 @@ def test_prune_channels_computes_what_the_silenced_dense_model_computes(kind, no
         model.train()
         model(torch.rand(64, 1, 8, 8))
     model.eval()
-    small = prune.prune_channels(model, 0.5, norm=norm).eval()
+    small = structured.prune_channels(model, 0.5, norm=norm).eval()
     ref = _zeroed_reference(model, 0.5, norm).eval()
     x = torch.rand(16, 1, 8, 8)
     assert torch.allclose(small(x), ref(x), atol=1e-5)
@@ -61,10 +61,10 @@ def test_prune_channels_shapes_and_callers_model():
     torch.manual_seed(0)
     model = models.mlp(hidden=(300, 100))
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    small = prune.prune_channels(model, 0.5)
+    small = structured.prune_channels(model, 0.5)
     assert [m.out_features for m in small if isinstance(m, nn.Linear)] == [150, 50, 10]
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
-    cnn = prune.prune_channels(models.lenet(), 0.25)
+    cnn = structured.prune_channels(models.lenet(), 0.25)
     assert [m.out_channels for m in cnn if isinstance(m, nn.Conv2d)] == [12, 24]
     assert cnn[1].num_features == 12 and cnn[9].in_features == 24 * 4
     assert metrics.macs(small, (1, 8, 8)) == 64 * 150 + 150 * 50 + 50 * 10
@@ -78,9 +78,9 @@ def test_prune_channels_shapes_and_callers_model():
 def test_prune_channels_bad_arguments(args, error, match):
     kwargs = {"norm": 3} if match.startswith("norm") else {}
     with pytest.raises(error, match=match):
-        prune.prune_channels(models.mlp(hidden=(8, 8)), *args, **kwargs)
+        structured.prune_channels(models.mlp(hidden=(8, 8)), *args, **kwargs)
     with pytest.raises(TypeError, match="nn.Sequential"):
-        prune.prune_channels(models.rnn_classifier(), 0.5)
+        structured.prune_channels(models.rnn_classifier(), 0.5)
 
 
 SILENT_GATE = {"RNN_TANH": 0, "RNN_RELU": 0, "GRU": 2, "LSTM": 2}  # zero these rows and the unit stays 0 forever
@@ -96,7 +96,7 @@ def test_prune_units_equals_the_dense_model_with_those_units_silenced(seed, cell
     r = small.rnn
     assert smaller.rnn.hidden_size == 9 and smaller.fc.in_features == 9 and type(smaller.rnn) is type(r)
     assert model.rnn.hidden_size == 12 and small.rnn.hidden_size == 12  # callers unchanged
-    gates, silenced = rnn.GATES[r.mode], prune.finalize(models.copy_model(small))
+    gates, silenced = layers.GATES[r.mode], prune.finalize(layers.copy_model(small))
     s = silenced.rnn
     for k in range(2):  # the reference: the same units' scores written out, their candidate rows zeroed
         w = torch.cat([getattr(r, f"weight_{kind}_l{k}").detach().reshape(gates, 12, -1) for kind in ("ih", "hh")], -1)
@@ -127,7 +127,7 @@ def test_prune_units_validates():
     with pytest.raises(TypeError, match="to_torch"):
         structured.prune_units(lowrank.low_rank(model, rank=2), 0.5)
     with pytest.raises(TypeError, match="structured.prune_units"):
-        prune.prune_channels(model, 0.5)
+        structured.prune_channels(model, 0.5)
 
 
 # ------------------------------------------------------------------------------------- layers (residual blocks)
@@ -160,9 +160,9 @@ def test_a_removed_block_is_the_identity(seed, unchanged):
         assert torch.allclose(model(x), _by_hand(model, x), atol=1e-6)
         for skip in ([0], [3], [5], [1, 4], [0, 1, 2, 3, 4, 5]):
             with unchanged(model):
-                shallower = prune.remove_blocks(model, skip)
+                shallower = structured.remove_blocks(model, skip)
             assert len(shallower.blocks) == 6 - len(skip)
-            identity = models.copy_model(model)  # the same block's f silenced: x + 0
+            identity = layers.copy_model(model)  # the same block's f silenced: x + 0
             for i in skip:
                 for p in identity.blocks[i].f[2].parameters():
                     p.data.zero_()
@@ -177,8 +177,8 @@ def test_block_importance_by_skipping_and_by_norm_equal_the_formulas(seed, uncha
     calibration = torch.utils.data.TensorDataset(x, y)
     model.train()
     with unchanged(model):
-        skip = prune.block_importance(model, calibration)
-        norm = prune.block_importance(model, calibration, method="norm")
+        skip = structured.block_importance(model, calibration)
+        norm = structured.block_importance(model, calibration, method="norm")
     assert model.training
     base = nn.functional.cross_entropy(_by_hand(model, x), y)
     expected = torch.stack([nn.functional.cross_entropy(_by_hand(model, x, [i]), y) - base for i in range(6)])
@@ -197,29 +197,30 @@ def test_prune_blocks_removes_the_least_important(seed, unchanged):
     model, x, y = _trained_residual(seed)
     calibration = torch.utils.data.TensorDataset(x, y)
     for method in ("skip", "norm"):
-        scores = prune.block_importance(model, calibration, method=method)
+        scores = structured.block_importance(model, calibration, method=method)
         for count in (0, 1, 3, 6):
             with unchanged(model):
-                pruned = prune.prune_blocks(model, count, calibration, method=method)
+                pruned = structured.prune_blocks(model, count, calibration, method=method)
             dropped = torch.argsort(scores, stable=True)[:count].tolist()
-            assert torch.equal(pruned(x), prune.remove_blocks(model, dropped)(x))
-    assert len(prune.prune_blocks(model, 6, calibration).blocks) == 0  # stem and head alone still run
-    assert prune.prune_blocks(model, 6, calibration)(x).shape == (40, 10)
+            assert torch.equal(pruned(x), structured.remove_blocks(model, dropped)(x))
+    assert len(structured.prune_blocks(model, 6, calibration).blocks) == 0  # stem and head alone still run
+    assert structured.prune_blocks(model, 6, calibration)(x).shape == (40, 10)
 
 
 def test_thin_blocks_is_prune_channels_in_every_block(unchanged):
     model, x, _ = _trained_residual(0)
     with unchanged(model):
-        thinner = prune.thin_blocks(model, 0.5)
+        thinner = structured.thin_blocks(model, 0.5)
     for block, original in zip(thinner.blocks, model.blocks):
         assert block.f[0].out_features == 6 and block.f[2].in_features == 6 and block.f[2].out_features == 16
-        assert torch.equal(block.f(x.flatten(1)[:, :16]), prune.prune_channels(original.f, 0.5)(x.flatten(1)[:, :16]))
+        head = x.flatten(1)[:, :16]
+        assert torch.equal(block.f(head), structured.prune_channels(original.f, 0.5)(head))
 
 
 def test_layer_pruning_keeps_dtype_and_mode_and_composes():
     model, x, y = _trained_residual(1)
     model = model.double()
-    shallower = prune.remove_blocks(model, [2])
+    shallower = structured.remove_blocks(model, [2])
     assert not shallower.training and next(shallower.parameters()).dtype == torch.float64
     assert shallower(x.double()).dtype == torch.float64
     # the shallower model is an ordinary model for the rest of the package
@@ -232,21 +233,21 @@ def test_layer_pruning_refuses_bad_input():
     model, x, y = _trained_residual(0, blocks=3)
     calibration = torch.utils.data.TensorDataset(x, y)
     with pytest.raises(TypeError, match="residual blocks"):
-        prune.prune_blocks(models.mlp(), 1, calibration)
+        structured.prune_blocks(models.mlp(), 1, calibration)
     with pytest.raises(TypeError, match="model must be an nn.Module"):
-        prune.remove_blocks("model", [0])
+        structured.remove_blocks("model", [0])
     for count in (-1, 4, 1.0, True):
         with pytest.raises((ValueError, TypeError), match="count"):
-            prune.prune_blocks(model, count, calibration)
+            structured.prune_blocks(model, count, calibration)
     for indices, error in (([3], ValueError), ([0, 0], ValueError), ([-1], ValueError), (0, TypeError),
                            ([True], ValueError)):
         with pytest.raises(error, match="indices"):
-            prune.remove_blocks(model, indices)
+            structured.remove_blocks(model, indices)
     with pytest.raises(ValueError, match="method must be one of"):
-        prune.block_importance(model, calibration, method="random")
+        structured.block_importance(model, calibration, method="random")
     with pytest.raises(ValueError, match="calibration is empty"):
-        prune.block_importance(model, torch.utils.data.TensorDataset(x[:0], y[:0]))
+        structured.block_importance(model, torch.utils.data.TensorDataset(x[:0], y[:0]))
     with pytest.raises(ValueError, match="nothing to remove"):
-        prune.prune_blocks(prune.remove_blocks(model, [0, 1, 2]), 0, calibration)
+        structured.prune_blocks(structured.remove_blocks(model, [0, 1, 2]), 0, calibration)
     with pytest.raises(ValueError, match="amount"):
-        prune.thin_blocks(model, 1.0)
+        structured.thin_blocks(model, 1.0)

@@ -1,6 +1,7 @@
 import matplotlib
 
 matplotlib.use("Agg")
+import ipywidgets  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
@@ -76,7 +77,7 @@ def test_panel_draws_at_creation_is_callable_timed_and_marks_main():
         return fig
 
     p = widgets.panel(update, main=True, k=widgets.slider(3, 1, 10, 1, "k"),
-                      flag=widgets.widgets.Checkbox(value=False, description="flag"))
+                      flag=ipywidgets.Checkbox(value=False, description="flag"))
     assert seen == [(3, False)]  # drawn once at creation
     fig = p(k=7)
     assert seen[-1] == (7, False) and p.last_ms is not None and p.last_ms >= 0
@@ -129,8 +130,8 @@ def test_broken_update_fails_at_creation():
 
 
 def test_slider_kinds():
-    assert isinstance(widgets.slider(1, 0, 5, 1, "n"), widgets.widgets.IntSlider)
-    assert isinstance(widgets.slider(0.5, 0.0, 1.0, 0.01, "s"), widgets.widgets.FloatSlider)
+    assert isinstance(widgets.slider(1, 0, 5, 1, "n"), ipywidgets.IntSlider)
+    assert isinstance(widgets.slider(0.5, 0.0, 1.0, 0.01, "s"), ipywidgets.FloatSlider)
 
 
 def test_exercise_check():

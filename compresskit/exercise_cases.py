@@ -1,0 +1,518 @@
+"""The coding exercises' material: for each exercise its cases, the package's answer, how a result is compared and
+the classic mistakes it recognises (the source articles' mistakes among them). ``compresskit.exercises`` runs them.
+
+Cases are chosen away from rounding ties unless a tie is the point of the case, so that a correct answer computed
+another way (in float64 and cast back, with numpy) is never rejected by float noise.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from compresskit.distill import kd_loss
+from compresskit.encode import huffman_code
+from compresskit.lowrank import svd_linear
+from compresskit.prune import magnitude_mask, nm_mask
+from compresskit.quantize import code_range, fake_quantize, qparams
+from compresskit.sparsify import soft_threshold
+from compresskit.structured import prune_channels
+
+__all__ = ["EXERCISES", "MASK_MISTAKES", "NEURON_MISTAKES", "SOFT_MISTAKES", "QUANT_MISTAKES", "SVD_MISTAKES",
+           "KD_MISTAKES", "GRU_MISTAKES", "HUFFMAN_MISTAKES", "GROUP_MISTAKES", "TWO_FOUR_MISTAKES"]
+
+
+def _exercise(signature, cases, solve, differs, hint, mistakes) -> dict:
+    return {"signature": signature, "cases": cases, "solve": solve, "differs": differs, "hint": hint,
+            "mistakes": mistakes}
+
+
+def _randn(seed: int, *shape: int, scale: float = 1.0) -> torch.Tensor:
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed)) * scale
+
+
+# --- 01 and 07: magnitude masks ------------------------------------------------------------------------------
+
+
+def _mask_differs(got, expected, w):
+    """What is wrong with a keep-mask ``got`` of ``w`` against the package's ``expected`` (None when right)."""
+    if not isinstance(got, torch.Tensor):
+        return f"expected a tensor mask, got {type(got).__name__}"
+    if got.shape != w.shape:
+        return f"the mask has shape {tuple(got.shape)}, the weight {tuple(w.shape)}"
+    if not bool(((got == 0) | (got == 1)).all()):
+        return "a mask holds only 0 (removed) and 1 (kept)"
+    removed, should = int((got == 0).sum()), int((expected == 0).sum())
+    if removed != should:
+        return f"it removes {removed} weights, round(sparsity * n) = {should}"
+    a = w.abs()
+    if removed and removed < w.numel() and float(a[got == 0].max()) > float(a[got == 1].min()):
+        return "a removed weight is larger in magnitude than a kept one"
+    return None
+
+
+def _package_mask(w, sparsity):
+    return magnitude_mask(w, sparsity=sparsity)
+
+
+def _mask_cases():
+    ties = torch.tensor([[0.1, -0.1, 0.1, 0.2], [0.3, -0.1, 0.2, 0.05]])
+    return [{"what": "random 5x7, half", "w": _randn(0, 5, 7), "sparsity": 0.5},
+            {"what": "random 5x7, 90 % (31.5 rounds to 32)", "w": _randn(1, 5, 7), "sparsity": 0.9},
+            {"what": "ties: four weights of magnitude 0.1", "w": ties, "sparsity": 0.25},
+            {"what": "nothing to remove", "w": _randn(2, 3, 4), "sparsity": 0.0},
+            {"what": "everything removed", "w": _randn(3, 3, 4), "sparsity": 1.0},
+            {"what": "a conv weight", "w": _randn(4, 4, 2, 3, 3), "sparsity": 0.7}]
+
+
+def _mask_by_kth(w, sparsity):  # compares with the k-th smallest |w|: every weight tied with it goes too
+    k = round(sparsity * w.numel())
+    if k == 0:
+        return torch.ones_like(w)
+    return (w.abs() > w.abs().flatten().kthvalue(k).values).float()
+
+
+MASK_MISTAKES = {
+    "a threshold of 0": (lambda w, sparsity: (w.abs() >= 0).float(),
+                         "|w| < 0 is never true, so nothing is removed; the threshold must come from the sparsity"),
+    "comparing with the k-th value on ties": (_mask_by_kth, "with `|w| > t` at t = the k-th smallest |w|, every "
+                                              "weight tied with it goes too; remove exactly k = round(s * n) entries "
+                                              "(argsort or topk), not a threshold"),
+    "ranking by w instead of |w|": (lambda w, sparsity: _keep_top(w, sparsity), "large negative weights matter as "
+                                    "much as large positive ones: rank by the absolute value"),
+    "removing the large weights": (lambda w, sparsity: _keep_top(-w.abs(), sparsity),
+                                   "magnitude pruning removes the *smallest* |w|"),
+    "int() instead of round()": (lambda w, sparsity: _drop_lowest(w.abs(), int(sparsity * w.numel())),
+                                 "int() truncates: at 90 % of 35 weights it removes 31, round() gives 32"),
+}
+
+
+def _drop_lowest(scores, k):
+    mask = torch.ones_like(scores)
+    if k:
+        mask.view(-1)[scores.flatten().argsort(stable=True)[:k]] = 0
+    return mask
+
+
+def _keep_top(scores, sparsity):
+    return _drop_lowest(scores, round(sparsity * scores.numel()))
+
+
+# --- 02: structured pruning of one neuron layer ---------------------------------------------------------------
+
+
+def _neuron_reference(first, second, amount):
+    pruned = prune_channels(nn.Sequential(first, nn.ReLU(), second), amount)
+    return pruned[0], pruned[2]
+
+
+def _neuron_differs(got, expected, case):
+    if not (isinstance(got, (tuple, list)) and len(got) == 2 and all(isinstance(m, nn.Linear) for m in got)):
+        return "expected a pair (first, second) of nn.Linear"
+    (a, b), (ea, eb) = got, expected
+    if a.out_features != ea.out_features:
+        return f"the first layer keeps {a.out_features} neurons, it should keep {ea.out_features}"
+    if b.in_features != a.out_features:
+        return f"the second layer takes {b.in_features} inputs but the first now gives {a.out_features}"
+    x = _randn(99, 16, ea.in_features)
+    with torch.no_grad():
+        if not torch.allclose(b(torch.relu(a(x))), eb(torch.relu(ea(x))), atol=1e-5):
+            return "the pair computes something else than keeping the highest-L1 neurons (check which rows go)"
+    return None
+
+
+def _neuron_cases():
+    out = []
+    for seed, (i, h, o, amount) in enumerate([(6, 8, 3, 0.5), (10, 12, 4, 0.25), (5, 9, 2, 0.7)]):
+        torch.manual_seed(seed)
+        out.append({"what": f"{i} -> {h} -> {o}, remove {amount:.0%}", "first": nn.Linear(i, h),
+                    "second": nn.Linear(h, o), "amount": amount})
+    return out
+
+
+def _neurons_by(score, drop_next=True, keep_low=False):
+    def wrong(first, second, amount):
+        s = score(first.weight.detach())
+        k = round(amount * len(s))
+        keep = s.argsort(descending=keep_low)[k:].sort().values
+        a = nn.Linear(first.in_features, len(keep))
+        a.weight.data, a.bias.data = first.weight.data[keep].clone(), first.bias.data[keep].clone()
+        if not drop_next:
+            return a, copy.deepcopy(second)
+        b = nn.Linear(len(keep), second.out_features)
+        b.weight.data, b.bias.data = second.weight.data[:, keep].clone(), second.bias.data.clone()
+        return a, b
+    return wrong
+
+
+NEURON_MISTAKES = {
+    "removing the strongest neurons": (_neurons_by(lambda w: w.abs().sum(1), keep_low=True),
+                                       "the neurons with the *smallest* L1 norm go"),
+    "ranking by the signed sum": (_neurons_by(lambda w: w.sum(1)), "score a neuron by sum(|w|) of its incoming "
+                                  "weights; a signed sum lets positive and negative weights cancel"),
+    "leaving the next layer as it was": (_neurons_by(lambda w: w.abs().sum(1), drop_next=False),
+                                         "the next layer must lose the matching *columns*"),
+}
+
+
+# --- 03: the soft threshold -----------------------------------------------------------------------------------
+
+
+def _tensor_differs(got, expected, case, atol=1e-6):
+    if not isinstance(got, torch.Tensor):
+        return f"expected a tensor, got {type(got).__name__}"
+    if got.shape != expected.shape:
+        return f"shape {tuple(got.shape)}, expected {tuple(expected.shape)}"
+    bad = ~torch.isclose(got.double(), expected.double(), atol=atol, rtol=1e-5)
+    if bad.any():
+        j = int(bad.flatten().nonzero()[0])
+        where = next(v for k, v in case.items() if isinstance(v, torch.Tensor)).flatten()[j].item()
+        return (f"entry {j} (input {where:.6g}) is {got.flatten()[j].item():.6g}, expected "
+                f"{expected.flatten()[j].item():.6g}")
+    return None
+
+
+def _soft(v, t):
+    return soft_threshold(v, t)
+
+
+SOFT_MISTAKES = {
+    "a hard threshold": (lambda v, t: v * (v.abs() > t), "the soft threshold also moves the kept values t closer "
+                         "to zero: sign(v) * max(|v| - t, 0)"),
+    "a subgradient step": (lambda v, t: v - t * torch.sign(v), "v - t * sign(v) jumps over zero instead of landing "
+                           "on it: small values change sign; clamp |v| - t at 0"),
+    "forgetting the sign": (lambda v, t: torch.clamp(v - t, min=0), "negative values must shrink towards zero too: "
+                            "apply max(|v| - t, 0) to |v| and put the sign back"),
+}
+
+
+def _soft_cases():
+    return [{"what": "random", "v": _randn(0, 20), "t": 0.3},
+            {"what": "t = 0 changes nothing", "v": _randn(1, 8), "t": 0.0},
+            {"what": "values exactly at +-t", "v": torch.tensor([0.5, -0.5, 0.2, -1.0]), "t": 0.5},
+            {"what": "t larger than every |v|", "v": _randn(2, 6, scale=0.1), "t": 5.0}]
+
+
+# --- 04: uniform fake quantization ----------------------------------------------------------------------------
+
+
+def _fake_quant(w, bits, symmetric):
+    return fake_quantize(w, bits, symmetric=symmetric)
+
+
+def _quant_no_zero_point(w, bits, symmetric):
+    s, _ = qparams(w, bits, symmetric=symmetric)
+    q_min, q_max = code_range(bits, symmetric)
+    return torch.clamp(torch.round(w / s), q_min, q_max) * s
+
+
+def _quant_no_clamp(w, bits, symmetric):
+    s, _ = qparams(w, bits, symmetric=symmetric)
+    return torch.round(w / s) * s  # (round(w / s) + z - z) * s: the zero point in and out, nothing clamped
+
+
+QUANT_MISTAKES = {
+    "round(w / 2**bits)": (lambda w, bits, symmetric: torch.round(w / 2**bits), "there is no scale here and no way "
+                           "back: q = clamp(round(w / s) + z, q_min, q_max), then w_hat = (q - z) * s"),
+    "a missing zero point": (_quant_no_zero_point, "an affine grid starts at min(w), not at 0: add z = q_min - "
+                             "round(min / s) before clamping and subtract it when dequantizing"),
+    "a missing clamp": (_quant_no_clamp, "round(w / s) can land one code outside the range (max|w| / s = 7.5 rounds "
+                        "to 8 at 4 bits): clamp to [q_min, q_max]"),
+}
+
+
+def _quant_cases():
+    return [{"what": "4-bit symmetric", "w": _randn(0, 6, 5), "bits": 4, "symmetric": True},
+            {"what": "3-bit affine", "w": _randn(1, 40), "bits": 3, "symmetric": False},
+            {"what": "8-bit affine, one-sided (ReLU-like) values", "w": _randn(2, 30).abs() + 0.5, "bits": 8,
+             "symmetric": False},
+            {"what": "2-bit symmetric with an outlier", "w": torch.cat([_randn(3, 20, scale=0.1),
+                                                                        torch.tensor([2.0])]),
+             "bits": 2, "symmetric": True},
+            {"what": "a zero range: every value 0", "w": torch.zeros(5), "bits": 4, "symmetric": False}]
+
+
+# --- 05: a truncated-SVD layer pair ---------------------------------------------------------------------------
+
+
+def _svd_reference(layer, rank):
+    return svd_linear(layer, rank)
+
+
+def _pair_differs(got, expected, case):
+    if not isinstance(got, nn.Module):
+        return f"expected an nn.Module (e.g. nn.Sequential of two Linear layers), got {type(got).__name__}"
+    first = next((m for m in got.modules() if isinstance(m, nn.Linear)), None)
+    if first is None or first.out_features != case["rank"]:
+        return f"the first Linear should map {case['layer'].in_features} inputs to rank = {case['rank']} outputs"
+    x = _randn(7, 9, case["layer"].in_features)
+    with torch.no_grad():
+        if not torch.allclose(got(x), expected(x), atol=1e-4):
+            return "its outputs differ from the best rank-r approximation of the layer"
+    return None
+
+
+def _svd_wrong(use_s=True, smallest=False):
+    def wrong(layer, rank):
+        u, s, vh = torch.linalg.svd(layer.weight.detach(), full_matrices=False)
+        pick = slice(len(s) - rank, len(s)) if smallest else slice(0, rank)
+        u, s, vh = u[:, pick], s[pick], vh[pick]
+        first, second = nn.Linear(layer.in_features, rank, bias=False), nn.Linear(rank, layer.out_features)
+        first.weight.data = (s[:, None] * vh if use_s else vh).clone()
+        second.weight.data, second.bias.data = u.clone(), layer.bias.detach().clone()
+        return nn.Sequential(first, second)
+    return wrong
+
+
+SVD_MISTAKES = {
+    "dropping the singular values": (_svd_wrong(use_s=False), "W ~ U_r diag(S_r) V_r^T: the singular values must go "
+                                     "into one of the factors (or sqrt(S) into each)"),
+    "keeping the smallest singular values": (_svd_wrong(smallest=True), "torch.linalg.svd sorts S in descending "
+                                             "order: keep the first r, not the last"),
+}
+
+
+def _svd_cases():
+    out = []
+    for seed, (i, o, r) in enumerate([(12, 8, 3), (8, 8, 8), (20, 5, 1)]):
+        torch.manual_seed(seed)
+        out.append({"what": f"Linear({i}, {o}) at rank {r}", "layer": nn.Linear(i, o), "rank": r})
+    return out
+
+
+# --- 06: the distillation loss --------------------------------------------------------------------------------
+
+
+def _kd_reference(student_logits, teacher_logits, labels, temperature, alpha):
+    return kd_loss(student_logits, teacher_logits, labels, temperature=temperature, alpha=alpha)
+
+
+def _scalar_differs(got, expected, case):
+    if isinstance(got, torch.Tensor):
+        if got.numel() != 1:
+            return f"expected one number (the batch mean), got a tensor of shape {tuple(got.shape)}"
+        got = got.item()
+    if not isinstance(got, (int, float)):
+        return f"expected a number or a 0-d tensor, got {type(got).__name__}"
+    if not math.isclose(got, float(expected), rel_tol=1e-4, abs_tol=1e-6):
+        return f"it gives {got:.6g}, the loss is {float(expected):.6g}"
+    return None
+
+
+def _kd_wrong(t_squared=True, log_input=True, reverse=False, soften_teacher=True):
+    def wrong(student_logits, teacher_logits, labels, temperature, alpha):
+        t = temperature
+        p_s = F.log_softmax(student_logits / t, dim=1)
+        p_t = F.softmax(teacher_logits / (t if soften_teacher else 1.0), dim=1)
+        if reverse:
+            soft = F.kl_div(torch.log(p_t), p_s.exp(), reduction="batchmean")
+        else:
+            soft = F.kl_div(p_s if log_input else p_s.exp(), p_t, reduction="batchmean")
+        return (alpha * (t * t if t_squared else 1.0) * soft + (1 - alpha) * F.cross_entropy(student_logits, labels))
+    return wrong
+
+
+KD_MISTAKES = {
+    "a missing T^2": (_kd_wrong(t_squared=False), "the soft term's gradient shrinks like 1/T^2; multiply it by T^2"),
+    "KL with probabilities as input": (_kd_wrong(log_input=False), "F.kl_div(input, target) wants log-probabilities "
+                                       "as input: log_softmax(student / T)"),
+    "the KL the wrong way round": (_kd_wrong(reverse=True), "KL(p_teacher || p_student): the teacher's "
+                                   "distribution is the target"),
+    "an unsoftened teacher": (_kd_wrong(soften_teacher=False), "divide the teacher's logits by T too"),
+}
+
+
+def _kd_cases():
+    y = torch.tensor([0, 3, 9, 3, 1])
+    return [{"what": "T = 4, alpha = 0.9", "student_logits": _randn(0, 5, 10),
+             "teacher_logits": _randn(1, 5, 10, scale=4), "labels": y, "temperature": 4.0, "alpha": 0.9},
+            {"what": "T = 1, alpha = 0.5", "student_logits": _randn(2, 5, 10), "teacher_logits": _randn(3, 5, 10),
+             "labels": y, "temperature": 1.0, "alpha": 0.5},
+            {"what": "high T = 20, soft term only", "student_logits": _randn(4, 5, 10, scale=3),
+             "teacher_logits": _randn(5, 5, 10, scale=6), "labels": y, "temperature": 20.0, "alpha": 1.0},
+            {"what": "labels only (alpha = 0)", "student_logits": _randn(6, 5, 10), "teacher_logits": _randn(7, 5, 10),
+             "labels": y, "temperature": 2.0, "alpha": 0.0}]
+
+
+# --- 07: pruning a GRU's recurrent weights --------------------------------------------------------------------
+
+
+def _gru_reference(gru, sparsity):
+    return magnitude_mask(gru.weight_hh_l0.detach(), sparsity=sparsity)
+
+
+def _gru_cases():
+    out = []
+    for seed, (i, h, s) in enumerate([(8, 6, 0.5), (4, 5, 0.8), (3, 4, 0.0)]):
+        torch.manual_seed(seed)
+        gru = nn.GRU(i, h, batch_first=True)
+        out.append({"what": f"GRU({i}, {h}), {s:.0%}", "gru": gru, "sparsity": s})
+    return out
+
+
+GRU_MISTAKES = {
+    "masking weight_ih": (lambda gru, sparsity: _keep_top(gru.weight_ih_l0.detach().abs(), sparsity),
+                          "the recurrent matrix is weight_hh_l0 (hidden x hidden, per gate), weight_ih_l0 reads the "
+                          "input"),
+    "one sparsity per gate": (lambda gru, sparsity: torch.cat(
+        [_keep_top(g.abs(), sparsity) for g in gru.weight_hh_l0.detach().chunk(3)]),
+        "the exercise ranks the whole weight_hh_l0 at once (as magnitude_prune does), not each gate's block"),
+}
+
+
+# --- 08: Huffman code lengths ---------------------------------------------------------------------------------
+
+
+def _huffman_reference(counts):
+    return {s: len(c) for s, c in huffman_code(counts).items()}
+
+
+def _lengths_differ(got, expected, case):
+    counts = case["counts"]
+    if not isinstance(got, dict) or set(got) != set(counts):
+        return f"expected a dict with one code length per symbol {sorted(counts)}"
+    if any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in got.values()):
+        return "every code length is a whole number of bits >= 1"
+    kraft = sum(2.0 ** -v for v in got.values())
+    if kraft > 1 + 1e-12:
+        return f"no prefix-free code has these lengths (sum of 2^-length = {kraft:.3f} > 1)"
+    bits, best = sum(counts[s] * got[s] for s in counts), sum(counts[s] * expected[s] for s in counts)
+    if bits != best:
+        return f"the message takes {bits} bits with these lengths, {best} with an optimal code"
+    return None
+
+
+HUFFMAN_MISTAKES = {
+    "a fixed-length code": (lambda counts: {s: max(1, math.ceil(math.log2(len(counts)))) for s in counts},
+                            "equal lengths ignore the counts: frequent symbols must get shorter codes"),
+    "Shannon's lengths ceil(-log2 p)": (lambda counts: {s: max(1, math.ceil(-math.log2(c / sum(counts.values()))))
+                                                        for s, c in counts.items()},
+                                        "ceil(-log2 p) is a valid code but not optimal: merge the two rarest "
+                                        "subtrees repeatedly (heapq) and count each symbol's depth"),
+}
+
+
+def _huffman_cases():
+    return [{"what": "skewed counts", "counts": {"a": 45, "b": 13, "c": 12, "d": 16, "e": 9, "f": 5}},
+            {"what": "two symbols", "counts": {0: 3, 1: 1}},
+            {"what": "equal counts", "counts": {s: 4 for s in range(8)}},
+            {"what": "k-means indices", "counts": {0: 900, 1: 60, 2: 25, 3: 10, 4: 4, 5: 1}}]
+
+
+# --- 09: group-wise round to nearest ------------------------------------------------------------------------------
+
+
+def _group_rtn(w, bits, group_size, *, symmetric=False, rows_of=None, truncate=False):
+    """Affine fake quantization of each group of ``group_size`` consecutive entries along a row (quantize.qparams per
+    group); the keyword arguments make the classic mistakes."""
+    m = w.T if rows_of == "columns" else w
+    g = m.reshape(-1, group_size if rows_of != "whole rows" else m.shape[1])
+    s, z = qparams(g, bits, symmetric=symmetric, per_channel=True)
+    q_min, q_max = code_range(bits, symmetric)
+    q = torch.clamp((torch.trunc if truncate else torch.round)(g * (1.0 / s)) + z, q_min, q_max)
+    out = ((q - z) * s).reshape(m.shape)
+    return out.T if rows_of == "columns" else out
+
+
+GROUP_MISTAKES = {
+    "one scale per row": (lambda w, bits, group_size: _group_rtn(w, bits, group_size, rows_of="whole rows"),
+                          "each group of group_size columns has its own scale: reshape to (-1, group_size)"),
+    "groups down the columns": (lambda w, bits, group_size: _group_rtn(w, bits, group_size, rows_of="columns"),
+                                "a group is group_size consecutive *inputs* of one output row (along dim 1)"),
+    "a symmetric grid": (lambda w, bits, group_size: _group_rtn(w, bits, group_size, symmetric=True),
+                         "affine: codes 0..2^b-1 over [min(g, 0), max(g, 0)] with a zero point per group"),
+    "int() instead of round()": (lambda w, bits, group_size: _group_rtn(w, bits, group_size, truncate=True),
+                                 "truncating moves every weight towards zero by up to a whole step: round"),
+}
+
+
+def _group_cases():
+    positive = _randn(7, 2, 16).abs() + 0.2  # groups with no negative weight: the range must still include 0
+    return [{"what": "4 bits, groups of 8", "w": _randn(0, 4, 16), "bits": 4, "group_size": 8},
+            {"what": "3 bits, groups of 16", "w": _randn(1, 3, 32, scale=0.2), "bits": 3, "group_size": 16},
+            {"what": "2 bits, an outlier in one group", "w": torch.cat([_randn(2, 2, 12), torch.full((1, 12), 3.0)]),
+             "bits": 2, "group_size": 4},
+            {"what": "one-sided groups", "w": positive, "bits": 4, "group_size": 8},
+            {"what": "a group as wide as the row", "w": _randn(3, 5, 24), "bits": 4, "group_size": 24}]
+
+
+# --- 10: the 2:4 mask -----------------------------------------------------------------------------------------------
+
+
+def _two_four(scores):
+    return nm_mask(scores, 2, 4)
+
+
+def _keep_top_half(scores, per_row):
+    flat = scores.reshape(scores.shape[0], -1) if per_row else scores.reshape(1, -1)
+    keep = torch.topk(flat, flat.shape[1] // 2, dim=1).indices
+    return torch.zeros_like(flat).scatter_(1, keep, 1.0).reshape(scores.shape)
+
+
+TWO_FOUR_MISTAKES = {
+    "keeping the two lowest": (lambda scores: 1 - _two_four(scores), "keep the 2 *largest* scores of each group"),
+    "groups down the columns": (lambda scores: _two_four(scores.T.contiguous()).T,
+                                "a group is 4 consecutive inputs of one row (along dim 1), as the kernel reads them"),
+    "half of each row, anywhere": (lambda scores: _keep_top_half(scores, True), "that is 50 % unstructured per row: "
+                                   "2:4 needs exactly 2 kept in *every* group of 4"),
+    "half of the whole tensor": (lambda scores: _keep_top_half(scores, False), "one ranking over the whole tensor is "
+                                 "unstructured pruning; rank within each group of 4"),
+}
+
+
+def _two_four_cases():
+    skewed = _randn(3, 4, 8).abs()
+    skewed[:, :4] += 5.0  # every large score in the first group of each row
+    return [{"what": "random 4x8", "scores": _randn(0, 4, 8).abs()},
+            {"what": "one row of 16", "scores": _randn(1, 1, 16).abs()},
+            {"what": "8x4, one group per row", "scores": _randn(2, 8, 4).abs()},
+            {"what": "large scores bunched in one group", "scores": skewed}]
+
+
+EXERCISES: dict[str, dict] = {
+    "01-code": _exercise("magnitude_mask(w, sparsity) -> keep-mask", _mask_cases, _package_mask,
+                              lambda got, expected, case: _mask_differs(got, expected, case["w"]),
+                              "remove exactly k = round(sparsity * n) entries of smallest |w| (argsort of |w|)",
+                              MASK_MISTAKES),
+    "02-code": _exercise("prune_neurons(first, second, amount) -> (first, second)", _neuron_cases,
+                              _neuron_reference, _neuron_differs,
+                              "score rows of first.weight by their L1 norm, keep the highest, slice first's rows and "
+                              "bias and second's columns", NEURON_MISTAKES),
+    "03-code": _exercise("soft_threshold(v, t) -> tensor", _soft_cases, _soft,
+                              lambda g, e, c: _tensor_differs(g, e, c), "sign(v) * max(|v| - t, 0)", SOFT_MISTAKES),
+    "04-code": _exercise("fake_quantize(w, bits, symmetric) -> tensor", _quant_cases, _fake_quant,
+                              lambda g, e, c: _tensor_differs(g, e, c, atol=1e-6),
+                              "scale and zero point as in section 1 (quantize.qparams), round half to even "
+                              "(torch.round), clamp, dequantize", QUANT_MISTAKES),
+    "05-code": _exercise("low_rank_pair(layer, rank) -> nn.Sequential", _svd_cases, _svd_reference,
+                              _pair_differs, "W = U S V^T: first layer S_r V_r^T (no bias), second U_r with the "
+                              "layer's bias", SVD_MISTAKES),
+    "06-code": _exercise("kd_loss(student_logits, teacher_logits, labels, temperature, alpha) -> loss",
+                              _kd_cases, _kd_reference, _scalar_differs,
+                              "alpha * T^2 * KL(softmax(t/T) || softmax(s/T)) (batch mean) + (1 - alpha) * CE",
+                              KD_MISTAKES),
+    "07-code": _exercise("recurrent_mask(gru, sparsity) -> keep-mask of weight_hh_l0", _gru_cases,
+                              _gru_reference,
+                              lambda got, expected, case: _mask_differs(got, expected,
+                                                                        case["gru"].weight_hh_l0.detach()),
+                              "rank |gru.weight_hh_l0| as one tensor and remove the "
+                              "round(sparsity * n) smallest", GRU_MISTAKES),
+    "08-code": _exercise("huffman_lengths(counts) -> {symbol: code length}", _huffman_cases, _huffman_reference,
+                              _lengths_differ, "repeatedly merge the two subtrees of smallest total count; a "
+                              "symbol's code length is its depth", HUFFMAN_MISTAKES),
+    "09-code": _exercise("group_rtn(w, bits, group_size) -> tensor", _group_cases,
+                              lambda w, bits, group_size: _group_rtn(w, bits, group_size),
+                              lambda g, e, c: _tensor_differs(g, e, c, atol=1e-6),
+                              "cut each row into groups of group_size columns; per group s = (max - min) / (2^b - 1) "
+                              "over [min(g, 0), max(g, 0)], z = -round(min / s), clamp(round(w / s) + z), back",
+                              GROUP_MISTAKES),
+    "10-code": _exercise("two_four_mask(scores) -> keep-mask", _two_four_cases, _two_four,
+                              lambda g, e, c: _tensor_differs(g, e, c),
+                              "reshape to (-1, 4), keep the 2 largest of each row of that view (topk), reshape back",
+                              TWO_FOUR_MISTAKES),
+}
+"""The coding exercises of chapters 01-10 by name: the fields of an ``exercises.CodingExercise``."""
