@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import math
+import numbers
 
 import torch
 import torch.nn.functional as F
@@ -114,11 +115,14 @@ def _neuron_differs(got, expected, case):
     if not (isinstance(got, (tuple, list)) and len(got) == 2 and all(isinstance(m, nn.Linear) for m in got)):
         return "expected a pair (first, second) of nn.Linear"
     (a, b), (ea, eb) = got, expected
-    if a.out_features != ea.out_features:
-        return f"the first layer keeps {a.out_features} neurons, it should keep {ea.out_features}"
-    if b.in_features != a.out_features:
-        return f"the second layer takes {b.in_features} inputs but the first now gives {a.out_features}"
-    x = _randn(99, 16, ea.in_features)
+    kept, should = a.weight.shape[0], ea.weight.shape[0]  # the weights' shapes, not attributes a rebuild can leave
+    if kept != should:
+        return f"the first layer keeps {kept} neurons, round(amount * n) removed leaves {should}"
+    if a.bias is None or a.bias.shape != (kept,):
+        return f"the first layer's bias must keep the same {kept} neurons as its weight"
+    if b.weight.shape != eb.weight.shape:
+        return f"the second layer's weight has shape {tuple(b.weight.shape)}; it must read the {kept} kept neurons"
+    x = _randn(99, 16, ea.weight.shape[1])
     with torch.no_grad():
         if not torch.allclose(b(torch.relu(a(x))), eb(torch.relu(ea(x))), atol=1e-5):
             return "the pair computes something else than keeping the highest-L1 neurons (check which rows go)"
@@ -127,17 +131,18 @@ def _neuron_differs(got, expected, case):
 
 def _neuron_cases():
     out = []
-    for seed, (i, h, o, amount) in enumerate([(6, 8, 3, 0.5), (10, 12, 4, 0.25), (5, 9, 2, 0.7)]):
+    # (7, 9, 3, 0.75): 6.75 neurons round to 7, int() gives 6
+    for seed, (i, h, o, amount) in enumerate([(6, 8, 3, 0.5), (10, 12, 4, 0.25), (5, 9, 2, 0.7), (7, 9, 3, 0.75)]):
         torch.manual_seed(seed)
         out.append({"what": f"{i} -> {h} -> {o}, remove {amount:.0%}", "first": nn.Linear(i, h),
                     "second": nn.Linear(h, o), "amount": amount})
     return out
 
 
-def _neurons_by(score, drop_next=True, keep_low=False):
+def _neurons_by(score, drop_next=True, keep_low=False, count=round):
     def wrong(first, second, amount):
         s = score(first.weight.detach())
-        k = round(amount * len(s))
+        k = count(amount * len(s))
         keep = s.argsort(descending=keep_low)[k:].sort().values
         a = nn.Linear(first.in_features, len(keep))
         a.weight.data, a.bias.data = first.weight.data[keep].clone(), first.bias.data[keep].clone()
@@ -156,6 +161,8 @@ NEURON_MISTAKES = {
                                   "weights; a signed sum lets positive and negative weights cancel"),
     "leaving the next layer as it was": (_neurons_by(lambda w: w.abs().sum(1), drop_next=False),
                                          "the next layer must lose the matching *columns*"),
+    "int() instead of round()": (_neurons_by(lambda w: w.abs().sum(1), count=int),
+                                 "int() truncates: removing 75 % of 9 neurons is 6.75, which rounds to 7"),
 }
 
 
@@ -166,7 +173,9 @@ def _tensor_differs(got, expected, case, atol=1e-6):
     if not isinstance(got, torch.Tensor):
         return f"expected a tensor, got {type(got).__name__}"
     if got.shape != expected.shape:
-        return f"shape {tuple(got.shape)}, expected {tuple(expected.shape)}"
+        return f"shape {tuple(got.shape)}, expected {tuple(expected.shape)} (the input's shape)"
+    if got.dtype != expected.dtype:
+        return f"dtype {got.dtype}, expected {expected.dtype} (the input's dtype: cast back after computing)"
     bad = ~torch.isclose(got.double(), expected.double(), atol=atol, rtol=1e-5)
     if bad.any():
         j = int(bad.flatten().nonzero()[0])
@@ -222,11 +231,40 @@ QUANT_MISTAKES = {
                              "round(min / s) before clamping and subtract it when dequantizing"),
     "a missing clamp": (_quant_no_clamp, "round(w / s) can land one code outside the range (max|w| / s = 7.5 rounds "
                         "to 8 at 4 bits): clamp to [q_min, q_max]"),
+    "rounding half up": (lambda w, bits, symmetric: _round_half(w, bits, symmetric, "up"),
+                         "floor(x + 0.5) rounds every tie up (2.5 -> 3); torch.round rounds ties to even (2.5 -> 2), "
+                         "as torch's fake quantization does"),
+    "rounding half away from zero": (lambda w, bits, symmetric: _round_half(w, bits, symmetric, "away"),
+                                     "Python 2's and C's round() send ties away from zero (2.5 -> 3, -3.5 -> -4); "
+                                     "torch.round sends them to even (2.5 -> 2)"),
 }
 
 
+def _quant_ties() -> torch.Tensor:
+    """4-bit symmetric with scale exactly 0.25 (max |w| = 1.875 = 7.5 steps): w / s lands exactly on .5 in float32
+    and float64 alike, where round half to even, half up and half away from zero all differ."""
+    return torch.tensor([1.875, 0.625, -0.375, -0.875, 0.125, 1.125, -1.625, 0.3])
+
+
+def _round_half(w, bits, symmetric, mode):
+    s, z = qparams(w, bits, symmetric=symmetric)
+    q_min, q_max = code_range(bits, symmetric)
+    x = w / s
+    r = torch.floor(x + 0.5) if mode == "up" else torch.sign(x) * torch.floor(x.abs() + 0.5)
+    return (torch.clamp(r + z, q_min, q_max) - z) * s
+
+
+def _largest_positive(w: torch.Tensor) -> torch.Tensor:
+    """``w`` with its sign flipped if needed so that its largest |w| is positive. Symmetric quantization puts the
+    largest |w| exactly on a tie (max|w| / s = 2^(b-1) - 0.5 steps); at +7.5 both neighbours clamp to code 7, at -7.5
+    the code (-8 or -7) would be decided by float noise, and a correct answer computed in float64 could be rejected."""
+    return w * torch.sign(w.flatten()[w.abs().argmax()])
+
+
 def _quant_cases():
-    return [{"what": "4-bit symmetric", "w": _randn(0, 6, 5), "bits": 4, "symmetric": True},
+    return [{"what": "4-bit symmetric, exact ties (w / s = 2.5, -1.5, -3.5, 0.5, 4.5, -6.5)", "w": _quant_ties(),
+             "bits": 4, "symmetric": True},
+            {"what": "4-bit symmetric", "w": _largest_positive(_randn(0, 6, 5)), "bits": 4, "symmetric": True},
             {"what": "3-bit affine", "w": _randn(1, 40), "bits": 3, "symmetric": False},
             {"what": "8-bit affine, one-sided (ReLU-like) values", "w": _randn(2, 30).abs() + 0.5, "bits": 8,
              "symmetric": False},
@@ -246,10 +284,14 @@ def _svd_reference(layer, rank):
 def _pair_differs(got, expected, case):
     if not isinstance(got, nn.Module):
         return f"expected an nn.Module (e.g. nn.Sequential of two Linear layers), got {type(got).__name__}"
-    first = next((m for m in got.modules() if isinstance(m, nn.Linear)), None)
-    if first is None or first.out_features != case["rank"]:
-        return f"the first Linear should map {case['layer'].in_features} inputs to rank = {case['rank']} outputs"
-    x = _randn(7, 9, case["layer"].in_features)
+    linears = [m for m in got.modules() if isinstance(m, nn.Linear)]
+    n_in, n_out = case["layer"].weight.shape[1], case["layer"].weight.shape[0]
+    if len(linears) != 2 or linears[0].weight.shape != (case["rank"], n_in) or \
+            linears[1].weight.shape != (n_out, case["rank"]):
+        shapes = [tuple(m.weight.shape) for m in linears]
+        return (f"expected two Linear layers with weights of shape {(case['rank'], n_in)} and {(n_out, case['rank'])} "
+                f"(judged by the weights, not by in_features / out_features), got {shapes}")
+    x = _randn(7, 9, n_in)
     with torch.no_grad():
         if not torch.allclose(got(x), expected(x), atol=1e-4):
             return "its outputs differ from the best rank-r approximation of the layer"
@@ -347,7 +389,8 @@ def _gru_reference(gru, sparsity):
 
 def _gru_cases():
     out = []
-    for seed, (i, h, s) in enumerate([(8, 6, 0.5), (4, 5, 0.8), (3, 4, 0.0)]):
+    # GRU(2, 3) at 70 %: 27 recurrent weights, 18.9 round to 19 removed, int() gives 18
+    for seed, (i, h, s) in enumerate([(8, 6, 0.5), (4, 5, 0.8), (3, 4, 0.0), (2, 3, 0.7)]):
         torch.manual_seed(seed)
         gru = nn.GRU(i, h, batch_first=True)
         out.append({"what": f"GRU({i}, {h}), {s:.0%}", "gru": gru, "sparsity": s})
@@ -361,6 +404,9 @@ GRU_MISTAKES = {
     "one sparsity per gate": (lambda gru, sparsity: torch.cat(
         [_keep_top(g.abs(), sparsity) for g in gru.weight_hh_l0.detach().chunk(3)]),
         "the exercise ranks the whole weight_hh_l0 at once (as magnitude_prune does), not each gate's block"),
+    "int() instead of round()": (lambda gru, sparsity: _drop_lowest(gru.weight_hh_l0.detach().abs(),
+                                                                    int(sparsity * gru.weight_hh_l0.numel())),
+                                 "int() truncates: 70 % of 27 weights is 18.9, which rounds to 19"),
 }
 
 
@@ -375,8 +421,8 @@ def _lengths_differ(got, expected, case):
     counts = case["counts"]
     if not isinstance(got, dict) or set(got) != set(counts):
         return f"expected a dict with one code length per symbol {sorted(counts)}"
-    if any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in got.values()):
-        return "every code length is a whole number of bits >= 1"
+    if any(isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1 for v in got.values()):
+        return "every code length is a whole number of bits >= 1 (a single symbol still needs a 1-bit code)"
     kraft = sum(2.0 ** -v for v in got.values())
     if kraft > 1 + 1e-12:
         return f"no prefix-free code has these lengths (sum of 2^-length = {kraft:.3f} > 1)"
@@ -393,11 +439,16 @@ HUFFMAN_MISTAKES = {
                                                         for s, c in counts.items()},
                                         "ceil(-log2 p) is a valid code but not optimal: merge the two rarest "
                                         "subtrees repeatedly (heapq) and count each symbol's depth"),
+    "a single symbol of length 0": (lambda counts: {s: n if len(counts) > 1 else 0
+                                                    for s, n in _huffman_reference(counts).items()},
+                                    "one symbol alone is the root of its tree (depth 0), but a code needs at least "
+                                    "one bit per symbol: give it length 1"),
 }
 
 
 def _huffman_cases():
     return [{"what": "skewed counts", "counts": {"a": 45, "b": 13, "c": 12, "d": 16, "e": 9, "f": 5}},
+            {"what": "a single symbol", "counts": {"x": 7}},
             {"what": "two symbols", "counts": {0: 3, 1: 1}},
             {"what": "equal counts", "counts": {s: 4 for s in range(8)}},
             {"what": "k-means indices", "counts": {0: 900, 1: 60, 2: 25, 3: 10, 4: 4, 5: 1}}]
@@ -406,14 +457,16 @@ def _huffman_cases():
 # --- 09: group-wise round to nearest ------------------------------------------------------------------------------
 
 
-def _group_rtn(w, bits, group_size, *, symmetric=False, rows_of=None, truncate=False):
+def _group_rtn(w, bits, group_size, *, symmetric=False, rows_of=None, truncate=False, half_up=False):
     """Affine fake quantization of each group of ``group_size`` consecutive entries along a row (quantize.qparams per
     group); the keyword arguments make the classic mistakes."""
     m = w.T if rows_of == "columns" else w
     g = m.reshape(-1, group_size if rows_of != "whole rows" else m.shape[1])
     s, z = qparams(g, bits, symmetric=symmetric, per_channel=True)
     q_min, q_max = code_range(bits, symmetric)
-    q = torch.clamp((torch.trunc if truncate else torch.round)(g * (1.0 / s)) + z, q_min, q_max)
+    x = g * (1.0 / s)
+    r = torch.trunc(x) if truncate else torch.floor(x + 0.5) if half_up else torch.round(x)
+    q = torch.clamp(r + z, q_min, q_max)
     out = ((q - z) * s).reshape(m.shape)
     return out.T if rows_of == "columns" else out
 
@@ -427,12 +480,18 @@ GROUP_MISTAKES = {
                          "affine: codes 0..2^b-1 over [min(g, 0), max(g, 0)] with a zero point per group"),
     "int() instead of round()": (lambda w, bits, group_size: _group_rtn(w, bits, group_size, truncate=True),
                                  "truncating moves every weight towards zero by up to a whole step: round"),
+    "rounding half up": (lambda w, bits, group_size: _group_rtn(w, bits, group_size, half_up=True),
+                         "floor(x + 0.5) rounds every tie up (2.5 -> 3); torch.round rounds ties to even (2.5 -> 2)"),
 }
 
 
 def _group_cases():
     positive = _randn(7, 2, 16).abs() + 0.2  # groups with no negative weight: the range must still include 0
+    # one-sided groups whose max is 15 steps of 0.25: w / s lands exactly on .5 (2.5, 4.5, 8.5) in any precision
+    ties = torch.tensor([[3.75, 0.625, 1.125, 0.375, 2.125, 0.1, 1.0, 2.0],
+                         [0.2, 3.75, 2.625, 0.875, 3.125, 1.6, 0.5, 1.375]])
     return [{"what": "4 bits, groups of 8", "w": _randn(0, 4, 16), "bits": 4, "group_size": 8},
+            {"what": "4 bits, exact ties (w / s = 2.5, 4.5, 8.5, ...)", "w": ties, "bits": 4, "group_size": 8},
             {"what": "3 bits, groups of 16", "w": _randn(1, 3, 32, scale=0.2), "bits": 3, "group_size": 16},
             {"what": "2 bits, an outlier in one group", "w": torch.cat([_randn(2, 2, 12), torch.full((1, 12), 3.0)]),
              "bits": 2, "group_size": 4},
@@ -445,6 +504,17 @@ def _group_cases():
 
 def _two_four(scores):
     return nm_mask(scores, 2, 4)
+
+
+def _keep_mask_differs(got, expected, case):
+    """A keep-mask in any dtype that holds 0 and 1 (float, bool, int), entry for entry the expected one."""
+    if not isinstance(got, torch.Tensor):
+        return f"expected a tensor mask, got {type(got).__name__}"
+    if got.shape != expected.shape:
+        return f"the mask has shape {tuple(got.shape)}, the scores {tuple(expected.shape)}"
+    if not bool(((got == 0) | (got == 1)).all()):
+        return "a mask holds only 0 (removed) and 1 (kept)"
+    return _tensor_differs(got.to(expected.dtype), expected, case)
 
 
 def _keep_top_half(scores, per_row):
@@ -475,44 +545,44 @@ def _two_four_cases():
 
 EXERCISES: dict[str, dict] = {
     "01-code": _exercise("magnitude_mask(w, sparsity) -> keep-mask", _mask_cases, _package_mask,
-                              lambda got, expected, case: _mask_differs(got, expected, case["w"]),
-                              "remove exactly k = round(sparsity * n) entries of smallest |w| (argsort of |w|)",
-                              MASK_MISTAKES),
+                         lambda got, expected, case: _mask_differs(got, expected, case["w"]),
+                         "remove exactly k = round(sparsity * n) entries of smallest |w| (argsort of |w|)",
+                         MASK_MISTAKES),
     "02-code": _exercise("prune_neurons(first, second, amount) -> (first, second)", _neuron_cases,
-                              _neuron_reference, _neuron_differs,
-                              "score rows of first.weight by their L1 norm, keep the highest, slice first's rows and "
-                              "bias and second's columns", NEURON_MISTAKES),
+                         _neuron_reference, _neuron_differs,
+                         "score rows of first.weight by their L1 norm, keep the highest, slice first's rows and "
+                         "bias and second's columns", NEURON_MISTAKES),
     "03-code": _exercise("soft_threshold(v, t) -> tensor", _soft_cases, _soft,
-                              lambda g, e, c: _tensor_differs(g, e, c), "sign(v) * max(|v| - t, 0)", SOFT_MISTAKES),
+                         lambda g, e, c: _tensor_differs(g, e, c), "sign(v) * max(|v| - t, 0)", SOFT_MISTAKES),
     "04-code": _exercise("fake_quantize(w, bits, symmetric) -> tensor", _quant_cases, _fake_quant,
-                              lambda g, e, c: _tensor_differs(g, e, c, atol=1e-6),
-                              "scale and zero point as in section 1 (quantize.qparams), round half to even "
-                              "(torch.round), clamp, dequantize", QUANT_MISTAKES),
+                         lambda g, e, c: _tensor_differs(g, e, c, atol=1e-6),
+                         "scale and zero point as in section 1 (quantize.qparams), round half to even "
+                         "(torch.round), clamp, dequantize", QUANT_MISTAKES),
     "05-code": _exercise("low_rank_pair(layer, rank) -> nn.Sequential", _svd_cases, _svd_reference,
-                              _pair_differs, "W = U S V^T: first layer S_r V_r^T (no bias), second U_r with the "
-                              "layer's bias", SVD_MISTAKES),
+                         _pair_differs, "W = U S V^T: first layer S_r V_r^T (no bias), second U_r with the "
+                         "layer's bias", SVD_MISTAKES),
     "06-code": _exercise("kd_loss(student_logits, teacher_logits, labels, temperature, alpha) -> loss",
-                              _kd_cases, _kd_reference, _scalar_differs,
-                              "alpha * T^2 * KL(softmax(t/T) || softmax(s/T)) (batch mean) + (1 - alpha) * CE",
-                              KD_MISTAKES),
+                         _kd_cases, _kd_reference, _scalar_differs,
+                         "alpha * T^2 * KL(softmax(t/T) || softmax(s/T)) (batch mean) + (1 - alpha) * CE",
+                         KD_MISTAKES),
     "07-code": _exercise("recurrent_mask(gru, sparsity) -> keep-mask of weight_hh_l0", _gru_cases,
-                              _gru_reference,
-                              lambda got, expected, case: _mask_differs(got, expected,
-                                                                        case["gru"].weight_hh_l0.detach()),
-                              "rank |gru.weight_hh_l0| as one tensor and remove the "
-                              "round(sparsity * n) smallest", GRU_MISTAKES),
+                         _gru_reference,
+                         lambda got, expected, case: _mask_differs(got, expected,
+                                                                   case["gru"].weight_hh_l0.detach()),
+                         "rank |gru.weight_hh_l0| as one tensor and remove the "
+                         "round(sparsity * n) smallest", GRU_MISTAKES),
     "08-code": _exercise("huffman_lengths(counts) -> {symbol: code length}", _huffman_cases, _huffman_reference,
-                              _lengths_differ, "repeatedly merge the two subtrees of smallest total count; a "
-                              "symbol's code length is its depth", HUFFMAN_MISTAKES),
+                         _lengths_differ, "repeatedly merge the two subtrees of smallest total count (heap "
+                         "entries need a tie-breaker, e.g. (count, order, subtree), when counts are equal); a "
+                         "symbol's code length is its depth, at least 1", HUFFMAN_MISTAKES),
     "09-code": _exercise("group_rtn(w, bits, group_size) -> tensor", _group_cases,
-                              lambda w, bits, group_size: _group_rtn(w, bits, group_size),
-                              lambda g, e, c: _tensor_differs(g, e, c, atol=1e-6),
-                              "cut each row into groups of group_size columns; per group s = (max - min) / (2^b - 1) "
-                              "over [min(g, 0), max(g, 0)], z = -round(min / s), clamp(round(w / s) + z), back",
-                              GROUP_MISTAKES),
-    "10-code": _exercise("two_four_mask(scores) -> keep-mask", _two_four_cases, _two_four,
-                              lambda g, e, c: _tensor_differs(g, e, c),
-                              "reshape to (-1, 4), keep the 2 largest of each row of that view (topk), reshape back",
-                              TWO_FOUR_MISTAKES),
+                         lambda w, bits, group_size: _group_rtn(w, bits, group_size),
+                         lambda g, e, c: _tensor_differs(g, e, c, atol=1e-6),
+                         "cut each row into groups of group_size columns; per group s = (max - min) / (2^b - 1) "
+                         "over [min(g, 0), max(g, 0)], z = -round(min / s), clamp(round(w / s) + z), back",
+                         GROUP_MISTAKES),
+    "10-code": _exercise("two_four_mask(scores) -> keep-mask", _two_four_cases, _two_four, _keep_mask_differs,
+                         "reshape to (-1, 4), keep the 2 largest of each row of that view (topk), reshape back",
+                         TWO_FOUR_MISTAKES),
 }
 """The coding exercises of chapters 01-10 by name: the fields of an ``exercises.CodingExercise``."""

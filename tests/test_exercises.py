@@ -12,7 +12,7 @@ from compresskit import exercises
 from compresskit.exercises import CODING, check_code
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
-CHAPTERS = [f"{n:02d}" for n in range(1, 10)]  # with a coding exercise; chapter 00 has arithmetic ones only
+CHAPTERS = [f"{n:02d}" for n in range(1, 11)]  # with a coding exercise; chapter 00 has arithmetic ones only
 
 
 def _cells(chapter):

@@ -1,0 +1,862 @@
+"""The coding-exercise checkers are fair and sharp (compresskit.exercises): for every exercise, correct answers
+written in several styles a learner would use (float64 then cast back, numpy, torch built-ins, layers rebuilt with
+new Parameters) pass, and plausible wrong answers are rejected with the case that shows it and a hint (or the name of
+the mistake, only when the mistake explains every case). A learner's function that returns the wrong type, builds
+layers that do not multiply, changes its input or runs too long gets the same kind of message, never a raw error of
+the checker."""
+
+import copy
+import math
+import warnings
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from compresskit import exercises
+from compresskit.exercises import CODING, check, check_code
+
+# ------------------------------------------------------------------------------------------------ 01: masks
+
+
+def _mask_argsort(w, sparsity):
+    k = round(sparsity * w.numel())
+    mask = torch.ones_like(w)
+    mask.view(-1)[w.abs().flatten().argsort()[:k]] = 0
+    return mask
+
+
+def _mask_topk(w, sparsity):
+    keep = w.numel() - round(sparsity * w.numel())
+    mask = torch.zeros(w.numel(), dtype=torch.bool)
+    mask[torch.topk(w.abs().flatten(), keep).indices] = True
+    return mask.reshape(w.shape)
+
+
+def _mask_numpy(w, sparsity):
+    a = np.abs(w.numpy()).ravel()
+    k = int(np.round(sparsity * a.size))  # numpy rounds half to even too
+    mask = np.ones(a.size)
+    mask[np.argsort(a, kind="stable")[:k]] = 0
+    return torch.from_numpy(mask.reshape(w.shape))
+
+
+def _mask_float64_sorted(w, sparsity):
+    flat = w.double().abs().flatten().tolist()
+    k = round(sparsity * len(flat))
+    drop = set(sorted(range(len(flat)), key=flat.__getitem__)[:k])
+    return torch.tensor([0.0 if i in drop else 1.0 for i in range(len(flat))]).reshape(w.shape)
+
+
+def _mask_threshold_ge(w, sparsity):  # |w| >= the k-th smallest is kept: one weight too few goes
+    k = round(sparsity * w.numel())
+    if k == 0:
+        return torch.ones_like(w)
+    return (w.abs() >= w.abs().flatten().kthvalue(k).values).float()
+
+
+def _mask_int(w, sparsity):
+    return _mask_argsort(w, sparsity) if sparsity * w.numel() == int(sparsity * w.numel()) else \
+        _mask_by_count(w, int(sparsity * w.numel()))
+
+
+def _mask_by_count(w, k):
+    mask = torch.ones_like(w)
+    mask.view(-1)[w.abs().flatten().argsort()[:k]] = 0
+    return mask
+
+
+def _mask_flat(w, sparsity):
+    return _mask_argsort(w, sparsity).flatten()
+
+
+def _mask_in_place(w, sparsity):
+    mask = _mask_argsort(w, sparsity)
+    w.mul_(mask)  # prunes the caller's tensor
+    return mask
+
+
+def _mask_signed(w, sparsity):
+    k = round(sparsity * w.numel())
+    mask = torch.ones_like(w)
+    mask.view(-1)[w.flatten().argsort()[:k]] = 0
+    return mask
+
+
+def _mask_numpy_out(w, sparsity):
+    return _mask_argsort(w, sparsity).numpy()
+
+
+# ------------------------------------------------------------------------------------------------ 02: neurons
+
+
+def _keep_rows(first, amount, score=lambda w: w.abs().sum(1), count=round):
+    s = score(first.weight.detach())
+    return s.argsort()[count(amount * len(s)):].sort().values
+
+
+def _neurons_new_layers(first, second, amount):
+    keep = _keep_rows(first, amount)
+    a, b = nn.Linear(first.in_features, len(keep)), nn.Linear(len(keep), second.out_features)
+    with torch.no_grad():
+        a.weight.copy_(first.weight[keep])
+        a.bias.copy_(first.bias[keep])
+        b.weight.copy_(second.weight[:, keep])
+        b.bias.copy_(second.bias)
+    return a, b
+
+
+def _neurons_new_parameters(first, second, amount):  # stale in_features / out_features: the weights decide
+    keep = _keep_rows(first, amount)
+    a, b = copy.deepcopy(first), copy.deepcopy(second)
+    a.weight = nn.Parameter(first.weight.detach()[keep].clone())
+    a.bias = nn.Parameter(first.bias.detach()[keep].clone())
+    b.weight = nn.Parameter(second.weight.detach()[:, keep].clone())
+    return a, b
+
+
+def _neurons_topk_unsorted(first, second, amount):  # kept neurons in another order: the same function
+    n = first.out_features
+    keep = torch.topk(first.weight.detach().abs().sum(1), n - round(amount * n)).indices
+    a, b = nn.Linear(first.in_features, len(keep)), nn.Linear(len(keep), second.out_features)
+    a.weight.data, a.bias.data = first.weight.data[keep].clone(), first.bias.data[keep].clone()
+    b.weight.data, b.bias.data = second.weight.data[:, keep].clone(), second.bias.data.clone()
+    return a, b
+
+
+def _neurons_numpy(first, second, amount):
+    norms = np.abs(first.weight.detach().numpy().astype(np.float64)).sum(axis=1)
+    keep = torch.from_numpy(np.sort(np.argsort(norms)[int(np.round(amount * len(norms))):]))
+    return _neurons_from(first, second, keep)
+
+
+def _neurons_from(first, second, keep, slice_bias=True, slice_next=True):
+    a = nn.Linear(first.in_features, len(keep))
+    a.weight.data = first.weight.data[keep].clone()
+    a.bias.data = first.bias.data[keep].clone() if slice_bias else first.bias.data.clone()
+    if not slice_next:
+        return a, copy.deepcopy(second)
+    b = nn.Linear(len(keep), second.out_features)
+    b.weight.data, b.bias.data = second.weight.data[:, keep].clone(), second.bias.data.clone()
+    return a, b
+
+
+def _neurons_l2(first, second, amount):
+    return _neurons_from(first, second, _keep_rows(first, amount, score=lambda w: w.pow(2).sum(1)))
+
+
+def _neurons_strongest_go(first, second, amount):
+    return _neurons_from(first, second, _keep_rows(first, amount, score=lambda w: -w.abs().sum(1)))
+
+
+def _neurons_int(first, second, amount):
+    return _neurons_from(first, second, _keep_rows(first, amount, count=int))
+
+
+def _neurons_bias_kept(first, second, amount):
+    return _neurons_from(first, second, _keep_rows(first, amount), slice_bias=False)
+
+
+def _neurons_next_unchanged(first, second, amount):
+    return _neurons_from(first, second, _keep_rows(first, amount), slice_next=False)
+
+
+def _neurons_in_place(first, second, amount):
+    keep = _keep_rows(first, amount)
+    with torch.no_grad():
+        first.weight[~torch.isin(torch.arange(first.out_features), keep)] = 0  # silences the caller's layer
+    return _neurons_from(first, second, keep)
+
+
+def _neurons_columns_of_first(first, second, amount):  # scores the inputs (columns), not the neurons (rows)
+    return _neurons_from(first, second, _keep_rows(first, amount, score=lambda w: w.abs().sum(0)[: w.shape[0]]))
+
+
+# ------------------------------------------------------------------------------------------------ 03: soft threshold
+
+
+def _soft_where(v, t):
+    return torch.where(v > t, v - t, torch.where(v < -t, v + t, torch.zeros_like(v)))
+
+
+def _soft_numpy(v, t):
+    x = v.numpy().astype(np.float64)
+    return torch.from_numpy(np.sign(x) * np.maximum(np.abs(x) - t, 0)).to(v.dtype)
+
+
+def _soft_clamp(v, t):
+    return v - torch.clamp(v, -t, t)
+
+
+def _soft_float64(v, t):
+    x = v.double()
+    return (torch.sign(x) * torch.relu(x.abs() - t)).float()
+
+
+def _soft_numpy_uncast(v, t):
+    x = v.numpy().astype(np.float64)
+    return torch.from_numpy(np.sign(x) * np.maximum(np.abs(x) - t, 0))
+
+
+def _soft_in_place(v, t):
+    v.copy_(torch.sign(v) * torch.clamp(v.abs() - t, min=0))
+    return v
+
+
+def _soft_list(v, t):
+    return (torch.sign(v) * torch.clamp(v.abs() - t, min=0)).tolist()
+
+
+# ------------------------------------------------------------------------------------------------ 04: fake quantize
+
+
+def _range(bits, symmetric):
+    return (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if symmetric else (0, 2**bits - 1)
+
+
+def _scale_zero(w, bits, symmetric, dtype=torch.float32):
+    q_min, q_max = _range(bits, symmetric)
+    x = w.to(dtype)
+    lo, hi = min(float(x.min()), 0.0), max(float(x.max()), 0.0)
+    eps = torch.finfo(torch.float32).eps
+    if symmetric:
+        return max(max(-lo, hi) / ((q_max - q_min) / 2), eps), 0
+    s = max((hi - lo) / (q_max - q_min), eps)
+    return s, min(max(q_min - round(lo / s), q_min), q_max)
+
+
+def _fq_torch_op(w, bits, symmetric):
+    s, z = _scale_zero(w, bits, symmetric)
+    q_min, q_max = _range(bits, symmetric)
+    return torch.fake_quantize_per_tensor_affine(w, s, int(z), q_min, q_max)
+
+
+def _fq_float64(w, bits, symmetric):
+    s, z = _scale_zero(w, bits, symmetric, torch.float64)
+    q_min, q_max = _range(bits, symmetric)
+    q = torch.clamp(torch.round(w.double() / s) + z, q_min, q_max)
+    return ((q - z) * s).to(w.dtype)
+
+
+def _fq_numpy(w, bits, symmetric):
+    s, z = _scale_zero(w, bits, symmetric, torch.float64)
+    q_min, q_max = _range(bits, symmetric)
+    q = np.clip(np.round(w.numpy().astype(np.float64) / s) + z, q_min, q_max)  # np.round: half to even
+    return torch.from_numpy((q - z) * s).float()
+
+
+def _fq_codes_then_back(w, bits, symmetric):
+    s, z = _scale_zero(w, bits, symmetric)
+    q_min, q_max = _range(bits, symmetric)
+    codes = (w / s).round().add(z).clamp(q_min, q_max).to(torch.int32)
+    return (codes - z).float() * s
+
+
+def _fq_half_up(w, bits, symmetric):
+    s, z = _scale_zero(w, bits, symmetric)
+    q_min, q_max = _range(bits, symmetric)
+    return (torch.clamp(torch.floor(w / s + 0.5) + z, q_min, q_max) - z) * s
+
+
+def _fq_python_round_away(w, bits, symmetric):
+    s, z = _scale_zero(w, bits, symmetric)
+    q_min, q_max = _range(bits, symmetric)
+    codes = [min(max(math.copysign(math.floor(abs(v) / s + 0.5), v) + z, q_min), q_max) for v in w.flatten().tolist()]
+    return ((torch.tensor(codes) - z) * s).reshape(w.shape)
+
+
+def _fq_no_clamp(w, bits, symmetric):
+    s, z = _scale_zero(w, bits, symmetric)
+    return (torch.round(w / s) + z - z) * s
+
+
+def _fq_range_without_zero(w, bits, symmetric):  # the affine range [min, max] not widened to include 0
+    q_min, q_max = _range(bits, symmetric)
+    if symmetric:
+        return _fq_float64(w, bits, symmetric)
+    lo, hi = float(w.min()), float(w.max())
+    s = max((hi - lo) / (q_max - q_min), torch.finfo(torch.float32).eps)
+    z = q_min - round(lo / s)
+    return (torch.clamp(torch.round(w / s) + z, q_min, q_max) - z) * s
+
+
+def _fq_codes_returned(w, bits, symmetric):  # forgets to dequantize
+    s, z = _scale_zero(w, bits, symmetric)
+    q_min, q_max = _range(bits, symmetric)
+    return torch.clamp(torch.round(w / s) + z, q_min, q_max)
+
+
+def _fq_float64_uncast(w, bits, symmetric):
+    return _fq_float64(w, bits, symmetric).double()
+
+
+# ------------------------------------------------------------------------------------------------ 05: SVD pair
+
+
+def _svd_split_sqrt(layer, rank):  # sqrt(S) into each factor: the same product
+    u, s, vh = torch.linalg.svd(layer.weight.detach(), full_matrices=False)
+    r = s[:rank].sqrt()
+    first, second = nn.Linear(layer.in_features, rank, bias=False), nn.Linear(rank, layer.out_features)
+    first.weight.data = r[:, None] * vh[:rank]
+    second.weight.data, second.bias.data = u[:, :rank] * r, layer.bias.detach().clone()
+    return nn.Sequential(first, second)
+
+
+def _svd_float64(layer, rank):
+    u, s, vh = torch.linalg.svd(layer.weight.detach().double(), full_matrices=False)
+    first, second = nn.Linear(layer.in_features, rank, bias=False), nn.Linear(rank, layer.out_features)
+    first.weight.data = (s[:rank, None] * vh[:rank]).float()
+    second.weight.data, second.bias.data = u[:, :rank].float(), layer.bias.detach().clone()
+    return nn.Sequential(first, second)
+
+
+def _svd_numpy(layer, rank):
+    u, s, vh = np.linalg.svd(layer.weight.detach().numpy().astype(np.float64), full_matrices=False)
+    first, second = nn.Linear(layer.in_features, rank, bias=False), nn.Linear(rank, layer.out_features)
+    first.weight = nn.Parameter(torch.from_numpy(np.diag(s[:rank]) @ vh[:rank]).float())
+    second.weight = nn.Parameter(torch.from_numpy(u[:, :rank]).float())
+    second.bias = nn.Parameter(layer.bias.detach().clone())
+    return nn.Sequential(first, second)
+
+
+def _svd_new_parameters(layer, rank):  # Parameters swapped into copies: in_features/out_features left stale
+    u, s, vh = torch.linalg.svd(layer.weight.detach(), full_matrices=False)
+    first, second = copy.deepcopy(layer), copy.deepcopy(layer)
+    first.weight, first.bias = nn.Parameter(s[:rank, None] * vh[:rank]), None
+    second.weight = nn.Parameter(u[:, :rank].clone())
+    return nn.Sequential(first, second)
+
+
+def _svd_wrong_order(layer, rank):  # U_r S_r first, V_r^T second: shapes that do not multiply
+    u, s, vh = torch.linalg.svd(layer.weight.detach(), full_matrices=False)
+    first, second = nn.Linear(layer.out_features, rank, bias=False), nn.Linear(rank, layer.in_features)
+    first.weight.data = (u[:, :rank] * s[:rank]).T.contiguous()
+    second.weight.data = vh[:rank].T.contiguous()
+    return nn.Sequential(first, second)
+
+
+def _svd_bias_dropped(layer, rank):
+    pair = _svd_float64(layer, rank)
+    pair[1].bias.data.zero_()
+    return pair
+
+
+def _svd_bias_first(layer, rank):  # the bias goes into the rank-r layer: shapes that do not even fit
+    pair = _svd_float64(layer, rank)
+    pair[0].bias = nn.Parameter(layer.bias.detach().clone())
+    return pair
+
+
+def _svd_no_s(layer, rank):
+    return CODING["05-code"].mistakes["dropping the singular values"][0](layer, rank)
+
+
+def _svd_of_transpose(layer, rank):  # the SVD of W^T = U' S V'^T: W = V' S U'^T, the same factors read the other way
+    u, s, vh = torch.linalg.svd(layer.weight.detach().T, full_matrices=False)
+    first, second = nn.Linear(layer.in_features, rank, bias=False), nn.Linear(rank, layer.out_features)
+    first.weight.data = (s[:rank, None] * u[:, :rank].T)[:, : layer.in_features]
+    second.weight.data = vh[:rank].T[: layer.out_features]
+    second.bias.data = layer.bias.detach().clone()
+    return nn.Sequential(first, second)
+
+
+def _svd_s_twice(layer, rank):  # S in both factors: W ~ U S^2 V^T
+    u, s, vh = torch.linalg.svd(layer.weight.detach(), full_matrices=False)
+    first, second = nn.Linear(layer.in_features, rank, bias=False), nn.Linear(rank, layer.out_features)
+    first.weight.data = s[:rank, None] * vh[:rank]
+    second.weight.data, second.bias.data = u[:, :rank] * s[:rank], layer.bias.detach().clone()
+    return nn.Sequential(first, second)
+
+
+def _svd_a_tensor(layer, rank):
+    return _svd_float64(layer, rank)[1].weight
+
+
+# ------------------------------------------------------------------------------------------------ 06: KD loss
+
+
+def _kd_by_hand(student_logits, teacher_logits, labels, temperature, alpha):
+    t = temperature
+    p_t = torch.softmax(teacher_logits / t, dim=1)
+    kl = (p_t * (torch.log(p_t) - torch.log_softmax(student_logits / t, dim=1))).sum(1).mean()
+    return alpha * t**2 * kl + (1 - alpha) * F.cross_entropy(student_logits, labels)
+
+
+def _kd_float(student_logits, teacher_logits, labels, temperature, alpha):
+    t = temperature
+    soft = F.kl_div(F.log_softmax(student_logits / t, 1), F.log_softmax(teacher_logits / t, 1),
+                    reduction="batchmean", log_target=True)
+    return float(alpha * t * t * soft + (1 - alpha) * F.cross_entropy(student_logits, labels))
+
+
+def _kd_float64(student_logits, teacher_logits, labels, temperature, alpha):
+    s, te = student_logits.double(), teacher_logits.double()
+    loss = _kd_by_hand(s, te, labels, temperature, alpha)
+    return loss.float()
+
+
+def _kd_numpy(student_logits, teacher_logits, labels, temperature, alpha):
+    def log_softmax(x):
+        x = x - x.max(axis=1, keepdims=True)
+        return x - np.log(np.exp(x).sum(axis=1, keepdims=True))
+
+    s, te, y = student_logits.numpy().astype(np.float64), teacher_logits.numpy().astype(np.float64), labels.numpy()
+    ls, lt = log_softmax(s / temperature), log_softmax(te / temperature)
+    kl = (np.exp(lt) * (lt - ls)).sum(axis=1).mean()
+    ce = -log_softmax(s)[np.arange(len(y)), y].mean()
+    return np.float64(alpha * temperature**2 * kl + (1 - alpha) * ce)
+
+
+def _kd_sum(student_logits, teacher_logits, labels, temperature, alpha):  # summed over the batch, not its mean
+    t = temperature
+    soft = F.kl_div(F.log_softmax(student_logits / t, 1), F.softmax(teacher_logits / t, 1), reduction="sum")
+    return alpha * t * t * soft + (1 - alpha) * F.cross_entropy(student_logits, labels)
+
+
+def _kd_mean(student_logits, teacher_logits, labels, temperature, alpha):  # 'mean' divides by classes too
+    t = temperature
+    with warnings.catch_warnings():  # torch warns about exactly this mistake
+        warnings.simplefilter("ignore", UserWarning)
+        soft = F.kl_div(F.log_softmax(student_logits / t, 1), F.softmax(teacher_logits / t, 1), reduction="mean")
+    return alpha * t * t * soft + (1 - alpha) * F.cross_entropy(student_logits, labels)
+
+
+def _kd_swapped_alpha(student_logits, teacher_logits, labels, temperature, alpha):
+    return _kd_by_hand(student_logits, teacher_logits, labels, temperature, 1 - alpha)
+
+
+def _kd_t_not_squared(student_logits, teacher_logits, labels, temperature, alpha):
+    return CODING["06-code"].mistakes["a missing T^2"][0](student_logits, teacher_logits, labels, temperature, alpha)
+
+
+def _kd_ce_on_soft(student_logits, teacher_logits, labels, temperature, alpha):  # CE of the softened student
+    t = temperature
+    soft = F.kl_div(F.log_softmax(student_logits / t, 1), F.softmax(teacher_logits / t, 1), reduction="batchmean")
+    return alpha * t * t * soft + (1 - alpha) * F.cross_entropy(student_logits / t, labels)
+
+
+def _kd_per_example(student_logits, teacher_logits, labels, temperature, alpha):  # no batch mean at all
+    t = temperature
+    p_t = torch.softmax(teacher_logits / t, 1)
+    kl = (p_t * (torch.log(p_t) - torch.log_softmax(student_logits / t, 1))).sum(1)
+    return alpha * t * t * kl + (1 - alpha) * F.cross_entropy(student_logits, labels, reduction="none")
+
+
+# ------------------------------------------------------------------------------------------------ 07: GRU mask
+
+
+def _gru_argsort(gru, sparsity):
+    return _mask_argsort(gru.weight_hh_l0.detach(), sparsity)
+
+
+def _gru_topk(gru, sparsity):
+    return _mask_topk(gru.weight_hh_l0.detach(), sparsity)
+
+
+def _gru_numpy(gru, sparsity):
+    return _mask_numpy(gru.weight_hh_l0.detach(), sparsity)
+
+
+def _gru_by_name(gru, sparsity):
+    w = dict(gru.named_parameters())["weight_hh_l0"].detach().double()
+    return _mask_float64_sorted(w, sparsity)
+
+
+def _gru_int(gru, sparsity):
+    return _mask_by_count(gru.weight_hh_l0.detach(), int(sparsity * gru.weight_hh_l0.numel()))
+
+
+def _gru_input_weights(gru, sparsity):
+    return _mask_argsort(gru.weight_ih_l0.detach(), sparsity)
+
+
+def _gru_per_gate(gru, sparsity):
+    return torch.cat([_mask_argsort(g, sparsity) for g in gru.weight_hh_l0.detach().chunk(3)])
+
+
+def _gru_prunes_in_place(gru, sparsity):
+    mask = _gru_argsort(gru, sparsity)
+    with torch.no_grad():
+        gru.weight_hh_l0.mul_(mask)
+    return mask
+
+
+def _gru_both_matrices(gru, sparsity):  # one ranking over weight_ih and weight_hh together, the hh part returned
+    w = torch.cat([gru.weight_ih_l0.detach().flatten(), gru.weight_hh_l0.detach().flatten()])
+    return _mask_argsort(w, sparsity)[gru.weight_ih_l0.numel():].reshape(gru.weight_hh_l0.shape)
+
+
+def _gru_transposed(gru, sparsity):
+    return _mask_argsort(gru.weight_hh_l0.detach(), sparsity).T
+
+
+# ------------------------------------------------------------------------------------------------ 08: Huffman
+
+
+def _huffman_heap_tiebreak(counts):
+    import heapq
+
+    heap = [(c, i, [s]) for i, (s, c) in enumerate(counts.items())]
+    heapq.heapify(heap)
+    depth = dict.fromkeys(counts, 0)
+    order = len(heap)
+    while len(heap) > 1:
+        c1, _, a = heapq.heappop(heap)
+        c2, _, b = heapq.heappop(heap)
+        for s in a + b:
+            depth[s] += 1
+        heapq.heappush(heap, (c1 + c2, order, a + b))
+        order += 1
+    return {s: max(d, 1) for s, d in depth.items()}
+
+
+def _huffman_sorted_list(counts):  # re-sorting a list instead of a heap; ties broken the other way
+    nodes = [(c, [s]) for s, c in counts.items()]
+    depth = dict.fromkeys(counts, 0)
+    while len(nodes) > 1:
+        nodes.sort(key=lambda n: n[0], reverse=True)
+        c1, a = nodes.pop()
+        c2, b = nodes.pop()
+        for s in a + b:
+            depth[s] += 1
+        nodes.append((c1 + c2, a + b))
+    return {s: d or 1 for s, d in depth.items()}
+
+
+def _huffman_numpy_lengths(counts):
+    lengths = _huffman_heap_tiebreak(counts)
+    return {s: np.int64(v) for s, v in lengths.items()}  # numpy integers are whole numbers too
+
+
+def _huffman_tree(counts):  # an explicit tree of dicts, walked for depths
+    import heapq
+
+    heap = [(c, i, {"symbol": s}) for i, (s, c) in enumerate(counts.items())]
+    heapq.heapify(heap)
+    tick = len(heap)
+    while len(heap) > 1:
+        c1, _, a = heapq.heappop(heap)
+        c2, _, b = heapq.heappop(heap)
+        heapq.heappush(heap, (c1 + c2, tick, {"children": (a, b)}))
+        tick += 1
+    out = {}
+
+    def walk(node, depth):
+        if "symbol" in node:
+            out[node["symbol"]] = max(depth, 1)
+        else:
+            for child in node["children"]:
+                walk(child, depth + 1)
+
+    walk(heap[0][2], 0)
+    return out
+
+
+def _huffman_no_tiebreak(counts):  # heap entries (count, dict): equal counts compare dicts and raise
+    import heapq
+
+    heap = [(c, {"symbols": [s]}) for s, c in counts.items()]
+    heapq.heapify(heap)
+    depth = dict.fromkeys(counts, 0)
+    while len(heap) > 1:
+        c1, a = heapq.heappop(heap)
+        c2, b = heapq.heappop(heap)
+        for s in a["symbols"] + b["symbols"]:
+            depth[s] += 1
+        heapq.heappush(heap, (c1 + c2, {"symbols": a["symbols"] + b["symbols"]}))
+    return {s: max(d, 1) for s, d in depth.items()}
+
+
+def _huffman_single_zero(counts):
+    lengths = _huffman_heap_tiebreak(counts)
+    return {s: 0 for s in lengths} if len(lengths) == 1 else lengths
+
+
+def _huffman_fixed(counts):
+    return {s: max(1, math.ceil(math.log2(len(counts)))) for s in counts}
+
+
+def _huffman_merge_largest(counts):  # merges the two most frequent subtrees
+    nodes = [(c, [s]) for s, c in counts.items()]
+    depth = dict.fromkeys(counts, 0)
+    while len(nodes) > 1:
+        nodes.sort(key=lambda n: n[0])
+        c1, a = nodes.pop()
+        c2, b = nodes.pop()
+        for s in a + b:
+            depth[s] += 1
+        nodes.append((c1 + c2, a + b))
+    return {s: d or 1 for s, d in depth.items()}
+
+
+def _huffman_rank_lengths(counts):  # the i-th most frequent symbol gets i + 1 bits (a unary code)
+    ordered = sorted(counts, key=lambda s: -counts[s])
+    return {s: i + 1 for i, s in enumerate(ordered)}
+
+
+def _huffman_float_lengths(counts):
+    return {s: float(v) for s, v in _huffman_heap_tiebreak(counts).items()}
+
+
+# ------------------------------------------------------------------------------------------------ 09: group RTN
+
+
+def _group_affine(g, bits, dtype=torch.float32):
+    x = g.to(dtype)
+    lo, hi = x.amin(dim=1, keepdim=True).clamp(max=0), x.amax(dim=1, keepdim=True).clamp(min=0)
+    s = ((hi - lo) / (2**bits - 1)).clamp(min=torch.finfo(torch.float32).eps)
+    z = torch.clamp(-torch.round(lo / s), 0, 2**bits - 1)
+    return x, s, z
+
+
+def _group_reshape(w, bits, group_size):
+    x, s, z = _group_affine(w.reshape(-1, group_size), bits)
+    q = torch.clamp(torch.round(x / s) + z, 0, 2**bits - 1)
+    return ((q - z) * s).reshape(w.shape)
+
+
+def _group_float64(w, bits, group_size):
+    x, s, z = _group_affine(w.reshape(-1, group_size), bits, torch.float64)
+    q = torch.clamp(torch.round(x / s) + z, 0, 2**bits - 1)
+    return ((q - z) * s).reshape(w.shape).float()
+
+
+def _group_loop(w, bits, group_size):
+    out = torch.empty_like(w)
+    for r in range(w.shape[0]):
+        for c in range(0, w.shape[1], group_size):
+            g = w[r, c : c + group_size]
+            lo, hi = min(float(g.min()), 0.0), max(float(g.max()), 0.0)
+            s = max((hi - lo) / (2**bits - 1), torch.finfo(torch.float32).eps)
+            z = min(max(-round(lo / s), 0), 2**bits - 1)
+            out[r, c : c + group_size] = (torch.clamp(torch.round(g / s) + z, 0, 2**bits - 1) - z) * s
+    return out
+
+
+def _group_numpy(w, bits, group_size):
+    g = w.numpy().astype(np.float64).reshape(-1, group_size)
+    lo, hi = np.minimum(g.min(axis=1, keepdims=True), 0), np.maximum(g.max(axis=1, keepdims=True), 0)
+    s = np.maximum((hi - lo) / (2**bits - 1), np.finfo(np.float32).eps)
+    z = np.clip(-np.round(lo / s), 0, 2**bits - 1)
+    q = np.clip(np.round(g / s) + z, 0, 2**bits - 1)
+    return torch.from_numpy(((q - z) * s).reshape(w.shape)).float()
+
+
+def _group_half_up(w, bits, group_size):
+    x, s, z = _group_affine(w.reshape(-1, group_size), bits)
+    q = torch.clamp(torch.floor(x / s + 0.5) + z, 0, 2**bits - 1)
+    return ((q - z) * s).reshape(w.shape)
+
+
+def _group_trunc(w, bits, group_size):
+    x, s, z = _group_affine(w.reshape(-1, group_size), bits)
+    q = torch.clamp(torch.trunc(x / s) + z, 0, 2**bits - 1)
+    return ((q - z) * s).reshape(w.shape)
+
+
+def _group_per_row(w, bits, group_size):
+    return _group_reshape(w, bits, w.shape[1])
+
+
+def _group_down_columns(w, bits, group_size):
+    return _group_reshape(w.T.contiguous(), bits, group_size).T
+
+
+def _group_flat(w, bits, group_size):
+    return _group_reshape(w, bits, group_size).flatten()
+
+
+def _group_no_zero_in_range(w, bits, group_size):  # [min, max] of the group, not widened to include 0
+    g = w.reshape(-1, group_size)
+    lo, hi = g.amin(dim=1, keepdim=True), g.amax(dim=1, keepdim=True)
+    s = ((hi - lo) / (2**bits - 1)).clamp(min=torch.finfo(torch.float32).eps)
+    z = torch.round(-lo / s)
+    q = torch.clamp(torch.round(g / s) + z, 0, 2**bits - 1)
+    return ((q - z) * s).reshape(w.shape)
+
+
+def _group_codes_only(w, bits, group_size):
+    x, s, z = _group_affine(w.reshape(-1, group_size), bits)
+    return torch.clamp(torch.round(x / s) + z, 0, 2**bits - 1).reshape(w.shape)
+
+
+# ------------------------------------------------------------------------------------------------ 10: 2:4
+
+
+def _two_four_topk(scores):
+    groups = scores.reshape(-1, 4)
+    mask = torch.zeros_like(groups)
+    mask.scatter_(1, groups.topk(2, dim=1).indices, 1.0)
+    return mask.reshape(scores.shape)
+
+
+def _two_four_argsort_bool(scores):
+    groups = scores.reshape(-1, 4)
+    keep = torch.zeros(groups.shape, dtype=torch.bool)
+    keep.scatter_(1, groups.argsort(dim=1)[:, 2:], True)
+    return keep.reshape(scores.shape)
+
+
+def _two_four_numpy(scores):
+    g = scores.numpy().reshape(-1, 4)
+    mask = np.zeros_like(g)
+    np.put_along_axis(mask, np.argsort(g, axis=1)[:, 2:], 1.0, axis=1)
+    return torch.from_numpy(mask.reshape(scores.shape))
+
+
+def _two_four_threshold(scores):  # compare with the second largest of each group
+    groups = scores.reshape(-1, 4)
+    second = groups.sort(dim=1, descending=True).values[:, 1:2]
+    return (groups >= second).to(scores.dtype).reshape(scores.shape)
+
+
+def _two_four_lowest(scores):
+    return 1 - _two_four_topk(scores)
+
+
+def _two_four_columns(scores):
+    return _two_four_topk(scores.T.contiguous()).T
+
+
+def _two_four_row_half(scores):
+    keep = scores.topk(scores.shape[1] // 2, dim=1).indices
+    return torch.zeros_like(scores).scatter_(1, keep, 1.0)
+
+
+def _two_four_one_of_four(scores):
+    groups = scores.reshape(-1, 4)
+    return torch.zeros_like(groups).scatter_(1, groups.topk(1, dim=1).indices, 1.0).reshape(scores.shape)
+
+
+def _two_four_flat(scores):
+    return _two_four_topk(scores).flatten()
+
+
+def _two_four_prunes_scores(scores):
+    mask = _two_four_topk(scores)
+    scores.mul_(mask)
+    return mask
+
+
+# ------------------------------------------------------------------------------------------------ the table
+
+CORRECT = {
+    "01-code": [_mask_argsort, _mask_topk, _mask_numpy, _mask_float64_sorted],
+    "02-code": [_neurons_new_layers, _neurons_new_parameters, _neurons_topk_unsorted, _neurons_numpy],
+    "03-code": [lambda v, t: torch.sign(v) * torch.clamp(v.abs() - t, min=0), _soft_where, _soft_numpy,
+                _soft_clamp, _soft_float64, lambda v, t: F.softshrink(v, t)],
+    "04-code": [_fq_torch_op, _fq_float64, _fq_numpy, _fq_codes_then_back],
+    "05-code": [_svd_split_sqrt, _svd_float64, _svd_numpy, _svd_new_parameters, _svd_of_transpose],
+    "06-code": [_kd_by_hand, _kd_float, _kd_float64, _kd_numpy],
+    "07-code": [_gru_argsort, _gru_topk, _gru_numpy, _gru_by_name],
+    "08-code": [_huffman_heap_tiebreak, _huffman_sorted_list, _huffman_numpy_lengths, _huffman_tree],
+    "09-code": [_group_reshape, _group_float64, _group_loop, _group_numpy],
+    "10-code": [_two_four_topk, _two_four_argsort_bool, _two_four_numpy, _two_four_threshold],
+}
+
+WRONG = {
+    "01-code": [_mask_threshold_ge, _mask_int, _mask_flat, _mask_in_place, _mask_signed, _mask_numpy_out],
+    "02-code": [_neurons_l2, _neurons_strongest_go, _neurons_int, _neurons_bias_kept, _neurons_next_unchanged,
+                _neurons_in_place, _neurons_columns_of_first],
+    "03-code": [lambda v, t: v * (v.abs() > t), lambda v, t: v - t * torch.sign(v), _soft_numpy_uncast,
+                _soft_in_place, _soft_list, lambda v, t: torch.clamp(v.abs() - t, min=0)],
+    "04-code": [_fq_half_up, _fq_python_round_away, _fq_no_clamp, _fq_range_without_zero, _fq_codes_returned,
+                _fq_float64_uncast],
+    "05-code": [_svd_wrong_order, _svd_bias_dropped, _svd_bias_first, _svd_no_s, _svd_s_twice, _svd_a_tensor],
+    "06-code": [_kd_sum, _kd_mean, _kd_swapped_alpha, _kd_t_not_squared, _kd_ce_on_soft, _kd_per_example],
+    "07-code": [_gru_int, _gru_input_weights, _gru_per_gate, _gru_prunes_in_place, _gru_both_matrices,
+                _gru_transposed],
+    "08-code": [_huffman_no_tiebreak, _huffman_single_zero, _huffman_fixed, _huffman_merge_largest,
+                _huffman_rank_lengths, _huffman_float_lengths],
+    "09-code": [_group_half_up, _group_trunc, _group_per_row, _group_down_columns, _group_flat,
+                _group_no_zero_in_range, _group_codes_only],
+    "10-code": [_two_four_lowest, _two_four_columns, _two_four_row_half, _two_four_one_of_four, _two_four_flat,
+                _two_four_prunes_scores],
+}
+
+
+def test_every_exercise_has_four_correct_styles_and_five_wrong_answers():
+    assert set(CORRECT) == set(WRONG) == set(CODING)
+    for name in CODING:
+        assert len(CORRECT[name]) >= 4 and len(WRONG[name]) >= 5, name
+
+
+@pytest.mark.parametrize("name, index", [(n, i) for n, fns in CORRECT.items() for i in range(len(fns))])
+def test_a_correct_answer_in_any_style_passes(name, index, capsys):
+    assert check_code(name, CORRECT[name][index]) is True
+    assert "correct on all" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name, index", [(n, i) for n, fns in WRONG.items() for i in range(len(fns))])
+def test_a_plausible_wrong_answer_is_rejected_with_its_case_and_a_hint(name, index):
+    with pytest.raises(AssertionError) as error:
+        check_code(name, WRONG[name][index])
+    message = str(error.value)
+    assert message.startswith(f"[{name}] case "), message
+    assert "Hint: " in message or "classic mistake" in message, message
+
+
+def test_a_mistake_is_named_only_when_it_explains_every_case():
+    # `|w| >= t` removes one weight too few, which on the 90 % case is also what int() does: not named as int()
+    with pytest.raises(AssertionError) as error:
+        check_code("01-code", _mask_threshold_ge)
+    assert "int() instead of round()" not in str(error.value) and "Hint: " in str(error.value)
+    with pytest.raises(AssertionError, match=r"classic mistake 'int\(\) instead of round\(\)'"):
+        check_code("01-code", _mask_int)
+    with pytest.raises(AssertionError, match=r"classic mistake 'int\(\) instead of round\(\)'"):
+        check_code("02-code", _neurons_int)
+    with pytest.raises(AssertionError, match=r"classic mistake 'int\(\) instead of round\(\)'"):
+        check_code("07-code", _gru_int)
+    with pytest.raises(AssertionError, match="classic mistake 'rounding half up'"):
+        check_code("04-code", _fq_half_up)
+    with pytest.raises(AssertionError, match="classic mistake 'rounding half away from zero'"):
+        check_code("04-code", _fq_python_round_away)
+    with pytest.raises(AssertionError, match="classic mistake 'rounding half up'"):
+        check_code("09-code", _group_half_up)
+    with pytest.raises(AssertionError, match="classic mistake 'a single symbol of length 0'"):
+        check_code("08-code", _huffman_single_zero)
+
+
+def test_messages_for_results_the_checker_cannot_read_are_cases_with_hints_not_crashes():
+    with pytest.raises(AssertionError, match=r"case 1 of \d+ .*dtype torch.float64, expected torch.float32"):
+        check_code("04-code", _fq_float64_uncast)
+    with pytest.raises(AssertionError, match=r"expected two Linear layers with weights of shape"):
+        check_code("05-code", _svd_wrong_order)
+    with pytest.raises(AssertionError, match=r"expected a tensor mask, got ndarray"):
+        check_code("01-code", _mask_numpy_out)
+    with pytest.raises(AssertionError, match=r"raised TypeError: '<' not supported.*tie-breaker"):
+        check_code("08-code", _huffman_no_tiebreak)
+    with pytest.raises(AssertionError, match=r"shape \(8,\), expected \(1, 16\)|the mask has shape"):
+        check_code("10-code", _two_four_flat)
+    with pytest.raises(AssertionError, match="could not be compared|expected one number"):
+        check_code("06-code", _kd_per_example)
+
+
+@pytest.mark.parametrize("name, fn, argument", [("01-code", _mask_in_place, "w"), ("03-code", _soft_in_place, "v"),
+                                                 ("07-code", _gru_prunes_in_place, "gru"),
+                                                 ("10-code", _two_four_prunes_scores, "scores"),
+                                                 ("02-code", _neurons_in_place, "first")])
+def test_a_function_that_changes_its_input_is_caught(name, fn, argument):
+    with pytest.raises(AssertionError, match=f"changed the {argument} it was given"):
+        check_code(name, fn)
+
+
+def test_a_function_that_runs_too_long_is_stopped_with_a_message(monkeypatch):
+    monkeypatch.setattr(exercises, "CASE_SECONDS", 0.2)
+
+    def endless(v, t):
+        while True:
+            pass
+
+    with pytest.raises(AssertionError, match=r"\[03-code\] case 1 of \d+ .* ran longer than 0.2 s and was stopped"):
+        check_code("03-code", endless)
+
+
+def test_arithmetic_answers_accept_numpy_and_torch_numbers_not_bools(capsys):
+    assert check("x", np.int64(12), 12) and check("x", np.float32(0.5), 0.5) and check("x", torch.tensor(7), 7)
+    with pytest.raises(AssertionError):
+        check("x", True, 1)
+    with pytest.raises(AssertionError):
+        check("x", "12", 12)
