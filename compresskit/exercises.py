@@ -23,7 +23,7 @@ from torch import nn
 
 from compresskit.exercise_cases import EXERCISES
 
-__all__ = ["check", "CodingExercise", "check_code", "CODING"]
+__all__ = ["check", "CASE_SECONDS", "CodingExercise", "check_code", "CODING"]
 
 
 def check(name: str, answer, expected, *, rel_tol: float = 1e-6, abs_tol: float = 0.0, hint: str = "") -> bool:
