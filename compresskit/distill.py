@@ -27,6 +27,7 @@ from compresskit.checks import (
     check_bool,
     check_choice,
     check_fraction,
+    check_int,
     check_module,
     check_number,
     check_tensor,
@@ -56,8 +57,9 @@ def _check_logits(student_logits, teacher_logits, labels) -> None:
     check_tensor("student_logits", student_logits)
     check_tensor("teacher_logits", teacher_logits)
     check_tensor("labels", labels, floating=False)
-    if student_logits.dim() != 2:
-        raise ValueError(f"student_logits must be (batch, classes), got shape {tuple(student_logits.shape)}")
+    if student_logits.dim() != 2 or len(student_logits) == 0:
+        raise ValueError(f"student_logits must be a non-empty batch (batch, classes), got shape "
+                         f"{tuple(student_logits.shape)}")
     if labels.shape != student_logits.shape[:1]:
         raise ValueError(f"labels must be one class index per row ({student_logits.shape[0]}), got shape "
                          f"{tuple(labels.shape)}")
@@ -192,6 +194,7 @@ def labelled_fraction(dataset: Dataset, fraction: float, seed: int) -> TensorDat
     """A random ``fraction`` of ``dataset`` (``int(n * fraction)`` images, at least one), drawn for ``seed``: the
     labels a learner has when labels are scarce."""
     check_fraction("fraction", fraction)
+    check_int("seed", seed, 0, 2**64 - 1)
     inputs, labels = dataset_tensors(dataset)
     keep = max(1, int(len(labels) * fraction))
     subset = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))[:keep]
@@ -210,11 +213,16 @@ def compare_with_labels(make_student: Callable[[], nn.Module], teacher: nn.Modul
     """
     _objective(loss, temperature, alpha)  # refuse a bad loss / temperature before any training
     check_module("teacher", teacher)
-    if not callable(make_student):
-        raise TypeError(f"make_student must be a callable returning a new student, got {type(make_student).__name__}")
+    if isinstance(make_student, nn.Module) or not callable(make_student):
+        raise TypeError(f"make_student must be a function that builds a new student (e.g. lambda: models.lenet(...)), "
+                        f"got {type(make_student).__name__}: each seed and arm needs its own fresh student")
+    if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Sequence):
+        raise TypeError(f"seeds must be a list of ints, got {type(seeds).__name__}")
     seeds = list(seeds)
-    if len(seeds) < 2:
-        raise ValueError(f"seeds must hold at least 2 seeds (a spread needs two), got {seeds!r}")
+    for seed in seeds:
+        check_int("seeds[i]", seed, 0, 2**64 - 1)
+    if len(seeds) < 2 or len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds must hold at least 2 different seeds (a spread needs two runs), got {seeds!r}")
     check_fraction("fraction", fraction)
     labels_only, distilled = [], []
     for seed in seeds:

@@ -33,7 +33,7 @@ from compresskit.layers import (
 from compresskit.rnn import UnrolledRNN
 
 __all__ = ["rank_for_energy", "break_even_rank", "svd_linear", "svd_of", "tucker2", "tucker_rank_limits", "tucker_conv",
-           "cp_als", "cp_reconstruct", "cp_conv", "svd_rnn", "low_rank"]
+           "cp_rank_limit", "cp_als", "cp_reconstruct", "cp_conv", "svd_rnn", "low_rank"]
 
 
 def _check_rank(name: str, rank, high: int) -> None:
@@ -51,10 +51,26 @@ def _weight(layer: nn.Module) -> torch.Tensor:
     return w
 
 
+def _check_kernel(w) -> None:
+    """A 4-d convolution kernel (out, in, kh, kw) with entries, all finite."""
+    check_tensor("w", w)
+    if w.dim() != 4 or w.numel() == 0:
+        raise ValueError(f"w must be a non-empty 4-d kernel (out, in, kh, kw), got shape {tuple(w.shape)}")
+
+
+def cp_rank_limit(shape) -> int:
+    """Largest useful CP rank of a tensor of ``shape``: the product of all its sizes but the largest (a rank-R CP
+    with R beyond it has more factors than entries to fit; a 16x8x3x3 kernel stops at 8 * 3 * 3 = 72)."""
+    return math.prod(shape) // max(shape)
+
+
 def rank_for_energy(singular_values: torch.Tensor, energy: float) -> int:
     """Smallest r whose leading singular values keep ``energy`` of sum s_i^2."""
     _check_energy(energy)
     check_tensor("singular_values", singular_values)
+    if singular_values.dim() != 1 or len(singular_values) == 0 or bool((singular_values < 0).any()):
+        raise ValueError(f"singular_values must be a non-empty 1-d tensor of values >= 0 (as torch.linalg.svd returns "
+                         f"them), got shape {tuple(singular_values.shape)}")
     share = torch.cumsum(singular_values.double() ** 2, 0) / (singular_values.double() ** 2).sum()
     return min(int(torch.searchsorted(share, torch.tensor(energy - 1e-12, dtype=torch.float64))) + 1,
                len(singular_values))
@@ -121,9 +137,15 @@ def tucker2(w: torch.Tensor, ranks: tuple[int, int], *, hooi_iters: int = 0):
     HOSVD: U_out, U_in = leading left singular vectors of the mode-0 / mode-1 unfoldings; then ``hooi_iters`` rounds
     of HOOI, each mode re-fit with the other projected out (never worse than HOSVD).
     """
+    _check_kernel(w)
+    if not isinstance(ranks, (tuple, list)) or len(ranks) != 2:
+        raise TypeError(f"ranks must be a pair (r_in, r_out), got {ranks!r}")
     r_in, r_out = ranks
+    out_ch, in_ch, kh, kw = w.shape
+    _check_rank("ranks[0] (r_in)", r_in, min(in_ch, out_ch * kh * kw))
+    _check_rank("ranks[1] (r_out)", r_out, min(out_ch, in_ch * kh * kw))
+    check_int("hooi_iters", hooi_iters, 0)
     w = w.double()
-    out_ch, in_ch = w.shape[:2]
     u_out = _leading(w.reshape(out_ch, -1), r_out)
     u_in = _leading(w.transpose(0, 1).reshape(in_ch, -1), r_in)
     for _ in range(hooi_iters):
@@ -204,6 +226,11 @@ def cp_als(w: torch.Tensor, rank: int, *, iters: int = 100, seed: int = 0, tol: 
     """CP decomposition of a 4-d tensor by alternating least squares: factors (A, B, C, D), each (dim, rank), with
     w[o, i, h, k] ~= sum_r A[o, r] B[i, r] C[h, r] D[k, r]. Each step solves one factor exactly given the others:
     A = MTTKRP_A (B^T B * C^T C * D^T D)^+."""
+    _check_kernel(w)
+    _check_rank("rank", rank, cp_rank_limit(w.shape))
+    check_int("iters", iters, 1)
+    check_int("seed", seed, 0, 2**64 - 1)
+    check_number("tol", tol, 0.0)
     w = w.double()
     gen = torch.Generator().manual_seed(seed)
     factors = [torch.randn(d, rank, generator=gen, dtype=torch.float64) for d in w.shape]
@@ -233,9 +260,9 @@ def cp_conv(conv: nn.Conv2d, rank: int, *, iters: int = 100, seed: int = 0) -> n
     whole rows or columns, which commutes with the other direction's convolution, so the result equals the full
     convolution with the CP kernel."""
     _check_conv(conv)
-    check_int("rank", rank, 1)
+    _check_rank("rank", rank, cp_rank_limit(conv.weight.shape))
     check_int("iters", iters, 1)
-    check_int("seed", seed)
+    check_int("seed", seed, 0, 2**64 - 1)
     w = _weight(conv)
     out_ch, in_ch, kh, kwid = w.shape
     (sh, sw), (ph, pw), (dh, dw) = conv.stride, _padding(conv), conv.dilation

@@ -35,7 +35,7 @@ import torch  # noqa: E402
 from matplotlib import ticker  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from compresskit.checks import check_bool  # noqa: E402
+from compresskit.checks import check_bool, check_int, check_tensor  # noqa: E402
 from compresskit.metrics import Record  # noqa: E402
 
 __all__ = ["STANDARD", "PROJECTOR_SCALE", "PROJECTOR_ENV", "projector", "FIGSIZE", "COLORS", "accuracy_vs_size",
@@ -131,8 +131,13 @@ def accuracy_vs_size(
 
 def digit_grid(images: torch.Tensor, labels: torch.Tensor, *, n: int = 20, cols: int = 10, title: str = "") -> Figure:
     """The first ``n`` images ``(N, 1, H, W)`` in a grid, each titled with its label."""
-    if n < 1 or n > len(images):
-        raise ValueError(f"n must be in [1, {len(images)}], got {n}")
+    check_tensor("images", images)
+    if images.dim() != 4 or images.shape[1] != 1:
+        raise ValueError(f"images must be (N, 1, H, W), got shape {tuple(images.shape)}")
+    check_int("n", n, 1, len(images))
+    check_int("cols", cols, 1)
+    if len(labels) < n:
+        raise ValueError(f"labels holds {len(labels)} labels, fewer than the n={n} images shown")
     rows = -(-n // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(1.1 * cols, 1.25 * rows), layout="constrained", squeeze=False)
     for i, ax in enumerate(axes.flat):
@@ -182,6 +187,8 @@ def vlines(ax, xs, ymin: float, ymax: float, **style):
 def png(fig: Figure) -> bytes:
     """The figure as PNG bytes, drawn once (no tight bounding box: IPython's default draws twice) and compressed
     lightly: what a panel sends to the browser on every slider move."""
+    if not isinstance(fig, Figure):
+        raise TypeError(f"fig must be a matplotlib Figure, got {type(fig).__name__}")
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", pil_kwargs={"compress_level": 1})
     return buffer.getvalue()
@@ -204,6 +211,13 @@ def figure(ncols: int = 1, *, width: float = 6.0, height: float = 4.6, nrows: in
 def weight_histogram(w: torch.Tensor, kept: torch.Tensor | None = None, *, ax=None, bins: int = 80,
                      title: str = "Weight values", log: bool = True) -> Figure:
     """Histogram of a weight tensor; with a keep-mask, the removed weights in grey and the kept ones in colour."""
+    check_tensor("w", w)
+    if w.numel() == 0:
+        raise ValueError(f"w is empty (shape {tuple(w.shape)}): there is no histogram to draw")
+    if kept is not None and (not isinstance(kept, torch.Tensor) or kept.shape != w.shape):
+        raise ValueError(f"kept must be a mask of w's shape {tuple(w.shape)}, got "
+                         f"{tuple(kept.shape) if isinstance(kept, torch.Tensor) else type(kept).__name__}")
+    check_int("bins", bins, 1)
     fig, ax = _axes(ax)
     values = w.detach().flatten().cpu().numpy()
     edges = np.linspace(float(values.min()), float(values.max()) + 1e-12, bins + 1)

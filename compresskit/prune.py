@@ -70,6 +70,16 @@ def magnitude_mask(w: torch.Tensor, *, sparsity: float | None = None, threshold:
     """Keep-mask (1 = keep) of one tensor by magnitude: the ``round(sparsity * n)`` smallest |w| are dropped,
     or every entry with ``|w| < threshold``. Ties are broken as ``torch.topk`` breaks them, as torch's own
     ``l1_unstructured`` does, so the masks are identical."""
+    check_tensor("w", w)
+    if w.numel() == 0:
+        raise ValueError(f"w is empty (shape {tuple(w.shape)}): there is nothing to prune")
+    if (sparsity is None) == (threshold is None):
+        raise ValueError("give exactly one of sparsity (a fraction in [0, 1]) or threshold (>= 0), got "
+                         f"sparsity={sparsity!r}, threshold={threshold!r}")
+    if threshold is not None:
+        check_number("threshold", threshold, 0.0)
+    else:
+        check_fraction("sparsity", sparsity)
     scores = w.detach().abs()
     if threshold is not None:
         return (scores >= threshold).to(w.dtype)

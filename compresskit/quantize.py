@@ -55,6 +55,8 @@ def _check_w(w) -> None:
     check_tensor("w", w)
     if w.dim() == 0:
         raise ValueError("w must have at least one dimension, got a 0-d tensor")
+    if w.numel() == 0:
+        raise ValueError(f"w is empty (shape {tuple(w.shape)}): there is nothing to quantize")
 
 
 def code_range(bits: int, symmetric: bool) -> tuple[int, int]:
@@ -135,6 +137,13 @@ def dequantize(q: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor) -
     """``(q - zero_point) * scale`` as float32 (parameters broadcast, as ``quantize_tensor`` shapes them)."""
     for name, t in (("q", q), ("scale", scale), ("zero_point", zero_point)):
         check_tensor(name, t, floating=False)
+    try:
+        shape = torch.broadcast_shapes(q.shape, scale.shape, zero_point.shape)
+    except RuntimeError:
+        shape = None
+    if shape != q.shape:
+        raise ValueError(f"scale {tuple(scale.shape)} and zero_point {tuple(zero_point.shape)} must broadcast against "
+                         f"q {tuple(q.shape)} (one per tensor, or one per channel as quantize_tensor shapes them)")
     return (q - zero_point).float() * scale
 
 

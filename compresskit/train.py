@@ -41,14 +41,26 @@ def set_seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def _check_classes(labels: torch.Tensor, classes: int) -> None:
+    """Class labels in 0..classes-1 for a model with ``classes`` outputs (a label beyond is a wrong dataset or model,
+    which cross-entropy would report as a bare IndexError and accuracy would silently count as wrong)."""
+    if not labels.is_floating_point() and len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= classes):
+        raise ValueError(f"labels must be class indices in [0, {classes - 1}] for a model with {classes} outputs, got "
+                         f"values from {int(labels.min())} to {int(labels.max())}")
+
+
 def cross_entropy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """The default objective: mean cross-entropy of the model's logits."""
-    return F.cross_entropy(model(x), y)
+    logits = model(x)
+    _check_classes(y, logits.shape[-1])
+    return F.cross_entropy(logits, y)
 
 
 def lm_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """A language model's objective: mean cross-entropy of the next token at every position (``x``, ``y``: (B, T))."""
-    return F.cross_entropy(model(x).flatten(0, 1), y.flatten())
+    logits = model(x)
+    _check_classes(y, logits.shape[-1])
+    return F.cross_entropy(logits.flatten(0, 1), y.flatten())
 
 
 cache.keyed(lm_loss, "lm_loss")
@@ -176,6 +188,7 @@ def evaluate(model: nn.Module, dataset: Dataset) -> float:
     check_module("model", model)
     _, y_all = dataset_tensors(dataset)
     logits = predict(model, dataset)
+    _check_classes(y_all, logits.shape[-1])
     return (logits.argmax(dim=1).cpu() == y_all.cpu()).float().mean().item()
 
 

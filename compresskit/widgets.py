@@ -29,6 +29,7 @@ import matplotlib.pyplot as plt
 from IPython.display import display
 from matplotlib.figure import Figure
 
+from compresskit.checks import check_bool, check_number
 from compresskit.plots import png
 
 __all__ = ["MAIN_CLASS", "MAIN_CONTROL_CLASS", "collect_later", "slider", "Panel", "panel"]
@@ -50,7 +51,17 @@ def collect_later() -> Iterator[None]:
 
 
 def slider(value, low, high, step, description: str, *, fmt: str | None = None, continuous: bool = False):
-    """A float or int slider with a wide label; ``continuous_update`` off unless asked (slow updates)."""
+    """A float or int slider with a wide label; ``continuous_update`` off unless asked (slow updates). ``value``
+    must lie in ``[low, high]`` and ``step`` be > 0: ipywidgets would silently clamp the value instead."""
+    for name, v in (("value", value), ("low", low), ("high", high), ("step", step)):
+        check_number(name, v)
+    if not low < high:
+        raise ValueError(f"low must be below high, got low={low!r}, high={high!r}")
+    if not low <= value <= high:
+        raise ValueError(f"value must be in [{low}, {high}], got {value!r}")
+    if not 0 < step <= high - low:
+        raise ValueError(f"step must be in (0, {high - low}] (high - low), got {step!r}")
+    check_bool("continuous", continuous)
     cls = widgets.IntSlider if all(isinstance(v, int) for v in (value, low, high, step)) else widgets.FloatSlider
     kw = {"readout_format": fmt} if fmt else {}
     return cls(value=value, min=low, max=high, step=step, description=description, continuous_update=continuous,
@@ -62,8 +73,15 @@ class Panel:
 
     def __init__(self, update: Callable[..., Figure], controls: dict[str, widgets.ValueWidget], *,
                  main: bool = False, title: str = ""):
+        if not callable(update):
+            raise TypeError(f"update must be a function (**values) -> matplotlib Figure, got {type(update).__name__}")
         if not controls:
             raise ValueError("controls is empty: a panel needs at least one control")
+        for name, control in controls.items():
+            if not isinstance(control, widgets.ValueWidget):
+                raise TypeError(f"control {name!r} must be an ipywidgets value widget (e.g. widgets.slider(...)), got "
+                                f"{type(control).__name__}")
+        check_bool("main", main)
         self.update = update
         self.controls = controls
         self.output = widgets.Output()
@@ -87,6 +105,9 @@ class Panel:
             raise TypeError(f"unknown control(s) {sorted(unknown)}; this panel has {sorted(self.controls)}")
         start = time.perf_counter()
         fig = self.update(**{**self.values(), **values})
+        if not isinstance(fig, Figure):
+            raise TypeError(f"the panel's update must return a matplotlib Figure, got {type(fig).__name__} (did it "
+                            "forget `return fig`?)")
         self.last_ms = (time.perf_counter() - start) * 1e3
         return fig
 

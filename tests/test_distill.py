@@ -114,7 +114,10 @@ def test_compare_with_labels_is_the_experiment_written_out():
 
 
 @pytest.mark.parametrize("kwargs, error, match", [
-    ({"seeds": [0]}, ValueError, "at least 2 seeds"),
+    ({"seeds": [0]}, ValueError, "at least 2 different seeds"),
+    ({"seeds": [0, 0]}, ValueError, "at least 2 different seeds"),
+    ({"seeds": None}, TypeError, "seeds must be a list of ints, got NoneType"),
+    ({"seeds": [0, 1.5]}, TypeError, r"seeds\[i\] must be an int"),
     ({"alpha": 1.5}, ValueError, r"alpha must be in \[0, 1\]"),
     ({"make_student": lambda: "not a model"}, TypeError, "make_student must return an nn.Module"),
 ])
@@ -238,3 +241,15 @@ def test_logit_matching_refuses_bad_arguments():
         distill.logit_loss(s, torch.full((4, 10), float("nan")), y, alpha=0.5)
     with pytest.raises(ValueError, match="differ in shape"):
         distill.logit_loss(s, t[:, :5], y, alpha=0.5)
+
+
+def test_distillation_helpers_refuse_empty_batches_missing_seeds_and_modules_for_factories():
+    with pytest.raises(ValueError, match=r"student_logits must be a non-empty batch \(batch, classes\), got shape"):
+        distill.kd_loss(torch.empty(0, 10), torch.empty(0, 10), torch.empty(0, dtype=torch.long), temperature=2.0,
+                        alpha=0.5)
+    dataset = torch.utils.data.TensorDataset(torch.rand(10, 1, 8, 8), torch.arange(10))
+    with pytest.raises(TypeError, match="seed must be an int"):
+        distill.labelled_fraction(dataset, 0.5, None)
+    with pytest.raises(TypeError, match="make_student must be a function that builds a new student"):
+        distill.compare_with_labels(models.mlp(), models.mlp(), dataset, dataset, seeds=[0, 1], temperature=2.0,
+                                    alpha=0.5, epochs=1)

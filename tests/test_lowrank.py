@@ -75,10 +75,15 @@ def test_cp_conv_computes_the_convolution_with_the_cp_kernel(seed):
         reference.bias.copy_(conv.bias)
     x = torch.rand(2, 4, 9, 9)
     assert torch.allclose(cp(x), reference(x), atol=1e-5)
-    # a large enough rank fits the kernel closely
-    big = lowrank.cp_als(conv.weight.detach(), 40, iters=300, seed=seed)
+    # at the largest useful rank (4 * 3 * 3 = 36 for a 5x4x3x3 kernel) CP fits the kernel exactly; beyond is refused
+    assert lowrank.cp_rank_limit(conv.weight.shape) == 36
+    big = lowrank.cp_als(conv.weight.detach(), 36, iters=300, seed=seed)
     w = conv.weight.detach().double()
-    assert float(torch.linalg.norm(w - lowrank.cp_reconstruct(big))) < 0.05 * float(torch.linalg.norm(w))
+    assert float(torch.linalg.norm(w - lowrank.cp_reconstruct(big))) < 1e-6 * float(torch.linalg.norm(w))
+    with pytest.raises(ValueError, match=r"rank must be in \[1, 36\], got 37"):
+        lowrank.cp_als(conv.weight.detach(), 37)
+    with pytest.raises(ValueError, match=r"rank must be in \[1, 36\], got 1000000"):
+        lowrank.cp_conv(conv, 10**6)
 
 
 def test_rank_for_energy_and_low_rank_model():
@@ -134,3 +139,30 @@ def test_svd_linear_from_one_decomposition_equals_its_own():
         lowrank.svd_linear(nn.Linear(30, 40), 2, svd=svd)
     with pytest.raises(TypeError, match="svd must be"):
         lowrank.svd_linear(layer, 2, svd=[1, 2, 3])
+
+
+def test_kernels_of_the_wrong_shape_and_ranks_beyond_them_are_refused():
+    for call in (lambda w: lowrank.tucker2(w, (1, 1)), lambda w: lowrank.cp_als(w, 2)):
+        with pytest.raises(ValueError, match=r"w must be a non-empty 4-d kernel \(out, in, kh, kw\), got shape"):
+            call(torch.randn(2, 3, 4))
+        with pytest.raises(ValueError, match="w must be a non-empty 4-d kernel"):
+            call(torch.empty(0, 3, 3, 3))
+    w = torch.randn(5, 4, 3, 3)
+    with pytest.raises(ValueError, match=r"ranks\[0\] \(r_in\) must be in \[1, 4\], got 5"):
+        lowrank.tucker2(w, (5, 2))
+    with pytest.raises(TypeError, match="ranks must be a pair"):
+        lowrank.tucker2(w, 2)
+    with pytest.raises(ValueError, match="singular_values must be a non-empty 1-d tensor"):
+        lowrank.rank_for_energy(torch.ones(2, 2), 0.9)
+    with pytest.raises(ValueError, match="singular_values must be a non-empty 1-d tensor"):
+        lowrank.rank_for_energy(torch.tensor([1.0, -1.0]), 0.9)
+
+
+@pytest.mark.parametrize("padding", ["same", "valid"])
+def test_string_padding_is_honoured_by_cp_and_tucker(padding):
+    torch.manual_seed(0)
+    conv = nn.Conv2d(3, 4, 3, padding=padding)
+    x = torch.rand(2, 3, 7, 7)
+    exact = lowrank.tucker_conv(conv, (3, 4))  # full ranks (r_in = 3, r_out = 4)
+    assert torch.allclose(exact(x), conv(x), atol=1e-5)  # full Tucker ranks: the same convolution
+    assert lowrank.cp_conv(conv, 4)(x).shape == conv(x).shape

@@ -137,3 +137,13 @@ def test_train_updates_exactly_as_the_plain_optimizer_loop(optimizer):
             opt.step()
     for a, b in zip(by_train.parameters(), by_hand.parameters()):
         assert torch.equal(a, b)
+
+
+def test_labels_beyond_the_models_classes_are_refused_in_training_and_evaluation():
+    model = models.mlp(hidden=(4,))
+    bad = torch.utils.data.TensorDataset(torch.rand(8, 1, 8, 8), torch.full((8,), 12))
+    with pytest.raises(ValueError, match=r"labels must be class indices in \[0, 9\] for a model with 10 outputs, got "
+                                         r"values from 12 to 12"):
+        train(model, bad, epochs=1, lr=0.01, progress=False)
+    with pytest.raises(ValueError, match=r"labels must be class indices in \[0, 9\]"):
+        evaluate(model, bad)

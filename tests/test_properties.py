@@ -11,7 +11,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from compresskit import distill, layers, lowrank, metrics, models, prune, quantize
+from compresskit import distill, layers, lowrank, metrics, models, prune, quantize, widgets
 
 from .conftest import assert_unchanged, snapshot
 
@@ -169,3 +169,31 @@ def test_invalid_temperature_names_the_argument(bad):
 def test_storage_bytes_properties(model, fmt, value_bits, index_bits):
     size = metrics.storage_bytes(model, format=fmt, value_bits=value_bits, index_bits=index_bits)
     assert isinstance(size, int) and size > 0
+
+
+@FAST
+@given(w=tensors(), bad=st.one_of(BAD_NUMBERS, WRONG_KINDS))
+def test_invalid_mask_sparsity_names_the_argument(w, bad):
+    before = w.clone()
+    with pytest.raises((ValueError, TypeError), match="sparsity"):
+        prune.magnitude_mask(w, sparsity=bad)
+    assert torch.equal(w, before)
+
+
+@FAST
+@given(out_ch=st.integers(1, 6), in_ch=st.integers(1, 6), k=st.integers(1, 3), extra=st.integers(1, 50))
+def test_cp_ranks_beyond_the_kernel_are_refused(out_ch, in_ch, k, extra):
+    shape = (out_ch, in_ch, k, k)
+    limit = lowrank.cp_rank_limit(shape)
+    assert limit == math.prod(shape) // max(shape)
+    with pytest.raises(ValueError, match=rf"rank must be in \[1, {limit}\], got {limit + extra}"):
+        lowrank.cp_als(torch.randn(shape), limit + extra)
+
+
+@FAST
+@given(low=st.floats(-10, 10), width=st.floats(0.1, 10), outside=st.floats(0.01, 100), above=st.booleans())
+def test_slider_values_outside_their_range_are_refused_not_clamped(low, width, outside, above):
+    high = low + width
+    value = high + outside if above else low - outside
+    with pytest.raises(ValueError, match="value must be in"):
+        widgets.slider(value, low, high, width / 10, "x")

@@ -269,3 +269,27 @@ def test_train_leaves_pruned_weights_current_and_penalties_still_reach_weight_or
     sparsify.l1_penalty(model, 0.1).backward()  # computed through the refreshed weight: gradient reaches the orig
     expected = 0.1 * torch.sign(model[1].weight_orig.detach() * model[1].weight_mask) * model[1].weight_mask
     assert torch.allclose(model[1].weight_orig.grad, expected)
+
+
+# ------------------------------------------------------------------------------------------------ refusals
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    ({"sparsity": 1.5}, ValueError, r"sparsity must be in \[0, 1\], got 1.5"),
+    ({"sparsity": -0.1}, ValueError, r"sparsity must be in \[0, 1\], got -0.1"),
+    ({}, ValueError, "give exactly one of sparsity .* or threshold"),
+    ({"sparsity": 0.5, "threshold": 0.1}, ValueError, "give exactly one of sparsity"),
+    ({"threshold": -1.0}, ValueError, r"threshold must be a finite float >= 0, got -1.0"),
+    ({"sparsity": float("nan")}, ValueError, "sparsity must be a finite float"),
+    ({"sparsity": "0.5"}, TypeError, "sparsity must be a float"),
+])
+def test_magnitude_mask_refuses_bad_arguments_naming_them(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        prune.magnitude_mask(torch.randn(4, 4), **kwargs)
+
+
+def test_magnitude_mask_refuses_empty_and_non_tensor_weights():
+    with pytest.raises(ValueError, match=r"w is empty \(shape \(0,\)\)"):
+        prune.magnitude_mask(torch.empty(0), sparsity=0.5)
+    with pytest.raises(TypeError, match="w must be a torch.Tensor"):
+        prune.magnitude_mask([1.0, 2.0], sparsity=0.5)

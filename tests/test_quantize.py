@@ -342,3 +342,27 @@ def test_bits_per_layer_refusals_name_the_tensor():
         quantize.quantize_model(tied, {"0.weight": 4, "1.weight": 8})
     shared = quantize.quantize_model(tied, {"0.weight": 4})
     assert shared[1].weight is shared[0].weight and len(torch.unique(shared[0].weight)) <= 16
+
+
+# ------------------------------------------------------------------------------------------------ refusals
+
+
+@pytest.mark.parametrize("call", [lambda w: quantize.quantize_tensor(w, 4), lambda w: quantize.fake_quantize(w, 4),
+                                  lambda w: quantize.kmeans_quantize(w, 2), lambda w: quantize.binarize(w)])
+def test_empty_tensors_are_refused_by_every_quantizer(call):
+    with pytest.raises(ValueError, match=r"w is empty \(shape \(0, 3\)\): there is nothing to quantize"):
+        call(torch.empty(0, 3))
+
+
+def test_bits_zero_and_mismatched_parameters_are_refused():
+    w = torch.randn(6, 8)
+    with pytest.raises(ValueError, match=r"bits must be in \[2, 16\], got 0"):
+        quantize.quantize_tensor(w, 0)
+    with pytest.raises(ValueError, match=r"bits must be in \[1, 8\], got 0"):
+        quantize.kmeans_quantize(w, 0)
+    q = torch.zeros(6, 8, dtype=torch.int32)
+    with pytest.raises(ValueError, match=r"scale \(5, 1\) and zero_point \(5, 1\) must broadcast against q \(6, 8\)"):
+        quantize.dequantize(q, torch.ones(5, 1), torch.zeros(5, 1, dtype=torch.int32))
+    with pytest.raises(ValueError, match="must broadcast against q"):
+        quantize.dequantize(q, torch.ones(6, 8, 2), torch.zeros(1, dtype=torch.int32))  # would grow q
+    assert quantize.dequantize(q, torch.ones(6, 1), torch.zeros(6, 1, dtype=torch.int32)).shape == (6, 8)

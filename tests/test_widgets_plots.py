@@ -179,3 +179,42 @@ def test_perplexity_vs_size_with_its_sample_stays_inside_the_canvas(projector):
         plots.projector(False)
     with pytest.raises(ValueError, match="series is empty"):
         plots.perplexity_vs_size({}, baseline=1.0)
+
+
+@pytest.mark.parametrize("args, kwargs, error, match", [
+    ((5, 0, 1, 0.1, "x"), {}, ValueError, r"value must be in \[0, 1\], got 5"),
+    ((0.5, 0, 1, 0, "x"), {}, ValueError, r"step must be in \(0, 1\]"),
+    ((0.5, 0, 1, -0.1, "x"), {}, ValueError, "step must be in"),
+    ((0.5, 1, 0, 0.1, "x"), {}, ValueError, "low must be below high"),
+    ((None, 0, 1, 0.1, "x"), {}, TypeError, "value must be a float"),
+    ((0.5, 0, 1, 0.1, "x"), {"continuous": "yes"}, TypeError, "continuous must be a bool"),
+])
+def test_slider_refuses_values_ipywidgets_would_clamp(args, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        widgets.slider(*args, **kwargs)
+
+
+def test_panel_refuses_bad_updates_and_controls():
+    x = widgets.slider(0.5, 0.0, 1.0, 0.1, "x")
+    with pytest.raises(TypeError, match="update must be a function"):
+        widgets.panel(None, x=x)
+    with pytest.raises(TypeError, match=r"the panel's update must return a matplotlib Figure, got NoneType"):
+        widgets.panel(lambda x: None, x=x)
+    with pytest.raises(TypeError, match="control 'x' must be an ipywidgets value widget"):
+        widgets.panel(lambda x: plt.figure(), x=[0.1, 0.2])
+
+
+def test_plots_refuse_bad_inputs_naming_them():
+    images, labels = torch.rand(4, 1, 8, 8), torch.arange(4)
+    with pytest.raises(ValueError, match=r"cols must be >= 1, got 0"):
+        plots.digit_grid(images, labels, n=4, cols=0)
+    with pytest.raises(ValueError, match="labels holds 2 labels, fewer than the n=4 images"):
+        plots.digit_grid(images, labels[:2], n=4)
+    with pytest.raises(TypeError, match="fig must be a matplotlib Figure, got NoneType"):
+        plots.png(None)
+    with pytest.raises(ValueError, match=r"w is empty"):
+        plots.weight_histogram(torch.empty(0))
+    with pytest.raises(ValueError, match=r"kept must be a mask of w's shape \(6, 8\), got \(3,\)"):
+        plots.weight_histogram(torch.randn(6, 8), torch.ones(3, dtype=torch.bool))
+    with pytest.raises(ValueError, match="records is empty"):
+        plots.accuracy_vs_size([])
