@@ -300,7 +300,9 @@ def iterative_prune(
     """Prune gradually and fine-tune between steps (Han et al. 2015's prune-retrain loop on a schedule).
 
     Returns the pruned, fine-tuned copy (masks kept: call ``finalize`` to make them permanent) and one
-    ``{"step", "sparsity", "accuracy"}`` entry per step (accuracy on ``test`` when given, else ``None``).
+    ``{"step", "target", "sparsity", "accuracy"}`` entry per step: the schedule's target, the sparsity the model
+    really has after the step's fine-tuning (``sparsity_report(...).total``: weights that were exactly zero before
+    count too), and accuracy on ``test`` when given, else ``None``.
     """
     check_module("model", model)
     check_fraction("final_sparsity", final_sparsity)
@@ -317,7 +319,8 @@ def iterative_prune(
     for step, s in enumerate(levels, start=1):
         magnitude_prune(pruned, sparsity=s, scope=scope, inplace=True)
         train(pruned, dataset, epochs=epochs_per_step, lr=lr, seed=step, progress=progress, desc=f"step {step}")
-        history.append({"step": step, "sparsity": s, "accuracy": evaluate(pruned, test) if test is not None else None})
+        history.append({"step": step, "target": s, "sparsity": sparsity_report(pruned).total.sparsity,
+                        "accuracy": evaluate(pruned, test) if test is not None else None})
     return pruned, history
 
 

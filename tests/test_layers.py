@@ -65,8 +65,8 @@ def test_copy_model_after_a_forward_of_a_pruned_model_and_like():
         layers.copy_model(torch.zeros(2))
 
 
-def test_every_function_that_switches_modes_restores_each_submodules_own_flag():
-    from compresskit import data, metrics, models, rnn, structured, timing
+def test_every_function_that_switches_modes_restores_each_submodules_own_flag(tmp_path):
+    from compresskit import data, int8, metrics, models, prune, rnn, structured, timing, weightonly
     from compresskit.train import predict
 
     def mixed(model):
@@ -105,3 +105,13 @@ def test_every_function_that_switches_modes_restores_each_submodules_own_flag():
     flags = mixed(lm)
     metrics.perplexity(lm, windows)
     assert unchanged(flags)
+    # calibration: GPTQ and Wanda run the model on calibration text, in place; exporting to ONNX traces it
+    text = data.load_text().train[:4000]
+    for call in (lambda: weightonly.quantize_lm(lm, 4, group_size=16, method="gptq", calibration=text, samples=2,
+                                                inplace=True),
+                 lambda: prune.prune_lm(lm, 0.5, method="wanda", calibration=text, samples=2, inplace=True),
+                 lambda: weightonly.layer_sensitivity(lm, windows, bits=(4,), group_size=16),
+                 lambda: int8.export_onnx(mlp, x, tmp_path / "mlp.onnx")):
+        flags = mixed(lm) + mixed(mlp)
+        call()
+        assert unchanged(flags)
