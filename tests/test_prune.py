@@ -310,5 +310,5 @@ def test_iterative_prune_history_reports_the_sparsity_the_model_really_has():
     pruned, history = prune.iterative_prune(model, split.train, final_sparsity=0.3, steps=3, epochs_per_step=1,
                                             scope="global")
     assert history[0]["sparsity"] > history[0]["target"] + 0.02  # 0.26 measured against a target of 0.21
-    assert all(h["sparsity"] >= h["target"] for h in history)
+    assert all(h["sparsity"] >= h["target"] - 1e-3 for h in history)  # round(target * n) of n weights at least
     assert history[-1]["sparsity"] == prune.sparsity_report(pruned).total.sparsity
