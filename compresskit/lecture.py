@@ -21,14 +21,45 @@ from pathlib import Path
 
 from compresskit.checks import available_cores
 
-__all__ = ["LECTURE_SKIP_TAGS", "NOTEBOOKS", "DEFAULT_PORT", "in_lecture", "lecture_cells", "chapter_path",
-           "write_lecture_notebooks", "voila_config", "main"]
+__all__ = ["LECTURE_SKIP_TAGS", "LECTURE_ENV", "LECTURE_SETUP", "NOTEBOOKS", "DEFAULT_PORT", "running", "in_lecture",
+           "lecture_cells", "chapter_path", "write_lecture_notebooks", "voila_config", "main"]
 
 LECTURE_SKIP_TAGS = ("solution", "exercise", "lecture-skip", "claim-check")
 """Cells with any of these tags are not part of a lecture (worked solutions, exercises, long tables, set-up noise, the
 checks that tie a chapter's sentences to its run)."""
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 DEFAULT_PORT = 8866
+LECTURE_ENV = "COMPRESSKIT_LECTURE"
+"""Set to 1 by the lecture server (kernels inherit it): notices meant for someone running the notebook, such as
+"trained before ... loaded from the cache", are not printed on a lecture page."""
+LECTURE_SETUP = '''\
+import tqdm.auto
+from IPython.display import HTML, display
+
+
+class _QuietBar(tqdm.auto.tqdm):  # progress bars are for someone waiting at a notebook, not for a lecture page
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **{**kwargs, "disable": True})
+
+
+tqdm.auto.tqdm = _QuietBar
+display(HTML("""<style>
+.widget-hslider, .widget-dropdown, .widget-toggle-buttons { width: 720px !important; }
+.widget-hbox { flex-wrap: wrap !important; }  /* two long sliders: one under the other, inside 1280 pixels */
+.widget-hslider .widget-label, .widget-readout, .widget-dropdown .widget-label, .widget-toggle-buttons .widget-label,
+.widget-toggle-button, .widget-dropdown select, .widget-html-content { font-size: 20px !important; }
+.widget-hslider .widget-label, .widget-readout { line-height: 32px !important; height: 32px !important; }
+.widget-hslider .noUi-handle { width: 26px !important; height: 26px !important; top: -10px !important; }
+.widget-toggle-button { height: 36px !important; }
+</style>"""))
+'''
+"""The first cell of every lecture copy (no visible output): finished progress bars stay off the page, and the
+controls are sized for a projector (slider length, handle, label and readout font)."""
+
+
+def running() -> bool:
+    """Whether this process runs a lecture page (the lecture server sets ``LECTURE_ENV``)."""
+    return os.environ.get(LECTURE_ENV) == "1"
 
 
 def in_lecture(cell) -> bool:
@@ -66,7 +97,10 @@ def write_lecture_notebooks(folder: str | os.PathLike) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     written = []
     for path in sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")):
-        nbformat.write(lecture_cells(nbformat.read(path, as_version=4)), folder / path.name)
+        lecture = lecture_cells(nbformat.read(path, as_version=4))
+        setup = nbformat.v4.new_code_cell(LECTURE_SETUP, metadata={"tags": ["lecture-setup"]})
+        lecture.cells.insert(0, setup)
+        nbformat.write(lecture, folder / path.name)
         written.append(folder / path.name)
     return written
 
@@ -102,6 +136,7 @@ def main(argv: list[str] | None = None) -> None:
 
     config = voila_config(args.warm)
     os.environ["COMPRESSKIT_PROJECTOR"] = "1"  # kernels inherit it: every plot in projector style
+    os.environ[LECTURE_ENV] = "1"  # ... and no notices meant for someone running the notebook
     with tempfile.TemporaryDirectory(prefix="compresskit-lecture-") as folder:
         write_lecture_notebooks(folder)
         app = Voila(config=config)

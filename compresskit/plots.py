@@ -38,9 +38,9 @@ from matplotlib.figure import Figure  # noqa: E402
 from compresskit.checks import check_bool, check_int, check_tensor  # noqa: E402
 from compresskit.metrics import Record  # noqa: E402
 
-__all__ = ["STANDARD", "PROJECTOR_SCALE", "PROJECTOR_ENV", "projector", "FIGSIZE", "COLORS", "accuracy_vs_size",
-           "digit_grid", "bars", "vlines", "png", "figure", "weight_histogram", "pixel_map", "curves", "errorbars",
-           "pareto", "sample_box", "perplexity_vs_size"]
+__all__ = ["STANDARD", "PROJECTOR_SCALE", "PROJECTOR_ENV", "projector", "FIGSIZE", "COLORS",
+           "accuracy_vs_size", "digit_grid", "bars", "vlines", "png", "figure", "weight_histogram", "pixel_map",
+           "curves", "errorbars", "pareto", "sample_box", "perplexity_vs_size"]
 
 
 def projector(on: bool = True) -> None:

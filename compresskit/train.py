@@ -23,7 +23,7 @@ from torch import nn
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from compresskit import cache, data, encode, models
+from compresskit import cache, data, encode, lecture, models
 from compresskit.checks import check_bool, check_choice, check_int, check_module, check_number, dataset_tensors
 from compresskit.layers import device_of, eval_mode, refresh_pruned
 
@@ -234,7 +234,7 @@ def fit_baseline(name: str, dataset: Dataset, *, seed: int = 0, progress: bool =
     model = recipe.make()
     history = train(model, dataset, epochs=recipe.epochs, lr=recipe.lr, batch_size=recipe.batch_size,
                     objective=recipe.objective, seed=seed, progress=progress, desc=name)
-    if progress and history.loaded_from is not None:
+    if progress and history.loaded_from is not None and not lecture.running():  # a notice for the notebook's user
         print(f"{name} (seed {seed}): trained before with this recipe and data, loaded from "
               f"{history.loaded_from.parent} ({cache.ENV}=off trains again)")
     return model

@@ -100,5 +100,34 @@ def test_the_lecture_notebooks_are_the_chapters_without_their_skipped_cells(tmp_
     assert [p.name for p in written] == [p.name for p in NOTEBOOKS]
     for original, copy in zip(NOTEBOOKS, written):
         kept = [c for c in json.loads(original.read_text())["cells"] if lecture.in_lecture(c)]
-        assert [c["source"] for c in nbformat.read(copy, as_version=4).cells] == \
-            ["".join(c["source"]) for c in kept]
+        cells = nbformat.read(copy, as_version=4).cells
+        assert cells[0]["source"] == lecture.LECTURE_SETUP and cells[0]["metadata"]["tags"] == ["lecture-setup"]
+        assert [c["source"] for c in cells[1:]] == ["".join(c["source"]) for c in kept]
+        nbformat.validate(nbformat.read(copy, as_version=4))
+
+
+def test_the_lecture_setup_quiets_progress_bars_and_styles_the_controls():
+    namespace = {}
+    import tqdm.auto
+
+    original = tqdm.auto.tqdm
+    try:
+        exec(lecture.LECTURE_SETUP, namespace)  # noqa: S102 (the package's own cell)
+        bar = tqdm.auto.tqdm(range(3), disable=False)  # a chapter asking for a bar explicitly gets none
+        assert bar.disable and list(bar) == [0, 1, 2]
+    finally:
+        tqdm.auto.tqdm = original
+    assert "noUi-handle" in lecture.LECTURE_SETUP and "font-size: 20px" in lecture.LECTURE_SETUP
+
+
+def test_cache_notices_are_for_the_notebook_not_the_lecture_page(monkeypatch, capsys):
+    from compresskit import cache, data, train
+
+    split = data.load_digits()
+    train.fit_baseline("mlp", split.train, progress=False)  # trained (or loaded) once
+    capsys.readouterr()
+    train.fit_baseline("mlp", split.train, progress=True)
+    assert ("trained before" in capsys.readouterr().out) == (cache.cache_dir() is not None)  # in a notebook: shown
+    monkeypatch.setenv(lecture.LECTURE_ENV, "1")
+    train.fit_baseline("mlp", split.train, progress=True)
+    assert "trained before" not in capsys.readouterr().out

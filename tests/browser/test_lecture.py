@@ -27,6 +27,10 @@ _CODE_VISIBLE = """() => document.querySelectorAll(
     '.jp-CodeCell .jp-InputArea, .cm-editor, .CodeMirror, .jp-InputPrompt').length"""
 _TEXT = "() => document.body.innerText"
 _PLOT_SRC = f"() => {{ const img = document.querySelector('.{MAIN_CLASS} img'); return img ? img.src : null; }}"
+_CONTROL_SIZES = f"""() => {{ const c = document.querySelector('.{MAIN_CONTROL_CLASS}');
+    const label = c.querySelector('.widget-readout') || c.querySelector('.widget-label');
+    return {{handle: c.querySelector('.noUi-handle').getBoundingClientRect().width,
+             slider: c.getBoundingClientRect().width, font: parseFloat(getComputedStyle(label).fontSize)}}; }}"""
 _PLOT_CHANGED = f"""(before) => {{ const img = document.querySelector('.{MAIN_CLASS} img');
     return !!(img && img.complete && img.src !== before); }}"""
 
@@ -104,7 +108,8 @@ def _check_batch(batch, pages) -> None:
                 raise error
             assert page.evaluate(_CODE_VISIBLE) == 0, f"{notebook}: code is visible on the lecture page"
             text = page.evaluate(_TEXT)
-            for hidden in ("Worked solution", "not attempted yet", "Traceback", "## Exercises"):
+            for hidden in ("Worked solution", "not attempted yet", "Traceback", "## Exercises", "trained before",
+                           "it/s]"):  # no exercises, no cache notices, no progress bars
                 assert hidden not in text, f"{notebook}: the lecture page shows {hidden!r}"
             assert "Summary" in text and "Learning goals" in text, f"{notebook}: the lecture lost its markdown"
             panel = page.locator(f".{MAIN_CLASS}")
@@ -114,6 +119,9 @@ def _check_batch(batch, pages) -> None:
             before = page.evaluate(_PLOT_SRC)
             handle = page.locator(f".{MAIN_CONTROL_CLASS} .noUi-handle")
             assert handle.count() == 1, f"{notebook}: the main control is not a slider"
+            sizes = page.evaluate(_CONTROL_SIZES)
+            assert sizes["handle"] >= 24 and sizes["font"] >= 20 and sizes["slider"] >= 600, \
+                f"{notebook}: the main slider is not sized for a projector: {sizes}"
             at_max = float(handle.get_attribute("aria-valuenow")) >= float(handle.get_attribute("aria-valuemax"))
             handle.focus()
             page.keyboard.press("ArrowLeft" if at_max else "ArrowRight")
