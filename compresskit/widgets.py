@@ -9,6 +9,12 @@ A panel is controls (ipywidgets sliders, toggles) plus an ``update(**values) -> 
 - is callable: ``panel(sparsity=0.5)`` runs the same update the slider runs and returns the figure, which
   is how tests and benchmarks call and time every slider.
 
+Slider positions are discrete, so a panel keeps the image of every position it drew (``CACHE_POSITIONS`` of them,
+forgotten whenever a cell runs, since the cell may change what the update reads) and, right after showing a new one,
+draws the next position in the direction the slider moved, while the learner looks at the plot: stepping through
+a slider then costs sending an image, not drawing it. Updates slower than ``PREFETCH_MS`` (trainings) are not drawn
+ahead, so as not to hold up a move in the other direction.
+
 A full collection of Python's cyclic garbage collector takes ~0.25 s in a notebook process with torch loaded, and
 one falls into a slider move every so often; panels defer it until the new plot has been shown.
 
@@ -21,21 +27,29 @@ from __future__ import annotations
 import base64
 import gc
 import time
+import weakref
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
+from IPython import get_ipython
 from IPython.display import display
 from matplotlib.figure import Figure
 
 from compresskit.checks import check_bool, check_number
 from compresskit.plots import png
 
-__all__ = ["MAIN_CLASS", "MAIN_CONTROL_CLASS", "collect_later", "slider", "Panel", "panel"]
+__all__ = ["MAIN_CLASS", "MAIN_CONTROL_CLASS", "CACHE_POSITIONS", "PREFETCH_MS", "collect_later", "slider", "Panel",
+           "panel"]
 
 MAIN_CLASS = "ck-main-panel"
 MAIN_CONTROL_CLASS = "ck-main-control"
+CACHE_POSITIONS = 256
+"""Images a panel keeps, one per slider position (least recently shown dropped first; ~50 KB each)."""
+PREFETCH_MS = 500.0
+"""A panel draws the next slider position ahead only when its update takes less than this."""
 
 
 @contextmanager
@@ -72,7 +86,7 @@ class Panel:
     """Controls + output area + the update that links them. Display it by leaving it last in a cell."""
 
     def __init__(self, update: Callable[..., Figure], controls: dict[str, widgets.ValueWidget], *,
-                 main: bool = False, title: str = ""):
+                 main: bool = False, title: str = "", cache: bool = True):
         if not callable(update):
             raise TypeError(f"update must be a function (**values) -> matplotlib Figure, got {type(update).__name__}")
         if not controls:
@@ -82,6 +96,12 @@ class Panel:
                 raise TypeError(f"control {name!r} must be an ipywidgets value widget (e.g. widgets.slider(...)), got "
                                 f"{type(control).__name__}")
         check_bool("main", main)
+        check_bool("cache", cache)
+        self._images: OrderedDict | None = OrderedDict() if cache else None
+        shell = get_ipython()  # None in a plain Python process (tests, benchmarks)
+        if shell is not None and cache:  # a cell that runs may change what the update reads: draw afresh
+            mine = weakref.ref(self)  # the shell's event list does not keep a replaced panel (and its images) alive
+            shell.events.register("pre_run_cell", lambda *args: mine() and mine().forget())
         self.update = update
         self.controls = controls
         self.output = widgets.Output()
@@ -91,7 +111,7 @@ class Panel:
         if main:
             self.widget.add_class(MAIN_CLASS)
             next(iter(controls.values())).add_class(MAIN_CONTROL_CLASS)
-        self._first = self.render()  # raises here, in the cell, if the update is broken
+        self._first = self._image(self.values())  # raises here, in the cell, if the update is broken
         for control in controls.values():
             control.observe(self._redraw, names="value")
 
@@ -132,11 +152,48 @@ class Panel:
                                 "data": {"image/png": base64.b64encode(image).decode("ascii"),
                                          "text/plain": "<panel plot>"}},)
 
+    def forget(self, *args) -> None:
+        """Drop the images of positions drawn so far (IPython calls this before every cell runs)."""
+        if self._images is not None:
+            self._images.clear()
+
+    @staticmethod
+    def _key(values: dict) -> tuple:
+        # a float position reached by the browser (0.52 + 0.01) or computed here (0.52 + 0.0100...01) is one key
+        return tuple((k, float(f"{v:.12g}") if isinstance(v, float) else v) for k, v in sorted(values.items()))
+
+    def _image(self, values: dict) -> bytes:
+        """The image at ``values``: kept from before, or drawn (and kept)."""
+        key = self._key(values)
+        if self._images is not None and key in self._images:
+            self._images.move_to_end(key)
+            return self._images[key]
+        image = self.render(**values)
+        if self._images is not None:
+            self._images[key] = image
+            while len(self._images) > CACHE_POSITIONS:
+                self._images.popitem(last=False)
+        return image
+
+    def _ahead(self, change) -> dict | None:
+        """The values one more step in the direction ``change`` moved a slider, if still in its range."""
+        control = getattr(change, "owner", None) if change is not None else None
+        names = [n for n, c in self.controls.items() if c is control]
+        if not names or not isinstance(control, (widgets.IntSlider, widgets.FloatSlider)):
+            return None
+        step = change.new - change.old
+        ahead = change.new + step
+        if not step or not control.min <= ahead <= control.max:
+            return None
+        if isinstance(control, widgets.FloatSlider):
+            ahead = float(f"{ahead:.12g}")
+        return {**self.values(), names[0]: ahead}
+
     def _redraw(self, change=None) -> None:
         # the garbage collector waits until the image is on its way; a failure shows its traceback in the output area
         with collect_later():
             try:
-                image = self.render()
+                image = self._image(self.values())
             except Exception:
                 import traceback
 
@@ -144,6 +201,12 @@ class Panel:
                                         "text": "Traceback (most recent call last):\n" + traceback.format_exc()},)
                 return
             self._show(image)
+            ahead = self._ahead(change) if self._images is not None else None
+            if ahead is not None and self.last_ms is not None and self.last_ms < PREFETCH_MS:
+                try:  # drawn while the learner looks at the plot just shown; a failure shows on that move
+                    self._image(ahead)
+                except Exception:  # noqa: S110
+                    pass
 
     def _ipython_display_(self) -> None:
         display(self.widget)
@@ -152,6 +215,9 @@ class Panel:
             self._first = None
 
 
-def panel(update: Callable[..., Figure], *, main: bool = False, title: str = "", **controls) -> Panel:
-    """Build a panel: ``panel(show, main=True, sparsity=slider(0.5, 0, 0.99, 0.01, "sparsity"))``."""
-    return Panel(update, controls, main=main, title=title)
+def panel(update: Callable[..., Figure], *, main: bool = False, title: str = "", cache: bool = True,
+          **controls) -> Panel:
+    """Build a panel: ``panel(show, main=True, sparsity=slider(0.5, 0, 0.99, 0.01, "sparsity"))``. ``cache=False``
+    for an update that is not a function of its controls alone (it reads something that changes between moves)."""
+    return Panel(update, controls, main=main, title=title, cache=cache)
+

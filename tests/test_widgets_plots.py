@@ -82,8 +82,8 @@ def test_panel_draws_at_creation_is_callable_timed_and_marks_main():
     fig = p(k=7)
     assert seen[-1] == (7, False) and p.last_ms is not None and p.last_ms >= 0
     plt.close(fig)
-    p.controls["k"].value = 5  # what moving the slider does: the observer redraws
-    assert seen[-1] == (5, False)
+    p.controls["k"].value = 5  # what moving the slider does: the observer redraws (and draws 7 ahead)
+    assert (5, False) in seen
     assert widgets.MAIN_CLASS in p.widget._dom_classes
     assert widgets.MAIN_CONTROL_CLASS in p.controls["k"]._dom_classes
     assert p.controls["k"].continuous_update is False
@@ -218,3 +218,47 @@ def test_plots_refuse_bad_inputs_naming_them():
         plots.weight_histogram(torch.randn(6, 8), torch.ones(3, dtype=torch.bool))
     with pytest.raises(ValueError, match="records is empty"):
         plots.accuracy_vs_size([])
+
+
+def test_a_panel_keeps_the_positions_it_drew_and_draws_the_next_one_ahead(monkeypatch):
+    seen = []
+
+    def update(k, flag):
+        seen.append((k, flag))
+        fig, ax = plt.subplots()
+        ax.plot([0, k])
+        return fig
+
+    p = widgets.panel(update, k=widgets.slider(3, 1, 10, 2, "k"), flag=ipywidgets.Checkbox(value=False))
+    shown = []
+    monkeypatch.setattr(p, "_show", shown.append)
+    p.controls["k"].value = 5  # a step of 2: 5 is drawn and shown, then 7 drawn ahead
+    assert seen[1:] == [(5, False), (7, False)] and len(shown) == 1
+    p.controls["k"].value = 7  # drawn already: shown at once; 9 ahead
+    assert seen[3:] == [(9, False)] and shown[-1] == p._images[p._key({"k": 7, "flag": False})]
+    p.controls["k"].value = 5  # back: kept; 3 ahead was drawn at creation
+    assert len(seen) == 4 and len(shown) == 3
+    p.controls["flag"].value = True  # another control: drawn, and no slider step to follow
+    assert seen[4:] == [(5, True)]
+    p.forget()  # as before every cell: drawn again
+    p.controls["flag"].value = False
+    assert seen[5:] == [(5, False)]
+    assert p._ahead(None) is None
+    monkeypatch.setattr(widgets, "PREFETCH_MS", 0.0)  # an update slower than the limit is not drawn ahead
+    p.controls["k"].value = 3
+    assert seen[6:] == [(3, False)]
+
+
+def test_a_panel_without_cache_draws_every_move_and_nothing_ahead():
+    seen = []
+
+    def update(k):
+        seen.append(k)
+        return plt.subplots()[0]
+
+    p = widgets.panel(update, cache=False, k=widgets.slider(3, 1, 10, 1, "k"))
+    p.controls["k"].value = 4
+    p.controls["k"].value = 3
+    assert seen == [3, 4, 3] and p._images is None
+    with pytest.raises(TypeError, match="cache must be a bool"):
+        widgets.panel(update, cache="no", k=widgets.slider(3, 1, 10, 1, "k"))
