@@ -179,7 +179,16 @@ class Panel:
         """The values one more step in the direction ``change`` moved a slider, if still in its range."""
         control = getattr(change, "owner", None) if change is not None else None
         names = [n for n, c in self.controls.items() if c is control]
-        if not names or not isinstance(control, (widgets.IntSlider, widgets.FloatSlider)):
+        if not names:
+            return None
+        if isinstance(control, widgets.SelectionSlider):  # discrete options: one more in the same direction
+            options = [o[1] if isinstance(o, tuple) and len(o) == 2 else o for o in control.options]
+            if change.old not in options or change.new not in options:
+                return None
+            at = 2 * options.index(change.new) - options.index(change.old)
+            return {**self.values(), names[0]: options[at]} if at != options.index(change.new) and \
+                0 <= at < len(options) else None
+        if not isinstance(control, (widgets.IntSlider, widgets.FloatSlider)):
             return None
         step = change.new - change.old
         ahead = change.new + step

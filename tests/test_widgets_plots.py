@@ -262,3 +262,19 @@ def test_a_panel_without_cache_draws_every_move_and_nothing_ahead():
     assert seen == [3, 4, 3] and p._images is None
     with pytest.raises(TypeError, match="cache must be a bool"):
         widgets.panel(update, cache="no", k=widgets.slider(3, 1, 10, 1, "k"))
+
+
+def test_a_selection_slider_is_drawn_ahead_along_its_options():
+    seen = []
+
+    def update(bits):
+        seen.append(bits)
+        return plt.subplots()[0]
+
+    p = widgets.panel(update, bits=ipywidgets.SelectionSlider(options=(8, 4, 3, 2), value=4))
+    p.controls["bits"].value = 3  # one option to the right: 2 is drawn ahead
+    assert seen == [4, 3, 2]
+    p.controls["bits"].value = 2  # kept; nothing beyond the last option
+    assert seen == [4, 3, 2]
+    p.controls["bits"].value = 8  # a jump of three options: nothing that far ahead
+    assert seen == [4, 3, 2, 8]
