@@ -38,9 +38,9 @@ from matplotlib.figure import Figure  # noqa: E402
 from compresskit.checks import check_bool, check_int, check_tensor  # noqa: E402
 from compresskit.metrics import Record  # noqa: E402
 
-__all__ = ["STANDARD", "PROJECTOR_SCALE", "PROJECTOR_ENV", "projector", "FIGSIZE", "COLORS",
-           "accuracy_vs_size", "digit_grid", "bars", "vlines", "png", "figure", "weight_histogram", "pixel_map",
-           "curves", "errorbars", "pareto", "sample_box", "perplexity_vs_size"]
+__all__ = ["STANDARD", "PROJECTOR_SCALE", "PROJECTOR_ENV", "projector", "projector_on", "FIGSIZE", "COLORS",
+           "accuracy_vs_size", "digit_grid", "bars", "vlines", "png", "fit_titles", "overflow", "figure",
+           "weight_histogram", "pixel_map", "curves", "errorbars", "pareto", "sample_box", "perplexity_vs_size"]
 
 
 def projector(on: bool = True) -> None:
@@ -50,6 +50,11 @@ def projector(on: bool = True) -> None:
     check_bool("on", on)
     _scale[0] = PROJECTOR_SCALE if on else 1.0
     matplotlib.rcParams.update({k: v * _scale[0] for k, v in STANDARD.items()})
+
+
+def projector_on() -> bool:
+    """Whether plots are drawn in projector style now."""
+    return _scale[0] != 1.0
 
 
 def _z(size: float) -> float:
@@ -194,6 +199,48 @@ def png(fig: Figure) -> bytes:
     return buffer.getvalue()
 
 
+def fit_titles(fig: Figure, *, margin: float = 4.0) -> Figure:
+    """Shrink every title and axis label that would reach past the canvas (a verdict in a title, a long label in
+    projector style) until it fits, ``margin`` pixels inside. These texts are centred on their axes, so each may take
+    twice the room between its centre and the nearer edge, across and (rotated y labels) up. Only their text layout
+    is measured, no full draw: cheap enough for a slider's hot path. Returns ``fig``."""
+    if not isinstance(fig, Figure):
+        raise TypeError(f"fig must be a matplotlib Figure, got {type(fig).__name__}")
+    renderer = fig.canvas.get_renderer()
+    width, height = fig.bbox.width, fig.bbox.height
+    engine = fig.get_layout_engine()
+    if engine is not None:  # constrained layout places the axes when drawing: place them now, to measure there
+        engine.execute(fig)
+    texts = [t for ax in fig.axes for t in (ax.title, ax._left_title, ax._right_title, ax.xaxis.label, ax.yaxis.label)]
+    texts += [fig._suptitle] if fig._suptitle is not None else []
+    for text in texts:
+        if not text.get_visible() or not text.get_text().strip():
+            continue
+        for _ in range(4):  # text does not scale exactly with its font size (hinting): measure again
+            box = text.get_window_extent(renderer)
+            cx, cy = (box.x0 + box.x1) / 2, (box.y0 + box.y1) / 2
+            room_x, room_y = min(cx, width - cx) - margin, min(cy, height - cy) - margin
+            factor = min(room_x / (box.width / 2) if box.width else 1.0, room_y / (box.height / 2) if box.height
+                         else 1.0)
+            if factor >= 1.0:
+                break
+            text.set_fontsize(text.get_fontsize() * max(factor * 0.97, 0.3))
+    return fig
+
+
+def overflow(fig: Figure) -> dict | None:
+    """How far (inches) everything the figure draws reaches past each edge of its canvas, or None when it all fits:
+    a full draw, for tests and strict runs, not for a slider's hot path."""
+    if not isinstance(fig, Figure):
+        raise TypeError(f"fig must be a matplotlib Figure, got {type(fig).__name__}")
+    fig.canvas.draw()
+    drawn = fig.get_tightbbox(fig.canvas.get_renderer())
+    width, height = fig.get_size_inches()
+    past = {"left": -drawn.x0, "bottom": -drawn.y0, "right": drawn.x1 - width, "top": drawn.y1 - height}
+    past = {edge: round(float(v), 2) for edge, v in past.items() if v > 0.01}
+    return past or None
+
+
 def figure(ncols: int = 1, *, width: float = 6.0, height: float = 4.6, nrows: int = 1, fit: bool = False):
     """A figure with ``nrows x ncols`` axes (flattened list), sized for a projector. Fixed margins (fast to redraw)
     unless ``fit``: then matplotlib's constrained layout measures every label, for plots whose labels are long or
@@ -204,7 +251,8 @@ def figure(ncols: int = 1, *, width: float = 6.0, height: float = 4.6, nrows: in
         return fig, list(axes.flat)
     fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows), squeeze=False)
     z = _scale[0]  # larger fonts (projector style) need wider margins for the tick and axis labels
-    fig.subplots_adjust(left=0.1 * z, right=0.98, bottom=0.14 * z, top=1 - 0.12 * z, wspace=0.3 * z, hspace=0.45 * z)
+    fig.subplots_adjust(left=0.1 * z, right=1 - 0.025 * z, bottom=0.14 * z, top=1 - 0.12 * z, wspace=0.3 * z,
+                        hspace=0.45 * z)  # right: room for half a tick label at the x axis' end
     return fig, list(axes.flat)
 
 
@@ -325,7 +373,8 @@ def pareto(points, *, cost: str = "bytes", front=None, highlight=None, budget: f
         raise ValueError("points is empty: nothing to plot")
     if ax is None:  # fixed margins (constrained layout measures the outside legend on every draw: slider hot path)
         fig, ax = plt.subplots(figsize=(11, 5.6))
-        fig.subplots_adjust(left=0.08, right=0.74, bottom=0.12, top=0.80)
+        z = _scale[0]  # projector fonts: wider margins for the y label and the legend beside the axes
+        fig.subplots_adjust(left=0.08 * z, right=1 - 0.26 * z, bottom=0.12 * z, top=1 - 0.2 * z)
     else:
         fig = ax.figure
     value = (lambda p: p.bytes / 1024) if cost == "bytes" else (lambda p: p.latency_ms)

@@ -38,8 +38,9 @@ from IPython import get_ipython
 from IPython.display import display
 from matplotlib.figure import Figure
 
+from compresskit import claims
 from compresskit.checks import check_bool, check_number
-from compresskit.plots import png
+from compresskit.plots import fit_titles, overflow, png, projector_on
 
 __all__ = ["MAIN_CLASS", "MAIN_CONTROL_CLASS", "CACHE_POSITIONS", "PREFETCH_MS", "collect_later", "slider", "Panel",
            "panel"]
@@ -103,6 +104,7 @@ class Panel:
             mine = weakref.ref(self)  # the shell's event list does not keep a replaced panel (and its images) alive
             shell.events.register("pre_run_cell", lambda *args: mine() and mine().forget())
         self.update = update
+        self.title = title
         self.controls = controls
         self.output = widgets.Output()
         self.last_ms: float | None = None
@@ -128,6 +130,13 @@ class Panel:
         if not isinstance(fig, Figure):
             raise TypeError(f"the panel's update must return a matplotlib Figure, got {type(fig).__name__} (did it "
                             "forget `return fig`?)")
+        fit_titles(fig)  # a title that grew with the values (a verdict, projector fonts) stays on the canvas
+        if claims.strict():  # the test suite: a panel that draws past its canvas fails its chapter
+            past = overflow(fig)
+            if past is not None:
+                plt.close(fig)
+                raise ValueError(f"panel {self.title!r} draws past its canvas ({past}, inches) in "
+                                 f"{'projector' if projector_on() else 'screen'} style")
         self.last_ms = (time.perf_counter() - start) * 1e3
         return fig
 
@@ -188,6 +197,12 @@ class Panel:
             at = 2 * options.index(change.new) - options.index(change.old)
             return {**self.values(), names[0]: options[at]} if at != options.index(change.new) and \
                 0 <= at < len(options) else None
+        if isinstance(control, widgets.FloatLogSlider):  # a step multiplies: the same factor again
+            if not change.old or change.new == change.old:
+                return None
+            ahead = float(f"{change.new * change.new / change.old:.12g}")
+            low, high = control.base ** control.min, control.base ** control.max
+            return {**self.values(), names[0]: ahead} if low <= ahead <= high else None
         if not isinstance(control, (widgets.IntSlider, widgets.FloatSlider)):
             return None
         step = change.new - change.old

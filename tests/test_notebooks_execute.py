@@ -5,10 +5,14 @@ a temporary folder (the repository stays clean).
 
 Why this exists: panels used to draw into their output widget with `display` inside `with output:` after
 `clear_output(wait=True)`; under nbclient on a loaded machine the cell's execute reply then went unread until the
-cell timeout (forever by default). `compresskit.widgets.Panel` now sets the widget's outputs directly."""
+cell timeout (forever by default). `compresskit.widgets.Panel` now sets the widget's outputs directly.
+
+The chapters run here in projector style (the lecture view's): with the suite's strict mode, every panel then checks
+that nothing it draws reaches past its canvas (``plots.overflow``), as nbval checks it in the screen style."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -37,7 +41,9 @@ def executed(tmp_path_factory):
             [sys.executable, "-m", "jupyter", "nbconvert", "--to", "notebook", "--execute",
              f"--ExecutePreprocessor.timeout={CELL_TIMEOUT_S}", "--output-dir", str(folder),
              str(ROOT / "notebooks" / name)],
-            cwd=folder, capture_output=True, text=True, timeout=CHAPTER_TIMEOUT_S)
+            cwd=folder, capture_output=True, text=True, timeout=CHAPTER_TIMEOUT_S,
+            # projector style here (nbval runs the screen style): a panel drawing past its canvas in either fails
+            env={**os.environ, "COMPRESSKIT_PROJECTOR": "1"})
         return proc.returncode, proc.stderr[-3000:], time.monotonic() - start
 
     with ThreadPoolExecutor(PARALLEL) as pool:

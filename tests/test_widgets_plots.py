@@ -278,3 +278,52 @@ def test_a_selection_slider_is_drawn_ahead_along_its_options():
     assert seen == [4, 3, 2]
     p.controls["bits"].value = 8  # a jump of three options: nothing that far ahead
     assert seen == [4, 3, 2, 8]
+
+
+def test_a_log_slider_is_drawn_ahead_by_the_same_factor():
+    seen = []
+
+    def update(kb):
+        seen.append(round(kb, 6))
+        return plt.subplots()[0]
+
+    p = widgets.panel(update, kb=ipywidgets.FloatLogSlider(value=10, base=10, min=0, max=2, step=0.5))
+    p.controls["kb"].value = 10**1.5  # one step up: 10**2 drawn ahead, then the end of the range
+    assert seen == [10, round(10**1.5, 6), 100]
+    p.controls["kb"].value = 100
+    assert seen == [10, round(10**1.5, 6), 100]
+
+
+@pytest.mark.parametrize("projector", (False, True))
+def test_titles_too_long_for_the_canvas_shrink_until_they_fit(projector):
+    plots.projector(projector)
+    try:
+        fig, (left, right) = plots.figure(2)
+        left.plot([0, 1])
+        right.plot([0, 1])
+        right.set_title("vs unpruned: blocks undecided, 1.09x (1.04-1.16), neurons 1.23x faster (1.10-1.35)")
+        size = right.title.get_fontsize()
+        assert plots.overflow(fig) is not None  # the long title reaches past the right edge
+        plots.fit_titles(fig)
+        assert right.title.get_fontsize() < size and plots.overflow(fig) is None
+        kept = left.title.get_fontsize()
+        left.set_title("short")
+        plots.fit_titles(fig)
+        assert left.title.get_fontsize() == kept  # a title that fits is left alone
+        plt.close(fig)
+    finally:
+        plots.projector(False)
+    with pytest.raises(TypeError, match="fig must be a matplotlib Figure"):
+        plots.fit_titles(None)
+
+
+def test_a_panel_that_draws_past_its_canvas_fails_in_strict_runs(monkeypatch):
+    def update(k):
+        fig, ax = plt.subplots(figsize=(4, 3))
+        ax.plot([0, k], label="a legend placed outside the figure")
+        ax.legend(loc="center left", bbox_to_anchor=(1.5, 0.5))
+        return fig
+
+    monkeypatch.setenv("COMPRESSKIT_STRICT_CLAIMS", "1")
+    with pytest.raises(ValueError, match=r"panel 'spills' draws past its canvas \(\{'right': .* in screen style"):
+        widgets.panel(update, title="spills", k=widgets.slider(1, 0, 2, 1, "k"))
