@@ -380,33 +380,77 @@ def _kd_cases():
              "labels": y, "temperature": 2.0, "alpha": 0.0}]
 
 
-# --- 07: pruning a GRU's recurrent weights --------------------------------------------------------------------
+# --- 07: one GRU step, from the gate equations ---------------------------------------------------------------
 
 
-def _gru_reference(gru, sparsity):
-    return magnitude_mask(gru.weight_hh_l0.detach(), sparsity=sparsity)
+@torch.no_grad()
+def _gru_reference(x, h, cell):
+    return cell(x, h)  # torch's own nn.GRUCell: the reference the learner's equations must match
 
 
 def _gru_cases():
     out = []
-    # GRU(2, 3) at 70 %: 27 recurrent weights, 18.9 round to 19 removed, int() gives 18
-    for seed, (i, h, s) in enumerate([(8, 6, 0.5), (4, 5, 0.8), (3, 4, 0.0), (2, 3, 0.7)]):
+    for seed, (inputs, hidden, batch, zero_state) in enumerate([(3, 4, 2, False), (8, 6, 5, False), (1, 2, 1, False),
+                                                                 (5, 3, 4, True)]):
         torch.manual_seed(seed)
-        gru = nn.GRU(i, h, batch_first=True)
-        out.append({"what": f"GRU({i}, {h}), {s:.0%}", "gru": gru, "sparsity": s})
+        cell = nn.GRUCell(inputs, hidden)
+        with torch.no_grad():  # biases as large as the weights, so that a misplaced bias shows on every case
+            cell.bias_ih.copy_(_randn(100 + seed, 3 * hidden, scale=0.5))
+            cell.bias_hh.copy_(_randn(200 + seed, 3 * hidden, scale=0.5))
+        h = torch.zeros(batch, hidden) if zero_state else _randn(300 + seed, batch, hidden, scale=0.5)
+        out.append({"what": f"GRUCell({inputs}, {hidden}), batch {batch}" + (", h = 0" if zero_state else ""),
+                    "x": _randn(400 + seed, batch, inputs), "h": h, "cell": cell})
     return out
 
 
+def _gru_differs(got, expected, case):
+    if not isinstance(got, torch.Tensor):
+        return f"expected the new hidden state as a tensor, got {type(got).__name__}"
+    if got.shape != expected.shape:
+        return f"shape {tuple(got.shape)}, expected {tuple(expected.shape)} (batch, hidden), like h"
+    if got.dtype != expected.dtype:
+        return f"dtype {got.dtype}, expected {expected.dtype} (h's dtype: cast back after computing)"
+    bad = ~torch.isclose(got.detach().double(), expected.double(), atol=1e-5, rtol=1e-4)
+    if bad.any():
+        row, unit = (int(i) for i in bad.nonzero()[0])
+        return (f"sample {row}, hidden unit {unit}: {got[row, unit].item():.6g}, torch's GRUCell gives "
+                f"{expected[row, unit].item():.6g}")
+    return None
+
+
+def _gru_wrong(order=(0, 1, 2), swap_mix=False, reset_first=False, bias_outside=False, no_bias=False):
+    """One GRU step with one classic mistake: gate blocks read in another ``order``, the interpolation swapped,
+    the reset gate applied to h before the matrix product, b_hn outside the reset gate, or no biases at all."""
+    def wrong(x, h, cell):
+        w_ih, w_hh = cell.weight_ih.detach().chunk(3), cell.weight_hh.detach().chunk(3)
+        b_ih, b_hh = cell.bias_ih.detach().chunk(3), cell.bias_hh.detach().chunk(3)
+        if no_bias:
+            b_ih = b_hh = [torch.zeros_like(b) for b in b_ih]
+        (wr, wz, wn), (ur, uz, un) = [w_ih[i] for i in order], [w_hh[i] for i in order]
+        (br, bz, bn), (cr, cz, cn) = [b_ih[i] for i in order], [b_hh[i] for i in order]
+        r = torch.sigmoid(x @ wr.T + br + h @ ur.T + cr)
+        z = torch.sigmoid(x @ wz.T + bz + h @ uz.T + cz)
+        if reset_first:
+            n = torch.tanh(x @ wn.T + bn + (r * h) @ un.T + cn)
+        elif bias_outside:
+            n = torch.tanh(x @ wn.T + bn + r * (h @ un.T) + cn)
+        else:
+            n = torch.tanh(x @ wn.T + bn + r * (h @ un.T + cn))
+        return z * n + (1 - z) * h if swap_mix else (1 - z) * n + z * h
+    return wrong
+
+
 GRU_MISTAKES = {
-    "masking weight_ih": (lambda gru, sparsity: _keep_top(gru.weight_ih_l0.detach().abs(), sparsity),
-                          "the recurrent matrix is weight_hh_l0 (hidden x hidden, per gate), weight_ih_l0 reads the "
-                          "input"),
-    "one sparsity per gate": (lambda gru, sparsity: torch.cat(
-        [_keep_top(g.abs(), sparsity) for g in gru.weight_hh_l0.detach().chunk(3)]),
-        "the exercise ranks the whole weight_hh_l0 at once (as magnitude_prune does), not each gate's block"),
-    "int() instead of round()": (lambda gru, sparsity: _drop_lowest(gru.weight_hh_l0.detach().abs(),
-                                                                    int(sparsity * gru.weight_hh_l0.numel())),
-                                 "int() truncates: 70 % of 27 weights is 18.9, which rounds to 19"),
+    "gates read in the order z, r, n": (_gru_wrong(order=(1, 0, 2)),
+                                        "torch stacks the gate blocks of weight_ih and weight_hh as r, z, n"),
+    "h' = z * n + (1 - z) * h": (_gru_wrong(swap_mix=True),
+                                 "in torch's GRU z keeps the old state: h' = (1 - z) * n + z * h"),
+    "the reset gate applied before the matrix product": (
+        _gru_wrong(reset_first=True),
+        "torch resets the product: n = tanh(W_in x + b_in + r * (W_hn h + b_hn)), not W_hn (r * h)"),
+    "b_hn outside the reset gate": (_gru_wrong(bias_outside=True),
+                                    "b_hn belongs inside the reset: r * (W_hn h + b_hn)"),
+    "the biases left out": (_gru_wrong(no_bias=True), "both bias_ih and bias_hh enter every gate"),
 }
 
 
@@ -565,12 +609,10 @@ EXERCISES: dict[str, dict] = {
                          _kd_cases, _kd_reference, _scalar_differs,
                          "alpha * T^2 * KL(softmax(t/T) || softmax(s/T)) (batch mean) + (1 - alpha) * CE",
                          KD_MISTAKES),
-    "07-code": _exercise("recurrent_mask(gru, sparsity) -> keep-mask of weight_hh_l0", _gru_cases,
-                         _gru_reference,
-                         lambda got, expected, case: _mask_differs(got, expected,
-                                                                   case["gru"].weight_hh_l0.detach()),
-                         "rank |gru.weight_hh_l0| as one tensor and remove the "
-                         "round(sparsity * n) smallest", GRU_MISTAKES),
+    "07-code": _exercise("gru_step(x, h, cell) -> new hidden state", _gru_cases, _gru_reference, _gru_differs,
+                         "split weight_ih, weight_hh and both biases into the blocks r, z, n (chunk(3)); r and z are "
+                         "sigmoids of x W^T + b_i + h U^T + b_h; n = tanh(x W_n^T + b_in + r * (h U_n^T + b_hn)); "
+                         "h' = (1 - z) * n + z * h", GRU_MISTAKES),
     "08-code": _exercise("huffman_lengths(counts) -> {symbol: code length}", _huffman_cases, _huffman_reference,
                          _lengths_differ, "repeatedly merge the two subtrees of smallest total count (heap "
                          "entries need a tie-breaker, e.g. (count, order, subtree), when counts are equal); a "

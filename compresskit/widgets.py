@@ -13,7 +13,7 @@ Slider positions are discrete, so a panel keeps the image of every position it d
 forgotten whenever a cell runs, since the cell may change what the update reads) and, right after showing a new one,
 draws the next position in the direction the slider moved, while the learner looks at the plot: stepping through
 a slider then costs sending an image, not drawing it. Updates slower than ``PREFETCH_MS`` (trainings) are not drawn
-ahead, so as not to hold up a move in the other direction.
+ahead, so as not to hold up a move in the other direction for long.
 
 A full collection of Python's cyclic garbage collector takes ~0.25 s in a notebook process with torch loaded, and
 one falls into a slider move every so often; panels defer it until the new plot has been shown.
@@ -42,15 +42,18 @@ from compresskit import claims
 from compresskit.checks import check_bool, check_number
 from compresskit.plots import fit_titles, overflow, png, projector_on
 
-__all__ = ["MAIN_CLASS", "MAIN_CONTROL_CLASS", "CACHE_POSITIONS", "PREFETCH_MS", "collect_later", "slider", "Panel",
-           "panel"]
+__all__ = ["MAIN_CLASS", "MAIN_CONTROL_CLASS", "CACHE_POSITIONS", "PREFETCH_MS", "collect_later", "slider",
+           "choice_slider", "Panel", "panel"]
 
 MAIN_CLASS = "ck-main-panel"
 MAIN_CONTROL_CLASS = "ck-main-control"
 CACHE_POSITIONS = 256
 """Images a panel keeps, one per slider position (least recently shown dropped first; ~50 KB each)."""
-PREFETCH_MS = 500.0
-"""A panel draws the next slider position ahead only when its update takes less than this."""
+PREFETCH_MS = 1500.0
+"""A panel draws the next slider position ahead only when its update takes less than this. Moving back never waits
+(the position just left is kept); a move made while the next position is being drawn ahead waits at most this long,
+and is then shown at once if it was the one drawn. The chapters' slowest drawn panels take 0.5-0.8 s in the browser:
+below this limit, they are drawn ahead too. Updates that train (seconds) are not."""
 
 
 @contextmanager
@@ -81,6 +84,21 @@ def slider(value, low, high, step, description: str, *, fmt: str | None = None, 
     kw = {"readout_format": fmt} if fmt else {}
     return cls(value=value, min=low, max=high, step=step, description=description, continuous_update=continuous,
                style={"description_width": "initial"}, layout=widgets.Layout(width="460px"), **kw)
+
+
+def choice_slider(value, options, description: str):
+    """A slider over a few given values (``widgets.SelectionSlider``), laid out like ``slider``, updated on release:
+    for settings that are precomputed once per option (widths trained, bit widths quantized). ``value`` must be one
+    of the ``options``, which must be distinct."""
+    if isinstance(options, (str, bytes)) or not isinstance(options, (tuple, list)) or not options:
+        raise TypeError(f"options must be a non-empty tuple or list of values, got {options!r}")
+    if len(set(options)) != len(options):
+        raise ValueError(f"options must be distinct, got {options!r}")
+    if value not in options:
+        raise ValueError(f"value must be one of the options {list(options)}, got {value!r}")
+    return widgets.SelectionSlider(options=list(options), value=value, description=description,
+                                   continuous_update=False, style={"description_width": "initial"},
+                                   layout=widgets.Layout(width="460px"))
 
 
 class Panel:

@@ -445,52 +445,97 @@ def _kd_per_example(student_logits, teacher_logits, labels, temperature, alpha):
     return alpha * t * t * kl + (1 - alpha) * F.cross_entropy(student_logits, labels, reduction="none")
 
 
-# ------------------------------------------------------------------------------------------------ 07: GRU mask
+# ------------------------------------------------------------------------------------------------ 07: GRU step
 
 
-def _gru_argsort(gru, sparsity):
-    return _mask_argsort(gru.weight_hh_l0.detach(), sparsity)
+def _gru_chunks(x, h, cell):
+    ir, iz, i_n = (x @ cell.weight_ih.T + cell.bias_ih).chunk(3, dim=1)
+    hr, hz, h_n = (h @ cell.weight_hh.T + cell.bias_hh).chunk(3, dim=1)
+    r, z = torch.sigmoid(ir + hr), torch.sigmoid(iz + hz)
+    return (1 - z) * torch.tanh(i_n + r * h_n) + z * h
 
 
-def _gru_topk(gru, sparsity):
-    return _mask_topk(gru.weight_hh_l0.detach(), sparsity)
+def _gru_slices(x, h, cell):  # one gate at a time, by index ranges, with F.linear
+    n = cell.hidden_size
 
+    def gate(k, inp, w, b):
+        return F.linear(inp, w[k * n:(k + 1) * n], b[k * n:(k + 1) * n])
 
-def _gru_numpy(gru, sparsity):
-    return _mask_numpy(gru.weight_hh_l0.detach(), sparsity)
-
-
-def _gru_by_name(gru, sparsity):
-    w = dict(gru.named_parameters())["weight_hh_l0"].detach().double()
-    return _mask_float64_sorted(w, sparsity)
-
-
-def _gru_int(gru, sparsity):
-    return _mask_by_count(gru.weight_hh_l0.detach(), int(sparsity * gru.weight_hh_l0.numel()))
-
-
-def _gru_input_weights(gru, sparsity):
-    return _mask_argsort(gru.weight_ih_l0.detach(), sparsity)
-
-
-def _gru_per_gate(gru, sparsity):
-    return torch.cat([_mask_argsort(g, sparsity) for g in gru.weight_hh_l0.detach().chunk(3)])
-
-
-def _gru_prunes_in_place(gru, sparsity):
-    mask = _gru_argsort(gru, sparsity)
     with torch.no_grad():
-        gru.weight_hh_l0.mul_(mask)
-    return mask
+        r = torch.sigmoid(gate(0, x, cell.weight_ih, cell.bias_ih) + gate(0, h, cell.weight_hh, cell.bias_hh))
+        z = torch.sigmoid(gate(1, x, cell.weight_ih, cell.bias_ih) + gate(1, h, cell.weight_hh, cell.bias_hh))
+        new = torch.tanh(gate(2, x, cell.weight_ih, cell.bias_ih) + r * gate(2, h, cell.weight_hh, cell.bias_hh))
+    return new + z * (h - new)  # (1 - z) n + z h, written as a step from n towards h
 
 
-def _gru_both_matrices(gru, sparsity):  # one ranking over weight_ih and weight_hh together, the hh part returned
-    w = torch.cat([gru.weight_ih_l0.detach().flatten(), gru.weight_hh_l0.detach().flatten()])
-    return _mask_argsort(w, sparsity)[gru.weight_ih_l0.numel():].reshape(gru.weight_hh_l0.shape)
+def _gru_float64(x, h, cell):
+    p = {k: v.detach().double() for k, v in cell.named_parameters()}
+    return _gru_chunks(x.double(), h.double(), type("Cell", (), {
+        "weight_ih": p["weight_ih"], "weight_hh": p["weight_hh"], "bias_ih": p["bias_ih"],
+        "bias_hh": p["bias_hh"]})).to(h.dtype)
 
 
-def _gru_transposed(gru, sparsity):
-    return _mask_argsort(gru.weight_hh_l0.detach(), sparsity).T
+def _gru_numpy(x, h, cell):
+    w_ih, w_hh, b_ih, b_hh = (p.detach().numpy() for p in (cell.weight_ih, cell.weight_hh, cell.bias_ih,
+                                                            cell.bias_hh))
+    gi, gh = x.numpy() @ w_ih.T + b_ih, h.numpy() @ w_hh.T + b_hh
+    n = cell.hidden_size
+    r = 1 / (1 + np.exp(-(gi[:, :n] + gh[:, :n])))
+    z = 1 / (1 + np.exp(-(gi[:, n:2 * n] + gh[:, n:2 * n])))
+    new = np.tanh(gi[:, 2 * n:] + r * gh[:, 2 * n:])
+    return torch.from_numpy(((1 - z) * new + z * h.numpy()).astype(np.float32))
+
+
+def _gru_torch_cell(x, h, cell):  # the layer itself: a correct answer, if not the point of the exercise
+    with torch.no_grad():
+        return cell(x, h)
+
+
+def _gru_z_first(x, h, cell):
+    iz, ir, i_n = (x @ cell.weight_ih.T + cell.bias_ih).chunk(3, dim=1)
+    hz, hr, h_n = (h @ cell.weight_hh.T + cell.bias_hh).chunk(3, dim=1)
+    r, z = torch.sigmoid(ir + hr), torch.sigmoid(iz + hz)
+    return (1 - z) * torch.tanh(i_n + r * h_n) + z * h
+
+
+def _gru_swapped_mix(x, h, cell):
+    ir, iz, i_n = (x @ cell.weight_ih.T + cell.bias_ih).chunk(3, dim=1)
+    hr, hz, h_n = (h @ cell.weight_hh.T + cell.bias_hh).chunk(3, dim=1)
+    r, z = torch.sigmoid(ir + hr), torch.sigmoid(iz + hz)
+    return z * torch.tanh(i_n + r * h_n) + (1 - z) * h
+
+
+def _gru_reset_first(x, h, cell):  # the original paper's (and Keras's reset_after=False) variant, not torch's
+    n = cell.hidden_size
+    ir, iz, i_n = (x @ cell.weight_ih.T + cell.bias_ih).chunk(3, dim=1)
+    hr, hz, _ = (h @ cell.weight_hh.T + cell.bias_hh).chunk(3, dim=1)
+    r, z = torch.sigmoid(ir + hr), torch.sigmoid(iz + hz)
+    new = torch.tanh(i_n + (r * h) @ cell.weight_hh[2 * n:].T + cell.bias_hh[2 * n:])
+    return (1 - z) * new + z * h
+
+
+def _gru_tanh_gates(x, h, cell):
+    ir, iz, i_n = (x @ cell.weight_ih.T + cell.bias_ih).chunk(3, dim=1)
+    hr, hz, h_n = (h @ cell.weight_hh.T + cell.bias_hh).chunk(3, dim=1)
+    r, z = torch.tanh(ir + hr), torch.tanh(iz + hz)
+    return (1 - z) * torch.tanh(i_n + r * h_n) + z * h
+
+
+def _gru_no_bias(x, h, cell):
+    ir, iz, i_n = (x @ cell.weight_ih.T).chunk(3, dim=1)
+    hr, hz, h_n = (h @ cell.weight_hh.T).chunk(3, dim=1)
+    r, z = torch.sigmoid(ir + hr), torch.sigmoid(iz + hz)
+    return (1 - z) * torch.tanh(i_n + r * h_n) + z * h
+
+
+def _gru_updates_h_in_place(x, h, cell):
+    new = _gru_chunks(x, h, cell).detach()
+    h.copy_(new)  # "the state moves on": but the caller's h changes with it
+    return h
+
+
+def _gru_last_sample_only(x, h, cell):  # loses the batch dimension
+    return _gru_chunks(x, h, cell)[-1]
 
 
 # ------------------------------------------------------------------------------------------------ 08: Huffman
@@ -751,7 +796,7 @@ CORRECT = {
     "04-code": [_fq_torch_op, _fq_float64, _fq_numpy, _fq_codes_then_back],
     "05-code": [_svd_split_sqrt, _svd_float64, _svd_numpy, _svd_new_parameters, _svd_of_transpose],
     "06-code": [_kd_by_hand, _kd_float, _kd_float64, _kd_numpy],
-    "07-code": [_gru_argsort, _gru_topk, _gru_numpy, _gru_by_name],
+    "07-code": [_gru_chunks, _gru_slices, _gru_float64, _gru_numpy, _gru_torch_cell],
     "08-code": [_huffman_heap_tiebreak, _huffman_sorted_list, _huffman_numpy_lengths, _huffman_tree],
     "09-code": [_group_reshape, _group_float64, _group_loop, _group_numpy],
     "10-code": [_two_four_topk, _two_four_argsort_bool, _two_four_numpy, _two_four_threshold],
@@ -767,8 +812,8 @@ WRONG = {
                 _fq_float64_uncast],
     "05-code": [_svd_wrong_order, _svd_bias_dropped, _svd_bias_first, _svd_no_s, _svd_s_twice, _svd_a_tensor],
     "06-code": [_kd_sum, _kd_mean, _kd_swapped_alpha, _kd_t_not_squared, _kd_ce_on_soft, _kd_per_example],
-    "07-code": [_gru_int, _gru_input_weights, _gru_per_gate, _gru_prunes_in_place, _gru_both_matrices,
-                _gru_transposed],
+    "07-code": [_gru_z_first, _gru_swapped_mix, _gru_reset_first, _gru_tanh_gates, _gru_no_bias,
+                _gru_updates_h_in_place, _gru_last_sample_only],
     "08-code": [_huffman_no_tiebreak, _huffman_single_zero, _huffman_fixed, _huffman_merge_largest,
                 _huffman_rank_lengths, _huffman_float_lengths],
     "09-code": [_group_half_up, _group_trunc, _group_per_row, _group_down_columns, _group_flat,
@@ -808,7 +853,8 @@ def test_a_threshold_error_is_not_named_as_int_instead_of_round():
 
 @pytest.mark.parametrize("name, fn, mistake", [
     ("01-code", _mask_int, "int() instead of round()"), ("02-code", _neurons_int, "int() instead of round()"),
-    ("07-code", _gru_int, "int() instead of round()"), ("04-code", _fq_half_up, "rounding half up"),
+    ("07-code", _gru_swapped_mix, "h' = z * n + (1 - z) * h"), ("04-code", _fq_half_up, "rounding half up"),
+    ("07-code", _gru_reset_first, "the reset gate applied before the matrix product"),
     ("04-code", _fq_python_round_away, "rounding half away from zero"), ("09-code", _group_half_up, "rounding half up"),
     ("08-code", _huffman_single_zero, "a single symbol of length 0")])
 def test_a_mistake_that_explains_every_case_is_named(name, fn, mistake):
@@ -829,7 +875,7 @@ def test_results_the_checker_cannot_read_get_the_case_and_a_hint_not_a_crash(nam
 
 
 @pytest.mark.parametrize("name, fn, argument", [("01-code", _mask_in_place, "w"), ("03-code", _soft_in_place, "v"),
-                                                 ("07-code", _gru_prunes_in_place, "gru"),
+                                                 ("07-code", _gru_updates_h_in_place, "h"),
                                                  ("10-code", _two_four_prunes_scores, "scores"),
                                                  ("02-code", _neurons_in_place, "first")])
 def test_a_function_that_changes_its_input_is_caught(name, fn, argument):

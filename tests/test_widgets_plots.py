@@ -194,6 +194,33 @@ def test_slider_refuses_values_ipywidgets_would_clamp(args, kwargs, error, match
         widgets.slider(*args, **kwargs)
 
 
+def test_a_choice_slider_offers_its_options_in_order_and_steps_through_them():
+    seen = []
+
+    def update(width):
+        seen.append(width)
+        return plt.subplots()[0]
+
+    control = widgets.choice_slider(32, (4, 8, 32, 512), "hidden units")
+    assert isinstance(control, ipywidgets.SelectionSlider) and list(control.options) == [4, 8, 32, 512]
+    assert control.value == 32 and not control.continuous_update
+    p = widgets.panel(update, width=control)
+    control.value = 8  # one option to the left: 4 is drawn ahead
+    assert seen == [32, 8, 4] and p.values() == {"width": 8}
+
+
+@pytest.mark.parametrize("args, error, match", [
+    ((3, (4, 8), "w"), ValueError, r"value must be one of the options \[4, 8\], got 3"),
+    ((4, (4, 4, 8), "w"), ValueError, "options must be distinct"),
+    ((4, (), "w"), TypeError, "options must be a non-empty tuple or list"),
+    ((4, "48", "w"), TypeError, "options must be a non-empty tuple or list"),
+    ((4, None, "w"), TypeError, "options must be a non-empty tuple or list"),
+])
+def test_a_choice_slider_refuses_a_value_not_offered(args, error, match):
+    with pytest.raises(error, match=match):
+        widgets.choice_slider(*args)
+
+
 def test_panel_refuses_bad_updates_and_controls():
     x = widgets.slider(0.5, 0.0, 1.0, 0.1, "x")
     with pytest.raises(TypeError, match="update must be a function"):
