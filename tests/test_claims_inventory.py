@@ -1,7 +1,10 @@
 """The sentences a learner reads that state a measured outcome, chapter by chapter: each must be printed from the run,
 worded by it, or followed by a claim check (``compresskit.claims``). This test lists, per chapter, the markdown
-sentences with comparative or quantitative words that no claim-check cell follows, and fails when a chapter has more
-of them than ``CEILING`` allows: the count can only go down. Run it with ``-s`` to read the list."""
+sentences with comparative or quantitative words that no claim-check cell follows and that do not defer to the run's
+output, a benchmark or a publication. Each one left must be in ``REVIEWED``: read, and found not to state an outcome
+of the run (a definition, the arithmetic of a format, an example of a verdict's wording, a general fact), with the
+reason. A new sentence of that kind fails the test until it is checked, printed, or reviewed; a reviewed sentence
+that is no longer in its chapter fails it too, so the list cannot go stale. Run it with ``-s`` to read the lists."""
 
 import json
 import re
@@ -20,9 +23,47 @@ DEFERS = re.compile(r"\b(printed|prints?|above|below|the verdicts?|this run|the 
                     r"|et al\.|\b(19|20)\d\d\b"  # or a published result, cited
                     r"|`benchmarks/", re.IGNORECASE)  # or a benchmark's recorded result, with the script that prints it
 
-# Measured-outcome sentences without a check, per chapter, when this inventory was taken; lower these as chapters
-# tie their sentences to their runs (a chapter may not rise above its ceiling).
-CEILING = {"00": 2, "01": 12, "02": 2, "03": 1, "04": 2, "05": 4, "06": 11, "07": 7, "08": 7, "09": 0, "10": 3}
+# Sentences the regular expressions flag that were read and found not to state an outcome of the run: (the start of
+# the sentence, why it needs no check). Everything else they flag must be checked or printed.
+DEFINITION, ARITHMETIC, WORDING, GENERAL, BENCHMARK, PUBLISHED = (
+    "a definition or what the chapter will do", "arithmetic of a format or a count, true by construction",
+    "an example of how a verdict is worded, not a measurement", "a general fact about the method, not this run",
+    "part of a paragraph that cites a benchmark script's recorded result", "a published result, cited")
+REVIEWED = {
+    "00": [("Every later chapter compresses one of the models", DEFINITION),
+           ("Today every parameter is a 32-bit", ARITHMETIC),
+           ("Every later chapter asks", DEFINITION),
+           ("One timing of each model cannot answer that", GENERAL),
+           ('**"1.8x faster (1.6-2.0)"**', WORDING),
+           ('**"no measurable difference (0.95-1.06)"**', WORDING),
+           ('**"undecided, 1.14x (1.08-1.21)"**', WORDING)],
+    "01": [("* **By sparsity**", DEFINITION),
+           ("With layer scope every tensor loses the same share", DEFINITION),
+           ("Either way, gradual pruning never asks", DEFINITION),
+           ("Use `torch.no_grad()`, or better, masks.", GENERAL)],
+    "02": [("Chapter 01 zeroed single weights", GENERAL),
+           ("* **Forgetting BatchNorm**", GENERAL)],
+    "04": [("Store each\nweight in 8, 4, 2, even 1 bit", ARITHMETIC)],
+    "05": [("Keep those\ndirections and one big layer", GENERAL),
+           ("*What is fitted*:", DEFINITION),
+           ("It runs as four convolutions", ARITHMETIC),
+           ("Fewer MACs only pay if", GENERAL),
+           ("* **Expecting a speed-up at every rank**", GENERAL)],
+    "06": [("The students have the teacher's shape", DEFINITION),
+           ("At 1.4 % it is a tie within a large spread", BENCHMARK),
+           ("The MLPs lose on most seeds at every width", BENCHMARK)],
+    "07": [("Per *weight* the comparison changes", ARITHMETIC),
+           ("GRU-32 does overfit, but its teacher", BENCHMARK),
+           ("With chapter 06's LeNet teacher (99.4 %)", BENCHMARK),
+           ("Fewer MACs are a promise that only a kernel keeps.", GENERAL)],
+    "08": [("The paper's table 2 reports", PUBLISHED),
+           ("**Checking a published claim.**", PUBLISHED),
+           ("* **Counting parameters instead of bytes.**", ARITHMETIC),
+           ("* **Forgetting the index and codebook overhead.**", ARITHMETIC),
+           ("* **Huffman tables larger than what they save.**", GENERAL)],
+    "10": [("A language model is pruned today in one shot", DEFINITION),
+           ("But a layer computes", GENERAL)],
+}
 
 
 def _sentences(text: str) -> list[str]:
@@ -50,13 +91,24 @@ def unchecked(path: Path) -> list[str]:
     return found
 
 
+def _reviewed(chapter: str, sentence: str) -> bool:
+    flat = " ".join(sentence.split())
+    return any(flat.startswith(" ".join(start.replace("\\n", " ").split())) for start, _ in REVIEWED.get(chapter, []))
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_sentences_stating_a_measured_outcome_are_tied_to_the_run(path):
     chapter = path.name[:2]
     found = unchecked(path)
-    print(f"\n{path.name}: {len(found)} sentence(s) stating a measured outcome without a check:")
-    for s in found:
-        print(f"  - {s[:160]}")
-    assert len(found) <= CEILING[chapter], (
-        f"{path.name}: {len(found)} sentences state a measured outcome with no claim check (ceiling "
-        f"{CEILING[chapter]}); print them from the run or follow them with claims.check:\n" + "\n".join(found))
+    open_ = [s for s in found if not _reviewed(chapter, s)]
+    print(f"\n{path.name}: {len(found)} flagged sentence(s) without a check, {len(found) - len(open_)} reviewed as not "
+          f"stating an outcome of the run, {len(open_)} stating one:")
+    for s in open_:
+        print(f"  - {' '.join(s.split())[:160]}")
+    assert not open_, (
+        f"{path.name}: {len(open_)} sentence(s) state a measured outcome with no claim check; print them from the run, "
+        f"follow them with claims.check, or (if they state no outcome of the run) add them to REVIEWED with the "
+        f"reason:\n" + "\n".join(open_))
+    stale = [start for start, _ in REVIEWED.get(chapter, [])
+             if not any(" ".join(s.split()).startswith(" ".join(start.replace("\\n", " ").split())) for s in found)]
+    assert not stale, f"{path.name}: reviewed sentences no longer flagged in the chapter (remove them): {stale}"
