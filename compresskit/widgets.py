@@ -251,7 +251,13 @@ class Panel:
                     pass
 
     def _ipython_display_(self) -> None:
-        display(self.widget)
+        """The live panel, and beside it in the same output a static image of its first state: JupyterLab shows the
+        widget (its renderer ranks first), while a page without the widget's state (a code host, ``nbconvert --to
+        html`` of a stored notebook) shows the plot instead of the widget's bare repr ``VBox(children=...)``."""
+        bundle = self.widget._repr_mimebundle_()
+        first = self._first if self._first is not None else self._image(self.values())
+        bundle["image/png"] = base64.b64encode(first).decode("ascii")
+        display(bundle, raw=True)
         if self._first is not None:
             self._show(self._first)
             self._first = None

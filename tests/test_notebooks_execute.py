@@ -44,7 +44,7 @@ def executed(tmp_path_factory):
             cwd=folder, capture_output=True, text=True, timeout=CHAPTER_TIMEOUT_S,
             # projector style here (nbval runs the screen style): a panel drawing past its canvas in either fails
             env={**os.environ, "COMPRESSKIT_PROJECTOR": "1"})
-        return proc.returncode, proc.stderr[-3000:], time.monotonic() - start
+        return proc.returncode, proc.stderr[-3000:], time.monotonic() - start, folder / name
 
     with ThreadPoolExecutor(PARALLEL) as pool:
         return dict(zip(NOTEBOOKS, pool.map(run, NOTEBOOKS)))
@@ -52,5 +52,26 @@ def executed(tmp_path_factory):
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS)
 def test_chapter_runs_under_nbconvert_execute_without_hanging(executed, notebook):
-    returncode, stderr, seconds = executed[notebook]
+    returncode, stderr, seconds, _ = executed[notebook]
     assert returncode == 0, f"{notebook} failed or stalled under nbconvert --execute ({seconds:.0f} s):\n{stderr}"
+
+
+@pytest.mark.parametrize("notebook", [n for n in NOTEBOOKS if n.startswith(("01", "09"))])
+def test_a_static_copy_shows_each_panels_plot_not_the_widgets_repr(executed, notebook):
+    """Exported to HTML without the widgets' state (as a code host shows a stored notebook), every panel's output is
+    its first plot, not the text "VBox(children=...)"."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    returncode, stderr, _, path = executed[notebook]
+    assert returncode == 0, stderr
+    book = nbformat.read(path, as_version=4)
+    book.metadata.pop("widgets", None)  # the state a code host does not have
+    panels = [o for c in book.cells if c.cell_type == "code" for o in c.outputs
+              if "application/vnd.jupyter.widget-view+json" in o.get("data", {})
+              and o["data"]["text/plain"].startswith("VBox(")]
+    assert panels, f"{notebook}: no panel output found"
+    assert all("image/png" in o["data"] for o in panels), f"{notebook}: a panel left no static image"
+    html, _ = HTMLExporter().from_notebook_node(book)
+    assert "VBox(children" not in html
+    assert html.count("data:image/png;base64,") >= len(panels)

@@ -1,3 +1,5 @@
+import base64
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -354,3 +356,24 @@ def test_a_panel_that_draws_past_its_canvas_fails_in_strict_runs(monkeypatch):
     monkeypatch.setenv("COMPRESSKIT_STRICT_CLAIMS", "1")
     with pytest.raises(ValueError, match=r"panel 'spills' draws past its canvas \(\{'right': .* in screen style"):
         widgets.panel(update, title="spills", k=widgets.slider(1, 0, 2, 1, "k"))
+
+
+def test_a_displayed_panel_carries_a_static_image_of_its_first_state(monkeypatch):
+    shown = []
+    monkeypatch.setattr(widgets, "display", lambda obj, **kw: shown.append((obj, kw)))
+
+    def update(k):
+        fig, ax = plt.subplots()
+        ax.plot([0, k], [0, k])
+        return fig
+
+    p = widgets.panel(update, k=widgets.slider(3, 1, 10, 1, "k"))
+    first = p._first
+    p._ipython_display_()
+    (bundle, kw), = shown
+    assert kw == {"raw": True}
+    assert set(bundle) == {"text/plain", "application/vnd.jupyter.widget-view+json", "image/png"}
+    assert base64.b64decode(bundle["image/png"]) == first  # the same image the live panel shows first
+    assert p.output.outputs[0]["data"]["image/png"] == bundle["image/png"]
+    p._ipython_display_()  # shown again (a second display of the same panel): still with an image
+    assert "image/png" in shown[-1][0]
