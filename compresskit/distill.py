@@ -182,12 +182,19 @@ class Comparison:
         """Test accuracy distilled - labels only, per seed, in points."""
         return [d[1] - p[1] for p, d in zip(self.labels_only, self.distilled)]
 
-    def overfit(self, arm: str) -> float:
-        """Mean over seeds of train - test accuracy (points) of ``arm``: ``"labels only"`` or ``"distilled"``."""
+    def _runs(self, arm: str) -> list[tuple[float, float]]:
         runs = {"labels only": self.labels_only, "distilled": self.distilled}
         if arm not in runs:
             raise ValueError(f"arm must be one of {tuple(runs)}, got {arm!r}")
-        return statistics.mean(train_acc - test_acc for train_acc, test_acc in runs[arm])
+        return runs[arm]
+
+    def overfit(self, arm: str) -> float:
+        """Mean over seeds of train - test accuracy (points) of ``arm``: ``"labels only"`` or ``"distilled"``."""
+        return statistics.mean(train_acc - test_acc for train_acc, test_acc in self._runs(arm))
+
+    def train_accuracy(self, arm: str) -> float:
+        """Mean over seeds of the training accuracy (percent) of ``arm``: ``"labels only"`` or ``"distilled"``."""
+        return statistics.mean(train_acc for train_acc, _ in self._runs(arm))
 
 
 def labelled_fraction(dataset: Dataset, fraction: float, seed: int) -> TensorDataset:

@@ -1,5 +1,6 @@
-"""The coding exercises' material: for each exercise its cases, the package's answer, how a result is compared and
-the classic mistakes it recognises (the source articles' mistakes among them). ``compresskit.exercises`` runs them.
+"""The coding exercises' material: for each exercise its cases, the package's answer, how a result is compared (a
+function of ``compresskit.answer_checks``) and the classic mistakes it recognises (the seed articles' mistakes among
+them). ``compresskit.exercises`` runs them.
 
 Cases are chosen away from rounding ties unless a tie is the point of the case, so that a correct answer computed
 another way (in float64 and cast back, with numpy) is never rejected by float noise.
@@ -9,12 +10,22 @@ from __future__ import annotations
 
 import copy
 import math
-import numbers
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from compresskit.answer_checks import (
+    code_lengths_differ,
+    hidden_state_differs,
+    keep_mask_differs,
+    low_rank_pair_differs,
+    mask_differs,
+    neuron_pair_differs,
+    scalar_differs,
+    seeded_randn,
+    tensor_differs,
+)
 from compresskit.distill import kd_loss
 from compresskit.encode import huffman_code
 from compresskit.lowrank import svd_linear
@@ -32,28 +43,7 @@ def _exercise(signature, cases, solve, differs, hint, mistakes) -> dict:
             "mistakes": mistakes}
 
 
-def _randn(seed: int, *shape: int, scale: float = 1.0) -> torch.Tensor:
-    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed)) * scale
-
-
 # --- 01 and 07: magnitude masks ------------------------------------------------------------------------------
-
-
-def _mask_differs(got, expected, w):
-    """What is wrong with a keep-mask ``got`` of ``w`` against the package's ``expected`` (None when right)."""
-    if not isinstance(got, torch.Tensor):
-        return f"expected a tensor mask, got {type(got).__name__}"
-    if got.shape != w.shape:
-        return f"the mask has shape {tuple(got.shape)}, the weight {tuple(w.shape)}"
-    if not bool(((got == 0) | (got == 1)).all()):
-        return "a mask holds only 0 (removed) and 1 (kept)"
-    removed, should = int((got == 0).sum()), int((expected == 0).sum())
-    if removed != should:
-        return f"it removes {removed} weights, round(sparsity * n) = {should}"
-    a = w.abs()
-    if removed and removed < w.numel() and float(a[got == 0].max()) > float(a[got == 1].min()):
-        return "a removed weight is larger in magnitude than a kept one"
-    return None
 
 
 def _package_mask(w, sparsity):
@@ -62,12 +52,12 @@ def _package_mask(w, sparsity):
 
 def _mask_cases():
     ties = torch.tensor([[0.1, -0.1, 0.1, 0.2], [0.3, -0.1, 0.2, 0.05]])
-    return [{"what": "random 5x7, half", "w": _randn(0, 5, 7), "sparsity": 0.5},
-            {"what": "random 5x7, 90 % (31.5 rounds to 32)", "w": _randn(1, 5, 7), "sparsity": 0.9},
+    return [{"what": "random 5x7, half", "w": seeded_randn(0, 5, 7), "sparsity": 0.5},
+            {"what": "random 5x7, 90 % (31.5 rounds to 32)", "w": seeded_randn(1, 5, 7), "sparsity": 0.9},
             {"what": "ties: four weights of magnitude 0.1", "w": ties, "sparsity": 0.25},
-            {"what": "nothing to remove", "w": _randn(2, 3, 4), "sparsity": 0.0},
-            {"what": "everything removed", "w": _randn(3, 3, 4), "sparsity": 1.0},
-            {"what": "a conv weight", "w": _randn(4, 4, 2, 3, 3), "sparsity": 0.7}]
+            {"what": "nothing to remove", "w": seeded_randn(2, 3, 4), "sparsity": 0.0},
+            {"what": "everything removed", "w": seeded_randn(3, 3, 4), "sparsity": 1.0},
+            {"what": "a conv weight", "w": seeded_randn(4, 4, 2, 3, 3), "sparsity": 0.7}]
 
 
 def _mask_by_kth(w, sparsity):  # compares with the k-th smallest |w|: every weight tied with it goes too
@@ -111,24 +101,6 @@ def _neuron_reference(first, second, amount):
     return pruned[0], pruned[2]
 
 
-def _neuron_differs(got, expected, case):
-    if not (isinstance(got, (tuple, list)) and len(got) == 2 and all(isinstance(m, nn.Linear) for m in got)):
-        return "expected a pair (first, second) of nn.Linear"
-    (a, b), (ea, eb) = got, expected
-    kept, should = a.weight.shape[0], ea.weight.shape[0]  # the weights' shapes, not attributes a rebuild can leave
-    if kept != should:
-        return f"the first layer keeps {kept} neurons, round(amount * n) removed leaves {should}"
-    if a.bias is None or a.bias.shape != (kept,):
-        return f"the first layer's bias must keep the same {kept} neurons as its weight"
-    if b.weight.shape != eb.weight.shape:
-        return f"the second layer's weight has shape {tuple(b.weight.shape)}; it must read the {kept} kept neurons"
-    x = _randn(99, 16, ea.weight.shape[1])
-    with torch.no_grad():
-        if not torch.allclose(b(torch.relu(a(x))), eb(torch.relu(ea(x))), atol=1e-5):
-            return "the pair computes something else than keeping the highest-L1 neurons (check which rows go)"
-    return None
-
-
 def _neuron_cases():
     out = []
     # (7, 9, 3, 0.75): 6.75 neurons round to 7, int() gives 6
@@ -169,22 +141,6 @@ NEURON_MISTAKES = {
 # --- 03: the soft threshold -----------------------------------------------------------------------------------
 
 
-def _tensor_differs(got, expected, case, atol=1e-6):
-    if not isinstance(got, torch.Tensor):
-        return f"expected a tensor, got {type(got).__name__}"
-    if got.shape != expected.shape:
-        return f"shape {tuple(got.shape)}, expected {tuple(expected.shape)} (the input's shape)"
-    if got.dtype != expected.dtype:
-        return f"dtype {got.dtype}, expected {expected.dtype} (the input's dtype: cast back after computing)"
-    bad = ~torch.isclose(got.double(), expected.double(), atol=atol, rtol=1e-5)
-    if bad.any():
-        j = int(bad.flatten().nonzero()[0])
-        where = next(v for k, v in case.items() if isinstance(v, torch.Tensor)).flatten()[j].item()
-        return (f"entry {j} (input {where:.6g}) is {got.flatten()[j].item():.6g}, expected "
-                f"{expected.flatten()[j].item():.6g}")
-    return None
-
-
 def _soft(v, t):
     return soft_threshold(v, t)
 
@@ -200,10 +156,10 @@ SOFT_MISTAKES = {
 
 
 def _soft_cases():
-    return [{"what": "random", "v": _randn(0, 20), "t": 0.3},
-            {"what": "t = 0 changes nothing", "v": _randn(1, 8), "t": 0.0},
+    return [{"what": "random", "v": seeded_randn(0, 20), "t": 0.3},
+            {"what": "t = 0 changes nothing", "v": seeded_randn(1, 8), "t": 0.0},
             {"what": "values exactly at +-t", "v": torch.tensor([0.5, -0.5, 0.2, -1.0]), "t": 0.5},
-            {"what": "t larger than every |v|", "v": _randn(2, 6, scale=0.1), "t": 5.0}]
+            {"what": "t larger than every |v|", "v": seeded_randn(2, 6, scale=0.1), "t": 5.0}]
 
 
 # --- 04: uniform fake quantization ----------------------------------------------------------------------------
@@ -264,11 +220,11 @@ def _largest_positive(w: torch.Tensor) -> torch.Tensor:
 def _quant_cases():
     return [{"what": "4-bit symmetric, exact ties (w / s = 2.5, -1.5, -3.5, 0.5, 4.5, -6.5)", "w": _quant_ties(),
              "bits": 4, "symmetric": True},
-            {"what": "4-bit symmetric", "w": _largest_positive(_randn(0, 6, 5)), "bits": 4, "symmetric": True},
-            {"what": "3-bit affine", "w": _randn(1, 40), "bits": 3, "symmetric": False},
-            {"what": "8-bit affine, one-sided (ReLU-like) values", "w": _randn(2, 30).abs() + 0.5, "bits": 8,
+            {"what": "4-bit symmetric", "w": _largest_positive(seeded_randn(0, 6, 5)), "bits": 4, "symmetric": True},
+            {"what": "3-bit affine", "w": seeded_randn(1, 40), "bits": 3, "symmetric": False},
+            {"what": "8-bit affine, one-sided (ReLU-like) values", "w": seeded_randn(2, 30).abs() + 0.5, "bits": 8,
              "symmetric": False},
-            {"what": "2-bit symmetric with an outlier", "w": torch.cat([_randn(3, 20, scale=0.1),
+            {"what": "2-bit symmetric with an outlier", "w": torch.cat([seeded_randn(3, 20, scale=0.1),
                                                                         torch.tensor([2.0])]),
              "bits": 2, "symmetric": True},
             {"what": "a zero range: every value 0", "w": torch.zeros(5), "bits": 4, "symmetric": False}]
@@ -279,23 +235,6 @@ def _quant_cases():
 
 def _svd_reference(layer, rank):
     return svd_linear(layer, rank)
-
-
-def _pair_differs(got, expected, case):
-    if not isinstance(got, nn.Module):
-        return f"expected an nn.Module (e.g. nn.Sequential of two Linear layers), got {type(got).__name__}"
-    linears = [m for m in got.modules() if isinstance(m, nn.Linear)]
-    n_in, n_out = case["layer"].weight.shape[1], case["layer"].weight.shape[0]
-    if len(linears) != 2 or linears[0].weight.shape != (case["rank"], n_in) or \
-            linears[1].weight.shape != (n_out, case["rank"]):
-        shapes = [tuple(m.weight.shape) for m in linears]
-        return (f"expected two Linear layers with weights of shape {(case['rank'], n_in)} and {(n_out, case['rank'])} "
-                f"(judged by the weights, not by in_features / out_features), got {shapes}")
-    x = _randn(7, 9, n_in)
-    with torch.no_grad():
-        if not torch.allclose(got(x), expected(x), atol=1e-4):
-            return "its outputs differ from the best rank-r approximation of the layer"
-    return None
 
 
 def _svd_wrong(use_s=True, smallest=False):
@@ -333,18 +272,6 @@ def _kd_reference(student_logits, teacher_logits, labels, temperature, alpha):
     return kd_loss(student_logits, teacher_logits, labels, temperature=temperature, alpha=alpha)
 
 
-def _scalar_differs(got, expected, case):
-    if isinstance(got, torch.Tensor):
-        if got.numel() != 1:
-            return f"expected one number (the batch mean), got a tensor of shape {tuple(got.shape)}"
-        got = got.item()
-    if not isinstance(got, (int, float)):
-        return f"expected a number or a 0-d tensor, got {type(got).__name__}"
-    if not math.isclose(got, float(expected), rel_tol=1e-4, abs_tol=1e-6):
-        return f"it gives {got:.6g}, the loss is {float(expected):.6g}"
-    return None
-
-
 def _kd_wrong(t_squared=True, log_input=True, reverse=False, soften_teacher=True):
     def wrong(student_logits, teacher_logits, labels, temperature, alpha):
         t = temperature
@@ -370,14 +297,14 @@ KD_MISTAKES = {
 
 def _kd_cases():
     y = torch.tensor([0, 3, 9, 3, 1])
-    return [{"what": "T = 4, alpha = 0.9", "student_logits": _randn(0, 5, 10),
-             "teacher_logits": _randn(1, 5, 10, scale=4), "labels": y, "temperature": 4.0, "alpha": 0.9},
-            {"what": "T = 1, alpha = 0.5", "student_logits": _randn(2, 5, 10), "teacher_logits": _randn(3, 5, 10),
-             "labels": y, "temperature": 1.0, "alpha": 0.5},
-            {"what": "high T = 20, soft term only", "student_logits": _randn(4, 5, 10, scale=3),
-             "teacher_logits": _randn(5, 5, 10, scale=6), "labels": y, "temperature": 20.0, "alpha": 1.0},
-            {"what": "labels only (alpha = 0)", "student_logits": _randn(6, 5, 10), "teacher_logits": _randn(7, 5, 10),
-             "labels": y, "temperature": 2.0, "alpha": 0.0}]
+    return [{"what": "T = 4, alpha = 0.9", "student_logits": seeded_randn(0, 5, 10),
+             "teacher_logits": seeded_randn(1, 5, 10, scale=4), "labels": y, "temperature": 4.0, "alpha": 0.9},
+            {"what": "T = 1, alpha = 0.5", "student_logits": seeded_randn(2, 5, 10),
+             "teacher_logits": seeded_randn(3, 5, 10), "labels": y, "temperature": 1.0, "alpha": 0.5},
+            {"what": "high T = 20, soft term only", "student_logits": seeded_randn(4, 5, 10, scale=3),
+             "teacher_logits": seeded_randn(5, 5, 10, scale=6), "labels": y, "temperature": 20.0, "alpha": 1.0},
+            {"what": "labels only (alpha = 0)", "student_logits": seeded_randn(6, 5, 10),
+             "teacher_logits": seeded_randn(7, 5, 10), "labels": y, "temperature": 2.0, "alpha": 0.0}]
 
 
 # --- 07: one GRU step, from the gate equations ---------------------------------------------------------------
@@ -395,27 +322,12 @@ def _gru_cases():
         torch.manual_seed(seed)
         cell = nn.GRUCell(inputs, hidden)
         with torch.no_grad():  # biases as large as the weights, so that a misplaced bias shows on every case
-            cell.bias_ih.copy_(_randn(100 + seed, 3 * hidden, scale=0.5))
-            cell.bias_hh.copy_(_randn(200 + seed, 3 * hidden, scale=0.5))
-        h = torch.zeros(batch, hidden) if zero_state else _randn(300 + seed, batch, hidden, scale=0.5)
+            cell.bias_ih.copy_(seeded_randn(100 + seed, 3 * hidden, scale=0.5))
+            cell.bias_hh.copy_(seeded_randn(200 + seed, 3 * hidden, scale=0.5))
+        h = torch.zeros(batch, hidden) if zero_state else seeded_randn(300 + seed, batch, hidden, scale=0.5)
         out.append({"what": f"GRUCell({inputs}, {hidden}), batch {batch}" + (", h = 0" if zero_state else ""),
-                    "x": _randn(400 + seed, batch, inputs), "h": h, "cell": cell})
+                    "x": seeded_randn(400 + seed, batch, inputs), "h": h, "cell": cell})
     return out
-
-
-def _gru_differs(got, expected, case):
-    if not isinstance(got, torch.Tensor):
-        return f"expected the new hidden state as a tensor, got {type(got).__name__}"
-    if got.shape != expected.shape:
-        return f"shape {tuple(got.shape)}, expected {tuple(expected.shape)} (batch, hidden), like h"
-    if got.dtype != expected.dtype:
-        return f"dtype {got.dtype}, expected {expected.dtype} (h's dtype: cast back after computing)"
-    bad = ~torch.isclose(got.detach().double(), expected.double(), atol=1e-5, rtol=1e-4)
-    if bad.any():
-        row, unit = (int(i) for i in bad.nonzero()[0])
-        return (f"sample {row}, hidden unit {unit}: {got[row, unit].item():.6g}, torch's GRUCell gives "
-                f"{expected[row, unit].item():.6g}")
-    return None
 
 
 def _gru_wrong(order=(0, 1, 2), swap_mix=False, reset_first=False, bias_outside=False, no_bias=False):
@@ -459,21 +371,6 @@ GRU_MISTAKES = {
 
 def _huffman_reference(counts):
     return {s: len(c) for s, c in huffman_code(counts).items()}
-
-
-def _lengths_differ(got, expected, case):
-    counts = case["counts"]
-    if not isinstance(got, dict) or set(got) != set(counts):
-        return f"expected a dict with one code length per symbol {sorted(counts)}"
-    if any(isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1 for v in got.values()):
-        return "every code length is a whole number of bits >= 1 (a single symbol still needs a 1-bit code)"
-    kraft = sum(2.0 ** -v for v in got.values())
-    if kraft > 1 + 1e-12:
-        return f"no prefix-free code has these lengths (sum of 2^-length = {kraft:.3f} > 1)"
-    bits, best = sum(counts[s] * got[s] for s in counts), sum(counts[s] * expected[s] for s in counts)
-    if bits != best:
-        return f"the message takes {bits} bits with these lengths, {best} with an optimal code"
-    return None
 
 
 HUFFMAN_MISTAKES = {
@@ -530,17 +427,17 @@ GROUP_MISTAKES = {
 
 
 def _group_cases():
-    positive = _randn(7, 2, 16).abs() + 0.2  # groups with no negative weight: the range must still include 0
+    positive = seeded_randn(7, 2, 16).abs() + 0.2  # groups with no negative weight: the range must still include 0
     # one-sided groups whose max is 15 steps of 0.25: w / s lands exactly on .5 (2.5, 4.5, 8.5) in any precision
     ties = torch.tensor([[3.75, 0.625, 1.125, 0.375, 2.125, 0.1, 1.0, 2.0],
                          [0.2, 3.75, 2.625, 0.875, 3.125, 1.6, 0.5, 1.375]])
-    return [{"what": "4 bits, groups of 8", "w": _randn(0, 4, 16), "bits": 4, "group_size": 8},
+    return [{"what": "4 bits, groups of 8", "w": seeded_randn(0, 4, 16), "bits": 4, "group_size": 8},
             {"what": "4 bits, exact ties (w / s = 2.5, 4.5, 8.5, ...)", "w": ties, "bits": 4, "group_size": 8},
-            {"what": "3 bits, groups of 16", "w": _randn(1, 3, 32, scale=0.2), "bits": 3, "group_size": 16},
-            {"what": "2 bits, an outlier in one group", "w": torch.cat([_randn(2, 2, 12), torch.full((1, 12), 3.0)]),
-             "bits": 2, "group_size": 4},
+            {"what": "3 bits, groups of 16", "w": seeded_randn(1, 3, 32, scale=0.2), "bits": 3, "group_size": 16},
+            {"what": "2 bits, an outlier in one group",
+             "w": torch.cat([seeded_randn(2, 2, 12), torch.full((1, 12), 3.0)]), "bits": 2, "group_size": 4},
             {"what": "one-sided groups", "w": positive, "bits": 4, "group_size": 8},
-            {"what": "a group as wide as the row", "w": _randn(3, 5, 24), "bits": 4, "group_size": 24}]
+            {"what": "a group as wide as the row", "w": seeded_randn(3, 5, 24), "bits": 4, "group_size": 24}]
 
 
 # --- 10: the 2:4 mask -----------------------------------------------------------------------------------------------
@@ -548,17 +445,6 @@ def _group_cases():
 
 def _two_four(scores):
     return nm_mask(scores, 2, 4)
-
-
-def _keep_mask_differs(got, expected, case):
-    """A keep-mask in any dtype that holds 0 and 1 (float, bool, int), entry for entry the expected one."""
-    if not isinstance(got, torch.Tensor):
-        return f"expected a tensor mask, got {type(got).__name__}"
-    if got.shape != expected.shape:
-        return f"the mask has shape {tuple(got.shape)}, the scores {tuple(expected.shape)}"
-    if not bool(((got == 0) | (got == 1)).all()):
-        return "a mask holds only 0 (removed) and 1 (kept)"
-    return _tensor_differs(got.to(expected.dtype), expected, case)
 
 
 def _keep_top_half(scores, per_row):
@@ -579,51 +465,51 @@ TWO_FOUR_MISTAKES = {
 
 
 def _two_four_cases():
-    skewed = _randn(3, 4, 8).abs()
+    skewed = seeded_randn(3, 4, 8).abs()
     skewed[:, :4] += 5.0  # every large score in the first group of each row
-    return [{"what": "random 4x8", "scores": _randn(0, 4, 8).abs()},
-            {"what": "one row of 16", "scores": _randn(1, 1, 16).abs()},
-            {"what": "8x4, one group per row", "scores": _randn(2, 8, 4).abs()},
+    return [{"what": "random 4x8", "scores": seeded_randn(0, 4, 8).abs()},
+            {"what": "one row of 16", "scores": seeded_randn(1, 1, 16).abs()},
+            {"what": "8x4, one group per row", "scores": seeded_randn(2, 8, 4).abs()},
             {"what": "large scores bunched in one group", "scores": skewed}]
 
 
 EXERCISES: dict[str, dict] = {
     "01-code": _exercise("magnitude_mask(w, sparsity) -> keep-mask", _mask_cases, _package_mask,
-                         lambda got, expected, case: _mask_differs(got, expected, case["w"]),
+                         lambda got, expected, case: mask_differs(got, expected, case["w"]),
                          "remove exactly k = round(sparsity * n) entries of smallest |w| (argsort of |w|)",
                          MASK_MISTAKES),
     "02-code": _exercise("prune_neurons(first, second, amount) -> (first, second)", _neuron_cases,
-                         _neuron_reference, _neuron_differs,
+                         _neuron_reference, neuron_pair_differs,
                          "score rows of first.weight by their L1 norm, keep the highest, slice first's rows and "
                          "bias and second's columns", NEURON_MISTAKES),
     "03-code": _exercise("soft_threshold(v, t) -> tensor", _soft_cases, _soft,
-                         lambda g, e, c: _tensor_differs(g, e, c), "sign(v) * max(|v| - t, 0)", SOFT_MISTAKES),
+                         lambda g, e, c: tensor_differs(g, e, c), "sign(v) * max(|v| - t, 0)", SOFT_MISTAKES),
     "04-code": _exercise("fake_quantize(w, bits, symmetric) -> tensor", _quant_cases, _fake_quant,
-                         lambda g, e, c: _tensor_differs(g, e, c, atol=1e-6),
+                         lambda g, e, c: tensor_differs(g, e, c, atol=1e-6),
                          "scale and zero point as in section 1 (quantize.qparams), round half to even "
                          "(torch.round), clamp, dequantize", QUANT_MISTAKES),
     "05-code": _exercise("low_rank_pair(layer, rank) -> nn.Sequential", _svd_cases, _svd_reference,
-                         _pair_differs, "W = U S V^T: first layer S_r V_r^T (no bias), second U_r with the "
+                         low_rank_pair_differs, "W = U S V^T: first layer S_r V_r^T (no bias), second U_r with the "
                          "layer's bias", SVD_MISTAKES),
     "06-code": _exercise("kd_loss(student_logits, teacher_logits, labels, temperature, alpha) -> loss",
-                         _kd_cases, _kd_reference, _scalar_differs,
+                         _kd_cases, _kd_reference, scalar_differs,
                          "alpha * T^2 * KL(softmax(t/T) || softmax(s/T)) (batch mean) + (1 - alpha) * CE",
                          KD_MISTAKES),
-    "07-code": _exercise("gru_step(x, h, cell) -> new hidden state", _gru_cases, _gru_reference, _gru_differs,
+    "07-code": _exercise("gru_step(x, h, cell) -> new hidden state", _gru_cases, _gru_reference, hidden_state_differs,
                          "split weight_ih, weight_hh and both biases into the blocks r, z, n (chunk(3)); r and z are "
                          "sigmoids of x W^T + b_i + h U^T + b_h; n = tanh(x W_n^T + b_in + r * (h U_n^T + b_hn)); "
                          "h' = (1 - z) * n + z * h", GRU_MISTAKES),
     "08-code": _exercise("huffman_lengths(counts) -> {symbol: code length}", _huffman_cases, _huffman_reference,
-                         _lengths_differ, "repeatedly merge the two subtrees of smallest total count (heap "
+                         code_lengths_differ, "repeatedly merge the two subtrees of smallest total count (heap "
                          "entries need a tie-breaker, e.g. (count, order, subtree), when counts are equal); a "
                          "symbol's code length is its depth, at least 1", HUFFMAN_MISTAKES),
     "09-code": _exercise("group_rtn(w, bits, group_size) -> tensor", _group_cases,
                          lambda w, bits, group_size: _group_rtn(w, bits, group_size),
-                         lambda g, e, c: _tensor_differs(g, e, c, atol=1e-6),
+                         lambda g, e, c: tensor_differs(g, e, c, atol=1e-6),
                          "cut each row into groups of group_size columns; per group s = (max - min) / (2^b - 1) "
                          "over [min(g, 0), max(g, 0)], z = -round(min / s), clamp(round(w / s) + z), back",
                          GROUP_MISTAKES),
-    "10-code": _exercise("two_four_mask(scores) -> keep-mask", _two_four_cases, _two_four, _keep_mask_differs,
+    "10-code": _exercise("two_four_mask(scores) -> keep-mask", _two_four_cases, _two_four, keep_mask_differs,
                          "reshape to (-1, 4), keep the 2 largest of each row of that view (topk), reshape back",
                          TWO_FOUR_MISTAKES),
 }

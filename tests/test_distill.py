@@ -109,8 +109,10 @@ def test_compare_with_labels_is_the_experiment_written_out():
     assert torch.equal(predict(got.student, split.test), predict(taught, split.test))  # the last distilled one
     assert got.gaps == [d[1] - p[1] for p, d in zip(got.labels_only, got.distilled)]
     assert math.isclose(got.overfit("distilled"), sum(a - b for a, b in got.distilled) / 2)
-    with pytest.raises(ValueError, match="arm must be one of"):
-        got.overfit("teacher")
+    assert math.isclose(got.train_accuracy("labels only"), sum(a for a, _ in got.labels_only) / 2)
+    for measure in (got.overfit, got.train_accuracy):
+        with pytest.raises(ValueError, match="arm must be one of"):
+            measure("teacher")
 
 
 @pytest.mark.parametrize("kwargs, error, match", [
