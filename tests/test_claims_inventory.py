@@ -17,18 +17,23 @@ NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("
 # words that make a sentence a statement about what the run measured
 MEASURED = re.compile(r"\b(faster|slower|beats?|better|worse|within \d|more than|less than|fewer|smaller than|"
                       r"larger than|loses?|recovers?|outperforms?|no measurable difference|\d+(\.\d+)? ?%|"
-                      r"\d+(\.\d+)?x)\b", re.IGNORECASE)
+                      r"\d+(\.\d+)?x|keeps? (its|their|the) accuracy|breaks? (it|the)|falls? off|gains?|wins?|"
+                      r"helps?|hurts?|repairs?|costs? accuracy|only costs|drop)\b", re.IGNORECASE)
 # sentences that talk about the run's output instead of stating it
-DEFERS = re.compile(r"\b(printed|prints?|above|below|the verdicts?|this run|the run|measured|read the|shows?)\b"
+# ("above" and "below" only as a pointer -- "the table below", "below:" -- not as in "3 bits and below break it")
+DEFERS = re.compile(r"\b(printed|prints?|the verdicts?|'s verdicts?|this run|the run|measured|read (the|their)|"
+                    r"shows?)\b"
+                    r"|\b(above|below)\s*([:.,;)]|$)|\b(above|below) (says?|shows?|prints?|compares?|counts?|reads?)\b"
                     r"|et al\.|\b(19|20)\d\d\b"  # or a published result, cited
                     r"|`benchmarks/", re.IGNORECASE)  # or a benchmark's recorded result, with the script that prints it
 
 # Sentences the regular expressions flag that were read and found not to state an outcome of the run: (the start of
 # the sentence, why it needs no check). Everything else they flag must be checked or printed.
-DEFINITION, ARITHMETIC, WORDING, GENERAL, BENCHMARK, PUBLISHED = (
+DEFINITION, ARITHMETIC, WORDING, GENERAL, BENCHMARK, PUBLISHED, EXPECTATION = (
     "a definition or what the chapter will do", "arithmetic of a format or a count, true by construction",
     "an example of how a verdict is worded, not a measurement", "a general fact about the method, not this run",
-    "part of a paragraph that cites a benchmark script's recorded result", "a published result, cited")
+    "part of a paragraph that cites a benchmark script's recorded result", "a published result, cited",
+    "what one expects before the run, which the next cell then tests and prints")
 REVIEWED = {
     "00": [("Every later chapter compresses one of the models", DEFINITION),
            ("Today every parameter is a 32-bit", ARITHMETIC),
@@ -40,27 +45,35 @@ REVIEWED = {
     "01": [("* **By sparsity**", DEFINITION),
            ("With layer scope every tensor loses the same share", DEFINITION),
            ("Either way, gradual pruning never asks", DEFINITION),
-           ("Use `torch.no_grad()`, or better, masks.", GENERAL)],
+           ("Use `torch.no_grad()`, or better, masks.", GENERAL),
+           ("The question this chapter keeps asking", DEFINITION),
+           ("Past some sparsity, one-shot pruning falls off a cliff.", GENERAL)],
     "02": [("Chapter 01 zeroed single weights", GENERAL),
-           ("* **Forgetting BatchNorm**", GENERAL)],
+           ("* **Forgetting BatchNorm**", GENERAL),
+           ("Unstructured pruning may choose any weight", EXPECTATION),
+           ("In a plain chain of layers that breaks the network", GENERAL)],
+    "03": [("The L1 penalty also shrinks the weights it keeps", GENERAL)],
     "04": [("Store each\nweight in 8, 4, 2, even 1 bit", ARITHMETIC)],
     "05": [("Keep those\ndirections and one big layer", GENERAL),
            ("*What is fitted*:", DEFINITION),
            ("It runs as four convolutions", ARITHMETIC),
-           ("Fewer MACs only pay if", GENERAL),
-           ("* **Expecting a speed-up at every rank**", GENERAL)],
+           ("Fewer MACs only pay if", GENERAL)],
     "06": [("The students have the teacher's shape", DEFINITION),
            ("At 1.4 % it is a tie within a large spread", BENCHMARK),
-           ("The MLPs lose on most seeds at every width", BENCHMARK)],
+           ("The MLPs lose on most seeds at every width", BENCHMARK),
+           ("* **A teacher in training mode, or with gradients**", GENERAL),
+           ("**Choosing the recipe on the seeds you report.**", BENCHMARK)],
     "07": [("Per *weight* the comparison changes", ARITHMETIC),
            ("GRU-32 does overfit, but its teacher", BENCHMARK),
-           ("With chapter 06's LeNet teacher (99.4 %)", BENCHMARK),
-           ("Fewer MACs are a promise that only a kernel keeps.", GENERAL)],
+           ("With chapter 06's LeNet teacher (99.4 %)", BENCHMARK)],
     "08": [("The paper's table 2 reports", PUBLISHED),
            ("**Checking a published claim.**", PUBLISHED),
+           ("The paper's reasoning:", PUBLISHED),
            ("* **Counting parameters instead of bytes.**", ARITHMETIC),
            ("* **Forgetting the index and codebook overhead.**", ARITHMETIC),
            ("* **Huffman tables larger than what they save.**", GENERAL)],
+    "09": [("That is guaranteed to help on those inputs", GENERAL),
+           ("GPTQ's gain is the part of RTN's rounding error", GENERAL)],
     "10": [("A language model is pruned today in one shot", DEFINITION),
            ("But a layer computes", GENERAL)],
 }
