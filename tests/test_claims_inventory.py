@@ -72,9 +72,11 @@ REVIEWED = {
            ("* **Counting parameters instead of bytes.**", ARITHMETIC),
            ("* **Forgetting the index and codebook overhead.**", ARITHMETIC),
            ("* **Huffman tables larger than what they save.**", GENERAL)],
-    "09": [("That is guaranteed to help on those inputs", GENERAL),
+    "09": [("Round-to-nearest (RTN) with one scale per row lets one large weight", ARITHMETIC),
+           ("That is guaranteed to help on those inputs", GENERAL),
            ("GPTQ's gain is the part of RTN's rounding error", GENERAL)],
-    "10": [("A language model is pruned today in one shot", DEFINITION),
+    "10": [("One expects the pattern to cost more than 50 % unstructured sparsity", EXPECTATION),
+           ("A language model is pruned today in one shot", DEFINITION),
            ("But a layer computes", GENERAL)],
 }
 
