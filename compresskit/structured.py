@@ -343,8 +343,10 @@ def head_importance(model: nn.Module, windows: torch.Tensor, *, method: str = "m
 
     ``"mask"``: the rise of the mean loss when that head alone is masked (its output multiplied by 0), one forward
     pass per head. ``"gradient"``: Michel, Levy & Neubig's proxy ("Are Sixteen Heads Really Better than One?",
-    NeurIPS 2019): with a gate ``xi_h = 1`` on each head's output, ``|dL / d xi_h|``, one backward pass for all heads
-    (a first-order estimate of the same loss change). The model is not changed (its heads' gates are restored)."""
+    NeurIPS 2019, eq. 2): with a gate ``xi_h = 1`` on each head's output, ``E_x |dL(x) / d xi_h|``, the absolute
+    derivative of each window's loss averaged over the windows (one backward pass per window, all heads at once): a
+    first-order estimate of the loss change, taken per example so that opposite signs do not cancel. The model is
+    not changed (its heads' gates are restored)."""
     attentions = _attentions(model)
     check_choice("method", method, HEAD_SCORES)
     if not isinstance(windows, torch.Tensor) or windows.dim() != 2 or windows.dtype != torch.int64 \
@@ -364,9 +366,12 @@ def _head_scores(model, attentions, windows, method, saved) -> torch.Tensor:
         gates = [torch.ones(a.n_head, requires_grad=True) for a in attentions]
         for a, g in zip(attentions, gates):
             a.head_mask = g
+        total = torch.zeros(len(attentions), max(a.n_head for a in attentions))
         with torch.enable_grad():
-            grads = torch.autograd.grad(_lm_loss(model, windows), gates)
-        return torch.stack([g.abs() for g in grads]).detach()
+            for window in windows:  # E_x |dL(x) / d xi|: one example at a time, so that signs do not cancel
+                grads = torch.autograd.grad(_lm_loss(model, window[None]), gates)
+                total += torch.stack([g.abs() for g in grads]).detach()
+        return total / len(windows)
     with torch.no_grad():
         base = _lm_loss(model, windows)
         scores = torch.zeros(len(attentions), max(a.n_head for a in attentions))

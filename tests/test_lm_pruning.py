@@ -146,21 +146,30 @@ def test_head_importance_by_masking_is_the_loss_rise_written_out(seed, text):
             block.attn.head_mask = None
 
 
-def test_head_importance_gradient_is_the_derivative_of_the_loss(text):
+def test_head_importance_gradient_is_the_mean_absolute_derivative_of_each_windows_loss(text):
+    """Michel et al.'s eq. 2, I_h = E_x |dL(x) / d xi_h|, written out with central differences per window."""
     model = small_lm(1).double()  # float64: the central differences below must not drown in rounding
     windows = data.calibration_windows(text.train, 33, 6)
     scores = structured.head_importance(model, windows, method="gradient")
     eps = 1e-5
-    for i, block in enumerate(model.blocks):  # central differences of the loss in each head's gate
+    signs = set()
+    for i, block in enumerate(model.blocks):  # central differences of each window's loss in each head's gate
         for h in range(4):
-            up, down = torch.ones(4, dtype=torch.float64), torch.ones(4, dtype=torch.float64)
-            up[h], down[h] = 1 + eps, 1 - eps
-            block.attn.head_mask = up
-            high = loss(model, windows)
-            block.attn.head_mask = down
-            low = loss(model, windows)
-            block.attn.head_mask = None
-            assert math.isclose(float(scores[i, h]), abs(high - low) / (2 * eps), rel_tol=1e-3, abs_tol=1e-7)
+            derivatives = []
+            for window in windows:
+                up, down = torch.ones(4, dtype=torch.float64), torch.ones(4, dtype=torch.float64)
+                up[h], down[h] = 1 + eps, 1 - eps
+                block.attn.head_mask = up
+                high = loss(model, window[None])
+                block.attn.head_mask = down
+                low = loss(model, window[None])
+                block.attn.head_mask = None
+                derivatives.append((high - low) / (2 * eps))
+            signs.add(frozenset(d > 0 for d in derivatives))
+            expected = sum(abs(d) for d in derivatives) / len(derivatives)
+            assert math.isclose(float(scores[i, h]), expected, rel_tol=1e-3, abs_tol=1e-7)
+    assert any(len(s) == 2 for s in signs)  # some head's derivatives differ in sign between windows: abs of the mean
+    # would be a different (smaller) score, so the test tells the two apart
     assert all(b.attn.head_mask is None for b in model.blocks) and not model.training
 
 
