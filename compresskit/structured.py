@@ -369,8 +369,8 @@ def _head_scores(model, attentions, windows, method, saved) -> torch.Tensor:
         total = torch.zeros(len(attentions), max(a.n_head for a in attentions))
         with torch.enable_grad():
             for window in windows:  # E_x |dL(x) / d xi|: one example at a time, so that signs do not cancel
-                grads = torch.autograd.grad(_lm_loss(model, window[None]), gates)
-                total += torch.stack([g.abs() for g in grads]).detach()
+                for i, g in enumerate(torch.autograd.grad(_lm_loss(model, window[None]), gates)):
+                    total[i, :len(g)] += g.abs()  # blocks that lost heads keep zeros past their last head
         return total / len(windows)
     with torch.no_grad():
         base = _lm_loss(model, windows)

@@ -173,6 +173,15 @@ def test_head_importance_gradient_is_the_mean_absolute_derivative_of_each_window
     assert all(b.attn.head_mask is None for b in model.blocks) and not model.training
 
 
+@pytest.mark.parametrize("method", structured.HEAD_SCORES)
+def test_head_importance_of_blocks_with_different_head_counts(method, text):
+    small = structured.remove_heads(small_lm(0), {0: [1, 3]})  # block 0 keeps 2 heads, block 1 all 4
+    windows = data.calibration_windows(text.train, 33, 4)
+    scores = structured.head_importance(small, windows, method=method)
+    assert scores.shape == (2, 4) and torch.all(scores[0, 2:] == 0) and torch.all(scores[1] != 0)
+    assert torch.isfinite(scores).all() and all(b.attn.head_mask is None for b in small.blocks)
+
+
 @pytest.mark.parametrize("seed", SEEDS)
 def test_removing_heads_equals_masking_them_and_shrinks_the_matrices(seed, text):
     model = small_lm(seed)
