@@ -19,7 +19,8 @@ A result is stored only if training left the global torch generator and the mode
 were (a dropout layer draws from the generator: its training depends on more than the key). The package's own source
 is part of every key, so editing the training loop or a model never reuses an old file.
 
-``COMPRESSKIT_CACHE`` names the folder (default ``~/.cache/compresskit``); ``COMPRESSKIT_CACHE=off`` disables it.
+``COMPRESSKIT_CACHE`` names the folder (default ``~/.cache/compresskit``); ``COMPRESSKIT_CACHE=off`` (or ``0``,
+``false``, ``no``) disables it; ``on`` / ``1`` / ``true`` are refused (they name no folder).
 """
 
 from __future__ import annotations
@@ -39,11 +40,14 @@ import torch
 from torch import nn
 from torch.nn.utils.prune import BasePruningMethod
 
-__all__ = ["ENV", "MAX_BYTES", "cache_dir", "package_digest", "keyed", "training_key", "structure", "path_for", "load",
-           "store"]
+__all__ = ["ENV", "KERNEL_ENV", "MAX_BYTES", "cache_dir", "package_digest", "keyed", "training_key", "structure",
+           "path_for", "load", "store"]
 
 ENV = "COMPRESSKIT_CACHE"
 """Environment variable: the cache's folder, or ``off``; default ``~/.cache/compresskit``."""
+
+KERNEL_ENV = ("ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS", "DNNL_MAX_CPU_ISA", "MKL_CBWR")
+"""Environment variables that choose the CPU kernels (and so the summation order) of a training: part of the key."""
 
 MAX_BYTES = 512 * 2**20
 """The cache's size limit: past it, storing a result deletes the files least recently used (a full pass over the
@@ -55,10 +59,14 @@ _PLAIN = (type(None), bool, int, float, complex, str, bytes, torch.dtype, torch.
 
 def cache_dir() -> Path | None:
     """``$COMPRESSKIT_CACHE``, else ``$XDG_CACHE_HOME/compresskit`` (``~/.cache/compresskit``); None when
-    ``COMPRESSKIT_CACHE=off``. Read at every call."""
-    value = os.environ.get(ENV, "")
-    if value.lower() == "off":
+    ``COMPRESSKIT_CACHE=off``. Read at every call. A switch word (``on``, ``1``, ``true``, ...) is not a folder: it
+    is refused with a ``ValueError`` (it used to make a folder named ``on`` wherever the chapter ran)."""
+    value = os.environ.get(ENV, "").strip()
+    if value.lower() in ("off", "0", "false", "no", "none"):
         return None
+    if value.lower() in ("on", "1", "true", "yes"):
+        raise ValueError(f"{ENV}={value!r} is not a folder: set it to a folder for the cache, to 'off' to train "
+                         "every time, or leave it unset for the default ~/.cache/compresskit")
     if value:
         return Path(value)
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "compresskit"
@@ -179,7 +187,9 @@ def training_key(model: nn.Module, tensors, settings: dict, hooks: dict) -> str 
     try:
         f.hash.update(package_digest())
         f.feed((torch.__version__, torch.get_num_threads(), torch.backends.cpu.get_cpu_capability(),
-                torch.get_default_dtype(), torch.are_deterministic_algorithms_enabled()))
+                torch.get_default_dtype(), torch.are_deterministic_algorithms_enabled(),
+                # the BLAS and oneDNN kernels torch calls follow these too (and sum in another order)
+                *(os.environ.get(name, "") for name in KERNEL_ENV)))
         f.feed(dict(sorted(settings.items())))
         for name, hook in sorted(hooks.items()):
             if hook is not None and not hasattr(hook, "_compresskit_key"):

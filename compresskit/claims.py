@@ -11,11 +11,18 @@ Two ways to tie a sentence to a run:
   with ``ClaimError``; a learner's run shows a visible warning instead of a traceback, so the chapter still runs.
 
 Check cells carry the tag ``claim-check`` (collapsed in JupyterLab, left out of the lecture view).
+
+A check also says how far the run is from contradicting it: ``margins``, one number per condition, each the slack
+to its threshold as a fraction of the threshold (``above`` / ``below`` compute them; positive holds). With
+``COMPRESSKIT_CLAIM_LOG`` naming a file, every check appends a JSON line (claim, holds, measured, margins) to it:
+``benchmarks/claim_margins.py`` runs every chapter under several CPU kernels and thread counts that way and prints
+each claim's smallest margin, so a threshold tuned on one processor shows up before it fails on another.
 """
 
 from __future__ import annotations
 
 import html
+import json
 import math
 import os
 
@@ -25,9 +32,11 @@ from IPython.display import HTML, display
 
 from compresskit.checks import check_number
 
-__all__ = ["STRICT_ENV", "ClaimError", "strict", "check", "compare", "within"]
+__all__ = ["STRICT_ENV", "LOG_ENV", "ClaimError", "strict", "above", "below", "check", "compare", "within"]
 
 STRICT_ENV = "COMPRESSKIT_STRICT_CLAIMS"
+LOG_ENV = "COMPRESSKIT_CLAIM_LOG"
+"""Environment variable: a file to which every ``check`` appends one JSON line (``benchmarks/claim_margins.py``)."""
 
 
 class ClaimError(AssertionError):
@@ -47,15 +56,42 @@ def _warn(text: str) -> None:
                  f"<b>This run disagrees with the text above.</b> {html.escape(text)}</div>"))
 
 
-def check(holds: bool, claim: str, *, measured: str = "") -> bool:
+def above(value: float, bound: float) -> float:
+    """The margin of ``value > bound`` (or ``>=``): ``(value - bound) / |bound|``, positive when it holds (an
+    absolute difference when ``bound`` is 0)."""
+    value, bound = _finite("value", value), _finite("bound", bound)
+    return (value - bound) / abs(bound) if bound else value - bound
+
+
+def below(value: float, bound: float) -> float:
+    """The margin of ``value < bound`` (or ``<=``): ``(bound - value) / |bound|``, positive when it holds."""
+    return above(-_finite("value", value), -_finite("bound", bound))
+
+
+def _log(record: dict) -> None:
+    path = os.environ.get(LOG_ENV, "")
+    if path:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+
+
+def check(holds: bool, claim: str, *, measured: str = "", margins: dict[str, float] | None = None) -> bool:
     """Check the sentence ``claim`` (as the chapter states it) against the run: ``holds`` is what the run's numbers
-    say, ``measured`` what they are (shown either way). Returns ``holds``; a strict run raises ``ClaimError`` when it
-    is False, any other run shows a warning."""
+    say, ``measured`` what they are (shown either way), ``margins`` how far each of its conditions is from its
+    threshold (``above`` / ``below``; logged for ``benchmarks/claim_margins.py``). Returns ``holds``; a strict run
+    raises ``ClaimError`` when it is False, any other run shows a warning."""
     if not isinstance(holds, (bool, np.bool_)):  # numpy's bool too
         raise TypeError(f"holds must be a bool (what the run's numbers say), got {type(holds).__name__}")
     holds = bool(holds)
     if not isinstance(claim, str) or not claim.strip():
         raise ValueError("claim must be the sentence being checked, a non-empty str")
+    if not isinstance(measured, str):
+        raise TypeError(f"measured must be a str (the run's numbers in words), got {type(measured).__name__}")
+    if margins is not None:
+        if not isinstance(margins, dict) or not margins:
+            raise TypeError(f"margins must be a non-empty dict {{condition: margin}}, got {margins!r}")
+        margins = {str(name): _finite(f"margins[{name!r}]", value) for name, value in margins.items()}
+    _log({"claim": claim, "holds": holds, "measured": measured, "margins": margins})
     detail = f" (measured: {measured})" if measured else ""
     if holds:
         print(f"checked against this run: {claim}{detail}")

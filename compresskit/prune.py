@@ -342,7 +342,8 @@ def wanda_scores(w: torch.Tensor, input_norms: torch.Tensor) -> torch.Tensor:
 
 def row_mask(scores: torch.Tensor, sparsity: float) -> torch.Tensor:
     """Keep-mask that drops the ``round(sparsity * in)`` lowest scores of *each output row* (Wanda's comparison
-    group: every output keeps the same number of inputs). Ties go to the earlier column (a stable sort)."""
+    group: every output keeps the same number of inputs). Among equal scores the *earlier* column is dropped first
+    (an ascending stable sort, as Wanda's reference code sorts), so ``[1, 1, 2]`` at a third keeps columns 1 and 2."""
     check_tensor("scores", scores)
     if scores.dim() != 2:
         raise ValueError(f"scores must be (out, in), got shape {tuple(scores.shape)}")
@@ -357,7 +358,9 @@ def row_mask(scores: torch.Tensor, sparsity: float) -> torch.Tensor:
 
 def nm_mask(scores: torch.Tensor, n: int = 2, m: int = 4) -> torch.Tensor:
     """N:M semi-structured keep-mask: in every group of ``m`` consecutive inputs of a row, the ``n`` highest scores
-    are kept (2:4 keeps half, in the pattern NVIDIA's sparse tensor cores run). Ties go to the earlier column."""
+    are kept (2:4 keeps half, in the pattern NVIDIA's sparse tensor cores run). Among equal scores the *earlier*
+    column is kept (a descending stable sort), so ``[1, 1, 1, 1]`` at 2:4 keeps columns 0 and 1: the opposite of
+    ``row_mask``'s order, which drops the earlier one."""
     check_tensor("scores", scores)
     check_int("m", m, 2, 64)
     check_int("n", n, 1, m - 1)

@@ -323,3 +323,34 @@ def test_past_its_size_limit_the_cache_deletes_the_least_recently_used(cache, sp
     monkeypatch.setattr(training_cache, "MAX_BYTES", 2 * one + 10)
     fit(7)  # three results do not fit: the least recently used (width 9) goes
     assert len(_files(cache)) == 2 and first.exists() and not second.exists()
+
+
+@pytest.mark.parametrize("word", ["on", "1", "true", "TRUE", "yes"])
+def test_a_switch_word_is_not_a_folder(monkeypatch, word, tmp_path):
+    """`COMPRESSKIT_CACHE=on` once made a folder named `on` wherever a chapter ran (one was committed)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("COMPRESSKIT_CACHE", word)
+    with pytest.raises(ValueError, match=rf"COMPRESSKIT_CACHE='{word}' is not a folder: .* 'off'"):
+        cache_dir()
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("word", ["off", "OFF", "0", "false", "no"])
+def test_off_words_turn_the_cache_off(monkeypatch, word):
+    monkeypatch.setenv("COMPRESSKIT_CACHE", word)
+    assert cache_dir() is None
+
+
+def test_the_key_follows_the_cpu_kernel_settings(monkeypatch):
+    """Another vector unit or BLAS code path sums in another order: a training done under one is not loaded under
+    another."""
+    model = models.mlp(hidden=(8,))
+    tensors = (torch.zeros(4, 1, 8, 8), torch.zeros(4, dtype=torch.long))
+    keys = set()
+    for name in training_cache.KERNEL_ENV:
+        monkeypatch.delenv(name, raising=False)
+    keys.add(training_cache.training_key(model, tensors, {"epochs": 1}, {}))
+    for name, value in (("ATEN_CPU_CAPABILITY", "default"), ("MKL_ENABLE_INSTRUCTIONS", "SSE4_2")):
+        monkeypatch.setenv(name, value)
+        keys.add(training_cache.training_key(model, tensors, {"epochs": 1}, {}))
+    assert len(keys) == 3 and None not in keys

@@ -53,7 +53,13 @@ def test_nm_mask_written_out(seed, n, m):
 
 def test_nm_mask_breaks_ties_by_position():
     mask = prune.nm_mask(torch.ones(1, 8), 2, 4)
-    assert mask.tolist() == [[1, 1, 0, 0, 1, 1, 0, 0]]
+    assert mask.tolist() == [[1, 1, 0, 0, 1, 1, 0, 0]]  # the earlier columns kept, as its docstring says
+
+
+def test_row_mask_drops_the_earlier_of_equal_scores():
+    """The opposite order to nm_mask, as Wanda's reference sorts (ascending, stable) and both docstrings say."""
+    assert prune.row_mask(torch.tensor([[1.0, 1.0, 2.0]]), 1 / 3).tolist() == [[0, 1, 1]]
+    assert prune.row_mask(torch.ones(2, 4), 0.5).tolist() == [[0, 0, 1, 1]] * 2
 
 
 def test_magnitude_lm_pruning_is_magnitude_mask_per_layer(text):

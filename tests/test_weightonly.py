@@ -7,6 +7,7 @@ References: torch's own fake-quant op with the same parameters, the formulas wri
 import itertools
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -38,6 +39,15 @@ def correlated_inputs(seed, n=1024, cols=64):
 # ------------------------------------------------------------------------------------------------ groups
 
 
+def _up16(x: torch.Tensor) -> torch.Tensor:
+    """Each float32 value rounded up to the nearest float16 at or above it (numpy's float16, value by value)."""
+    out = []
+    for v in x.flatten().tolist():
+        h = np.float16(v)
+        out.append(float(np.nextafter(h, np.float16(np.inf)) if float(h) < v else h))
+    return torch.tensor(out, dtype=torch.float32)
+
+
 @pytest.mark.parametrize("seed", SEEDS)
 @pytest.mark.parametrize("bits", (2, 3, 4, 8))
 @pytest.mark.parametrize("group_size", (16, 32, None))
@@ -50,11 +60,11 @@ def test_groups_match_torch_fake_quant_with_the_formula_s_parameters(seed, bits,
     groups = w.reshape(-1, size)
     lo, hi = groups.amin(1).clamp(max=0), groups.amax(1).clamp(min=0)
     if symmetric:  # the formula written out
-        s = (torch.maximum(-lo, hi) / ((2**bits - 1) / 2)).half().float()
+        s = _up16(torch.maximum(-lo, hi) / ((2**bits - 1) / 2))
         z = torch.zeros_like(s)
         q_min, q_max = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
     else:
-        s = ((hi - lo) / (2**bits - 1)).half().float()
+        s = _up16((hi - lo) / (2**bits - 1))
         z = torch.clamp(-torch.round(lo / s), 0, 2**bits - 1)
         q_min, q_max = 0, 2**bits - 1
     assert torch.equal(scale.flatten(), s) and torch.equal(zero.flatten(), z)
@@ -67,6 +77,21 @@ def test_groups_match_torch_fake_quant_with_the_formula_s_parameters(seed, bits,
     levels = (torch.arange(q_min, q_max + 1).float()[None, :] - z[:, None]) * s[:, None]  # (groups, 2^bits)
     nearest = (groups[:, :, None] - levels[:, None, :]).abs().amin(dim=2)
     assert bool((err <= nearest + 1e-6).all())
+
+
+@pytest.mark.parametrize("symmetric", (True, False))
+@pytest.mark.parametrize("bits", (2, 3, 4, 8))
+def test_the_stored_float16_scale_never_clips_a_group_by_more_than_half_a_step(bits, symmetric):
+    """A scale rounded *down* to float16 left the top of a group past the last code: the row [-0.0234, 1.3] at 8 bits
+    lost 0.579 of a step at 1.3. Rounded up, every weight is within half a step of its value."""
+    rows = [torch.tensor([[-0.0234, 1.3] + [0.5] * 14])]
+    g = torch.Generator().manual_seed(bits)
+    rows += [torch.randn(64, 16, generator=g) * 10 ** torch.empty(64, 1).uniform_(-3, 1, generator=g)]
+    for w in rows:
+        q, scale, zero = wo.quantize_groups(w, bits, group_size=None, symmetric=symmetric)
+        error = (wo.dequantize_groups(q, scale, zero) - w).abs() / scale
+        assert float(error.max()) <= 0.5 + 1e-4
+        assert torch.equal(scale, scale.half().float())  # a float16 value: what the file stores
 
 
 def test_a_smaller_group_never_has_a_larger_error():
@@ -86,9 +111,11 @@ def test_a_group_of_zeros_stays_zero():
 # ------------------------------------------------------------------------------------------------ GPTQ
 
 
-def gptq_plain(w, h, bits, group_size, symmetric, damp):
+def gptq_plain(w, h, bits, group_size, symmetric, damp, block=None):
     """GPTQ as its equations read: columns in order, the explicit inverse Hessian of the columns not yet quantized,
-    each error spread by row j of it, then row and column j removed (a rank-one downdate)."""
+    each error spread by row j of it, then row and column j removed (a rank-one downdate). A group's scale comes from
+    the weights as updated so far, or with ``block``, as they were at the start of its block of that many columns
+    (the reference code's convention)."""
     W = w.double().clone()
     H = h.double().clone()
     cols = W.shape[1]
@@ -99,9 +126,12 @@ def gptq_plain(w, h, bits, group_size, symmetric, damp):
     Hinv = torch.linalg.inv(H)
     Q = torch.zeros_like(W)
     g = group_size or cols
+    snapshot = W.clone()
     for j in range(cols):
+        if block is not None and j % block == 0:
+            snapshot = W.clone()
         if j % g == 0:
-            scale, zero = wo.group_params(W[:, j:j + g].float(), bits, symmetric)
+            scale, zero = wo.group_params((W if block is None else snapshot)[:, j:j + g].float(), bits, symmetric)
         q_min, q_max = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if symmetric else (0, 2**bits - 1)
         codes = torch.clamp(torch.round(W[:, j:j + 1].float() * (1.0 / scale)) + zero, q_min, q_max)
         q = ((codes - zero) * scale)[:, 0].double()
@@ -113,13 +143,16 @@ def gptq_plain(w, h, bits, group_size, symmetric, damp):
 
 
 @pytest.mark.parametrize("seed", SEEDS)
-@pytest.mark.parametrize("bits,group_size,symmetric", [(4, 16, False), (3, None, False), (3, 32, True), (2, 8, False)])
-def test_gptq_equals_the_algorithm_written_out(seed, bits, group_size, symmetric):
+@pytest.mark.parametrize("bits,group_size,symmetric", [(4, 16, False), (3, None, False), (3, 32, True), (2, 8, False),
+                                                       (2, 4, True)])
+@pytest.mark.parametrize("group_scales", ("updated", "block start"))
+def test_gptq_equals_the_algorithm_written_out(seed, bits, group_size, symmetric, group_scales):
     x = correlated_inputs(seed)
     w = torch.randn(24, 64, generator=torch.Generator().manual_seed(seed + 10)) * 0.1
     h = 2 * x.T.double() @ x.double() / len(x)
-    fast = wo.gptq(w, h, bits, group_size=group_size, symmetric=symmetric, block_size=16)
-    plain = gptq_plain(w, h, bits, group_size, symmetric, 0.01)
+    fast = wo.gptq(w, h, bits, group_size=group_size, symmetric=symmetric, block_size=16, group_scales=group_scales)
+    block = 16 if group_scales == "block start" and (group_size or 64) < 16 else None  # a group as large as the
+    plain = gptq_plain(w, h, bits, group_size, symmetric, 0.01, block)  # block: the two conventions agree
     same = torch.isclose(fast, plain, atol=1e-5)
     # float64 in both; a weight that lands exactly between two levels may round apart once in a while, nothing more
     assert same.float().mean() >= 0.995, f"{int((~same).sum())} of {same.numel()} differ"
@@ -130,9 +163,14 @@ def test_gptq_does_not_depend_on_the_block_size(seed):
     x = correlated_inputs(seed)
     w = torch.randn(16, 64, generator=torch.Generator().manual_seed(seed)) * 0.1
     h = 2 * x.T @ x / len(x)
-    results = [wo.gptq(w, h, 3, group_size=16, block_size=b) for b in (1, 16, 32, 128)]
+    results = [wo.gptq(w, h, 3, group_size=16, block_size=b, group_scales="updated") for b in (1, 16, 32, 128)]
     for r in results[1:]:
         assert torch.allclose(r, results[0], atol=1e-6)
+    # the reference's convention reads a group's scale at its block's start: with blocks of one group, the same
+    assert torch.allclose(wo.gptq(w, h, 3, group_size=16, block_size=16, group_scales="block start"), results[0],
+                          atol=1e-6)
+    with pytest.raises(ValueError, match="group_scales must be one of"):
+        wo.gptq(w, h, 3, group_scales="start")
 
 
 @pytest.mark.parametrize("seed", SEEDS)

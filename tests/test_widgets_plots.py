@@ -13,6 +13,13 @@ from compresskit.exercises import check  # noqa: E402
 from compresskit.metrics import Record  # noqa: E402
 
 
+@pytest.fixture(autouse=True)
+def _learner_run(monkeypatch):
+    """Panels here run as in a learner's notebook (drawn once, not checked for readability in both styles); tests
+    of the strict checks turn them on themselves."""
+    monkeypatch.setenv("COMPRESSKIT_STRICT_CLAIMS", "0")
+
+
 def _records():
     return [Record("a", 0.9, 100, 50, 2048, 10, group="x"), Record("b", 0.95, 200, 200, 8192, 20, group="y")]
 
@@ -354,8 +361,104 @@ def test_a_panel_that_draws_past_its_canvas_fails_in_strict_runs(monkeypatch):
         return fig
 
     monkeypatch.setenv("COMPRESSKIT_STRICT_CLAIMS", "1")
-    with pytest.raises(ValueError, match=r"panel 'spills' draws past its canvas \(\{'right': .* in screen style"):
+    with pytest.raises(ValueError, match=r"panel 'spills' is hard to read in screen style: draws past its canvas "
+                                         r"\(\{'right': "):
         widgets.panel(update, title="spills", k=widgets.slider(1, 0, 2, 1, "k"))
+
+
+@pytest.mark.parametrize("projector", (False, True))
+def test_axis_labels_keep_their_size_when_they_fit(projector):
+    """The labels of a two-axes figure are placed at draw time: measured before it (at the canvas' edge), they used
+    to be shrunk to the 0.3 floor four times over, to 1 pt."""
+    plots.projector(projector)
+    try:
+        fig, axes = plots.figure(2)
+        for ax in axes:
+            ax.plot([1, 2], [3, 4])
+            ax.set_xlabel("file size (KB)")
+            ax.set_ylabel("perplexity")
+        size = axes[0].xaxis.label.get_fontsize()
+        plots.fit_titles(fig)
+        assert [(ax.xaxis.label.get_fontsize(), ax.yaxis.label.get_fontsize()) for ax in axes] == [(size, size)] * 2
+        assert plots.problems(fig) == []
+        plt.close(fig)
+    finally:
+        plots.projector(False)
+
+
+@pytest.mark.parametrize("projector", (False, True))
+def test_a_text_too_long_stops_at_the_floor_and_breaks_into_lines(projector):
+    plots.projector(projector)
+    try:
+        fig, (ax,) = plots.figure(1)
+        ax.plot([0, 1])
+        ax.set_title("a verdict far too long for one line of this figure: blocks 1.09x (1.04-1.16), neurons 1.23x "
+                     "faster (1.10-1.35) at batch 64, on 2 threads")
+        ax.set_ylabel("test perplexity of the model (lower is better)")
+        plots.fit_titles(fig)
+        floor = plots.min_points()
+        assert ax.title.get_fontsize() == pytest.approx(floor) and "\n" in ax.title.get_text()
+        label = ax.yaxis.label  # shrunk toward its axis' length, never below the floor
+        assert label.get_fontsize() == pytest.approx(floor) or label.get_window_extent().height <= 1.12 * ax.bbox.height
+        assert label.get_fontsize() >= floor
+        assert plots.problems(fig) == []
+        plt.close(fig)
+    finally:
+        plots.projector(False)
+
+
+@pytest.mark.parametrize("projector", (False, True))
+def test_crowded_tick_labels_are_thinned_and_reported(projector):
+    plots.projector(projector)
+    try:
+        fig, ax = plt.subplots(figsize=(5, 3), layout="constrained")
+        ax.plot([2100, 2900], [1, 2])
+        ax.set_xticks(range(2100, 2901, 50))  # 17 labels of four digits on 5 inches run into each other
+        assert any("x tick labels overlap" in p for p in plots.problems(fig))
+        plots.fit_titles(fig)
+        assert plots.problems(fig) == []
+        assert sum(bool(t.get_text()) for t in ax.get_xticklabels(minor=True) + ax.get_xticklabels()) >= 1
+        plt.close(fig)
+    finally:
+        plots.projector(False)
+
+
+@pytest.mark.parametrize("projector", (False, True))
+def test_text_below_the_floor_is_reported_and_fails_a_strict_panel(monkeypatch, projector):
+    def update(k):
+        fig, (ax,) = plots.figure(1)
+        ax.plot([0, k])
+        ax.annotate("tiny", (0, 0), fontsize=7.5)  # under 8 pt on screen, and 11 pt in projector style
+        return fig
+
+    assert plots.MIN_POINTS == {"screen": 8.0, "projector": 11.0}
+    plots.projector(projector)
+    try:
+        fig = update(1)
+        assert plots.problems(fig) == [f"text below {plots.min_points():g} pt: 'tiny' at 7.5 pt"]
+        plt.close(fig)
+        monkeypatch.setenv("COMPRESSKIT_STRICT_CLAIMS", "1")
+        with pytest.raises(ValueError, match=r"panel 'small' is hard to read in (screen|projector) style: text below"):
+            widgets.panel(update, title="small", k=widgets.slider(1, 0, 2, 1, "k"))
+    finally:
+        plots.projector(False)
+
+
+def test_a_strict_panel_checks_its_first_state_in_the_other_style_too(monkeypatch):
+    """One execution of a chapter (screen style) also checks the projector style: text of 9 pt passes on screen
+    and fails at a projector's 11 pt floor."""
+    def update(k):
+        fig, (ax,) = plots.figure(1)
+        ax.plot([0, k])
+        ax.annotate("nine points", (0, 0), fontsize=9)  # a literal size: not scaled for the projector
+        return fig
+
+    monkeypatch.setenv("COMPRESSKIT_STRICT_CLAIMS", "1")
+    with pytest.raises(ValueError, match=r"hard to read in projector style: text below 11 pt"):
+        widgets.panel(update, title="literal", k=widgets.slider(1, 0, 2, 1, "k"))
+    assert not plots.projector_on()  # the style is restored
+    monkeypatch.setenv("COMPRESSKIT_STRICT_CLAIMS", "0")
+    widgets.panel(update, title="literal", k=widgets.slider(1, 0, 2, 1, "k"))  # a learner's run: not checked
 
 
 def test_a_displayed_panel_carries_a_static_image_of_its_first_state(monkeypatch):
