@@ -9,6 +9,7 @@ another way (in float64 and cast back, with numpy) is never rejected by float no
 from __future__ import annotations
 
 import copy
+import heapq
 import math
 
 import torch
@@ -152,6 +153,9 @@ SOFT_MISTAKES = {
                            "on it: small values change sign; clamp |v| - t at 0"),
     "forgetting the sign": (lambda v, t: torch.clamp(v - t, min=0), "negative values must shrink towards zero too: "
                             "apply max(|v| - t, 0) to |v| and put the sign back"),
+    "a flattened result": (lambda v, t: (torch.sign(v) * torch.clamp(v.abs() - t, min=0)).flatten(),
+                           "the step acts on weight matrices: return a tensor of v's shape (no .flatten() or "
+                           ".view(-1) on the way out)"),
 }
 
 
@@ -159,7 +163,8 @@ def _soft_cases():
     return [{"what": "random", "v": seeded_randn(0, 20), "t": 0.3},
             {"what": "t = 0 changes nothing", "v": seeded_randn(1, 8), "t": 0.0},
             {"what": "values exactly at +-t", "v": torch.tensor([0.5, -0.5, 0.2, -1.0]), "t": 0.5},
-            {"what": "t larger than every |v|", "v": seeded_randn(2, 6, scale=0.1), "t": 5.0}]
+            {"what": "t larger than every |v|", "v": seeded_randn(2, 6, scale=0.1), "t": 5.0},
+            {"what": "a weight matrix (4 x 5)", "v": seeded_randn(3, 4, 5), "t": 0.4}]
 
 
 # --- 04: uniform fake quantization ----------------------------------------------------------------------------
@@ -180,6 +185,14 @@ def _quant_no_clamp(w, bits, symmetric):
     return torch.round(w / s) * s  # (round(w / s) + z - z) * s: the zero point in and out, nothing clamped
 
 
+def _quant_from_max(w, bits, symmetric):
+    if not symmetric:
+        return _fake_quant(w, bits, symmetric)
+    s = torch.clamp(w.max(), min=1e-12) / ((2**bits - 1) / 2)  # the largest value, not the largest magnitude
+    q_min, q_max = code_range(bits, symmetric)
+    return torch.clamp(torch.round(w * (1.0 / s)), q_min, q_max) * s
+
+
 QUANT_MISTAKES = {
     "round(w / 2**bits)": (lambda w, bits, symmetric: torch.round(w / 2**bits), "there is no scale here and no way "
                            "back: q = clamp(round(w / s) + z, q_min, q_max), then w_hat = (q - z) * s"),
@@ -190,6 +203,8 @@ QUANT_MISTAKES = {
     "rounding half up": (lambda w, bits, symmetric: _round_half(w, bits, symmetric, "up"),
                          "floor(x + 0.5) rounds every tie up (2.5 -> 3); torch.round rounds ties to even (2.5 -> 2), "
                          "as torch's fake quantization does"),
+    "a symmetric scale from max(w)": (_quant_from_max, "a symmetric grid spans [-max|w|, max|w|]: take the largest "
+                                      "magnitude, w.abs().max(), not w.max(), or a large negative weight is clipped"),
     "rounding half away from zero": (lambda w, bits, symmetric: _round_half(w, bits, symmetric, "away"),
                                      "Python 2's and C's round() send ties away from zero (2.5 -> 3, -3.5 -> -4); "
                                      "torch.round sends them to even (2.5 -> 2)"),
@@ -227,7 +242,10 @@ def _quant_cases():
             {"what": "2-bit symmetric with an outlier", "w": torch.cat([seeded_randn(3, 20, scale=0.1),
                                                                         torch.tensor([2.0])]),
              "bits": 2, "symmetric": True},
-            {"what": "a zero range: every value 0", "w": torch.zeros(5), "bits": 4, "symmetric": False}]
+            {"what": "a zero range: every value 0", "w": torch.zeros(5), "bits": 4, "symmetric": False},
+            # the largest magnitude negative, on exact values (scale 0.25): -7.5 steps rounds to -8 in any precision
+            {"what": "4-bit symmetric, largest magnitude negative",
+             "w": torch.tensor([-1.875, 0.625, 0.375, -0.5, 1.0, 0.125]), "bits": 4, "symmetric": True}]
 
 
 # --- 05: a truncated-SVD layer pair ---------------------------------------------------------------------------
@@ -373,6 +391,29 @@ def _huffman_reference(counts):
     return {s: len(c) for s, c in huffman_code(counts).items()}
 
 
+def _huffman_no_tie_breaker(counts):
+    """heapq entries (count, subtree) with nothing in between: two equal counts compare the subtrees themselves, and a
+    leaf (a symbol) against a merged subtree (a tuple) raises TypeError."""
+    heap = [(c, s) for s, c in counts.items()]
+    heapq.heapify(heap)
+    if len(heap) == 1:
+        return {heap[0][1]: 1}
+    while len(heap) > 1:
+        (c1, a), (c2, b) = heapq.heappop(heap), heapq.heappop(heap)
+        heapq.heappush(heap, (c1 + c2, (a, b)))
+    lengths = {}
+
+    def walk(node, depth):
+        if isinstance(node, tuple):
+            walk(node[0], depth + 1)
+            walk(node[1], depth + 1)
+        else:
+            lengths[node] = depth
+
+    walk(heap[0][1], 0)
+    return lengths
+
+
 HUFFMAN_MISTAKES = {
     "a fixed-length code": (lambda counts: {s: max(1, math.ceil(math.log2(len(counts)))) for s in counts},
                             "equal lengths ignore the counts: frequent symbols must get shorter codes"),
@@ -380,6 +421,10 @@ HUFFMAN_MISTAKES = {
                                                         for s, c in counts.items()},
                                         "ceil(-log2 p) is a valid code but not optimal: merge the two rarest "
                                         "subtrees repeatedly (heapq) and count each symbol's depth"),
+    "a heap without a tie-breaker": (_huffman_no_tie_breaker,
+                                     "with equal counts heapq compares the next item of the entries: a symbol "
+                                     "against a merged subtree cannot be compared; push (count, order, subtree) with "
+                                     "a running counter as the order"),
     "a single symbol of length 0": (lambda counts: {s: n if len(counts) > 1 else 0
                                                     for s, n in _huffman_reference(counts).items()},
                                     "one symbol alone is the root of its tree (depth 0), but a code needs at least "
@@ -392,7 +437,8 @@ def _huffman_cases():
             {"what": "a single symbol", "counts": {"x": 7}},
             {"what": "two symbols", "counts": {0: 3, 1: 1}},
             {"what": "equal counts", "counts": {s: 4 for s in range(8)}},
-            {"what": "k-means indices", "counts": {0: 900, 1: 60, 2: 25, 3: 10, 4: 4, 5: 1}}]
+            {"what": "k-means indices", "counts": {0: 900, 1: 60, 2: 25, 3: 10, 4: 4, 5: 1}},
+            {"what": "a leaf ties a merged subtree", "counts": {"a": 1, "b": 1, "c": 2}}]
 
 
 # --- 09: group-wise round to nearest ------------------------------------------------------------------------------

@@ -184,6 +184,21 @@ def _problem(exercise: CodingExercise, got, expected, case: dict, arguments: dic
     return problem
 
 
+def _raises_like(exercise: CodingExercise, case: dict, error: BaseException | None) -> str | None:
+    """The classic mistake whose implementation raises the same error (type and message) on ``case`` as the
+    learner's function did, if one does (a Huffman heap without a tie-breaker compares a symbol with a subtree)."""
+    if error is None:
+        return None
+    for mistake, (wrong, why) in exercise.mistakes.items():
+        try:
+            with _time_limit(CASE_SECONDS):
+                wrong(**_arguments(case))
+        except Exception as raised:  # noqa: BLE001 (the mistake's own failure is what is compared)
+            if type(raised) is type(error) and str(raised) == str(error):
+                return f"'{mistake}': {why}"
+    return None
+
+
 def _recognised(exercise: CodingExercise, results: list) -> str | None:
     """The classic mistake the learner's function matches on *every* case it ran on, if one does: a result that
     merely coincides with a mistake on the failing case is not named as that mistake."""
@@ -231,7 +246,9 @@ def check_code(name: str, fn) -> bool:
                   f"({exercise.signature}) and run the cell again.")
             return False
         except _Stopped as stopped:
-            raise AssertionError(str(stopped)) from stopped.__cause__
+            known = _raises_like(exercise, case, stopped.__cause__)
+            raise AssertionError(str(stopped) + (f" This is the classic mistake {known}" if known else "")) \
+                from stopped.__cause__
         results.append((case, got))
         problem = _problem(exercise, got, exercise.solve(**_arguments(case)), case, arguments)
         if problem is not None:

@@ -143,7 +143,10 @@ def quantize_onnx_nbits(fp32_path: str | os.PathLike, out_path: str | os.PathLik
 class OnnxModel(nn.Module):
     """An ONNX Runtime session behind the ``nn.Module`` call, so ``evaluate`` and ``latency`` work on it as on torch.
 
-    ``threads`` pins ONNX Runtime's own thread pool (torch's setting does not reach it).
+    The file is read into memory (``onnx_bytes``) and the session built from those bytes, so the file may be deleted
+    afterwards: ``int8_models`` and ``int4_models`` without a folder write into a temporary one and remove it.
+    ``path`` is where the file was read from. ``threads`` pins ONNX Runtime's own thread pool (torch's setting does
+    not reach it).
     """
 
     def __init__(self, path: str | os.PathLike, *, threads: int = 1):
@@ -158,11 +161,13 @@ class OnnxModel(nn.Module):
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
         self.path = Path(path)
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.onnx_bytes = self.path.read_bytes()
+        self.session = ort.InferenceSession(self.onnx_bytes, options, providers=["CPUExecutionProvider"])
 
     @property
     def file_bytes(self) -> int:
-        return self.path.stat().st_size
+        """The size of the ONNX file, graph included."""
+        return len(self.onnx_bytes)
 
     @property
     def op_types(self) -> list[str]:
@@ -170,7 +175,7 @@ class OnnxModel(nn.Module):
         ``DynamicQuantizeLSTM``, ``MatMulInteger``) and which it left in float (e.g. ``GRU``)."""
         import onnx
 
-        return [node.op_type for node in onnx.load(str(self.path)).graph.node]
+        return [node.op_type for node in onnx.load_from_string(self.onnx_bytes).graph.node]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         dtype = np.int64 if self.session.get_inputs()[0].type == "tensor(int64)" else np.float32
@@ -178,19 +183,31 @@ class OnnxModel(nn.Module):
         return torch.from_numpy(out)
 
 
+@contextlib.contextmanager
+def _files_in(folder, kind: str):
+    """``folder`` as a Path, or a temporary folder removed when the block ends (the sessions hold the files' bytes:
+    nothing is left in the temporary directory)."""
+    if folder is not None:
+        yield Path(folder)
+        return
+    with tempfile.TemporaryDirectory(prefix=f"compresskit-{kind}-") as temporary:
+        yield Path(temporary)
+
+
 def int8_models(model: nn.Module, example_input: torch.Tensor, *, calibration: Dataset | None = None,
                 folder: str | os.PathLike | None = None, threads: int = 1) -> dict[str, OnnxModel]:
-    """``{"onnx fp32", "onnx int8 dynamic", ["onnx int8 static"]}`` sessions of ``model``, files in ``folder``
-    (a temporary folder when None). Static quantization is included when ``calibration`` is given."""
+    """``{"onnx fp32", "onnx int8 dynamic", ["onnx int8 static"]}`` sessions of ``model``, files in ``folder`` (when
+    None, in a temporary folder that is removed again: the sessions keep the files' bytes). Static quantization is
+    included when ``calibration`` is given."""
     check_threads(threads)
-    folder = Path(folder or tempfile.mkdtemp(prefix="compresskit-int8-"))
-    fp32 = export_onnx(model, example_input, folder / "model_fp32.onnx")
-    paths = {"onnx fp32": fp32,
-             "onnx int8 dynamic": quantize_onnx(fp32, folder / "model_int8_dynamic.onnx", mode="dynamic")}
-    if calibration is not None:
-        paths["onnx int8 static"] = quantize_onnx(fp32, folder / "model_int8_static.onnx", mode="static",
-                                                  calibration=calibration)
-    return {name: OnnxModel(p, threads=threads) for name, p in paths.items()}
+    with _files_in(folder, "int8") as where:
+        fp32 = export_onnx(model, example_input, where / "model_fp32.onnx")
+        paths = {"onnx fp32": fp32,
+                 "onnx int8 dynamic": quantize_onnx(fp32, where / "model_int8_dynamic.onnx", mode="dynamic")}
+        if calibration is not None:
+            paths["onnx int8 static"] = quantize_onnx(fp32, where / "model_int8_static.onnx", mode="static",
+                                                      calibration=calibration)
+        return {name: OnnxModel(p, threads=threads) for name, p in paths.items()}
 
 
 def int4_models(model: nn.Module, example_input: torch.Tensor, *, bits: int = 4, block_size: int = 32,
@@ -198,10 +215,11 @@ def int4_models(model: nn.Module, example_input: torch.Tensor, *, bits: int = 4,
                 folder: str | os.PathLike | None = None, threads: int = 1) -> dict[str, OnnxModel]:
     """``{"onnx fp32", "onnx int4"}`` sessions of a language model (``example_input``: token ids ``(B, T)``), the
     second quantized by ``quantize_onnx_nbits`` (by default everything but the output head, as in chapter 09), files in
-    ``folder`` (a temporary folder when None). The key is ``"onnx int{bits}"`` for other bit widths."""
+    ``folder`` (when None, in a temporary folder removed again). The key is ``"onnx int{bits}"`` for other bit
+    widths."""
     check_threads(threads)
-    folder = Path(folder or tempfile.mkdtemp(prefix="compresskit-int4-"))
-    fp32 = export_onnx(model, example_input, folder / "model_fp32.onnx")
-    low = quantize_onnx_nbits(fp32, folder / f"model_int{bits}.onnx", bits=bits, block_size=block_size,
-                              symmetric=symmetric, exclude=exclude)
-    return {"onnx fp32": OnnxModel(fp32, threads=threads), f"onnx int{bits}": OnnxModel(low, threads=threads)}
+    with _files_in(folder, "int4") as where:
+        fp32 = export_onnx(model, example_input, where / "model_fp32.onnx")
+        low = quantize_onnx_nbits(fp32, where / f"model_int{bits}.onnx", bits=bits, block_size=block_size,
+                                  symmetric=symmetric, exclude=exclude)
+        return {"onnx fp32": OnnxModel(fp32, threads=threads), f"onnx int{bits}": OnnxModel(low, threads=threads)}

@@ -64,3 +64,23 @@ def test_a_missing_onnx_file_is_named(tmp_path):
                  lambda: int8.quantize_onnx(tmp_path / "gone.onnx", tmp_path / "out.onnx")):
         with pytest.raises(FileNotFoundError, match="gone.onnx"):
             call()
+
+
+def test_without_a_folder_nothing_is_left_in_the_temporary_directory(monkeypatch, tmp_path):
+    """int8_models and int4_models without a folder used to leave a folder of ONNX files per call (about 40 per test
+    run, and one per run of chapters 07 and 09 on a learner's machine). The sessions now hold the files' bytes."""
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where TemporaryDirectory and mkdtemp write
+    split = data.load_digits()
+    set_seed(0)
+    mlp = models.mlp(hidden=(32,))
+    lm = models.transformer_lm(context=32, d_model=64, n_layer=1, n_head=2).eval()
+    eight = int8.int8_models(mlp, split.test.tensors[0][:4], calibration=split.train)
+    four = int8.int4_models(lm, torch.randint(0, 96, (1, 32)), block_size=32)
+    assert list(tmp_path.iterdir()) == []
+    for name, run in [*eight.items(), *four.items()]:  # the files are gone, the models still work and know sizes
+        assert not run.path.exists() and run.file_bytes == len(run.onnx_bytes) > 1000, name
+        assert run.op_types
+    with torch.no_grad():
+        assert torch.allclose(eight["onnx fp32"](split.test.tensors[0][:4]), mlp(split.test.tensors[0][:4]), atol=1e-4)
