@@ -94,7 +94,8 @@ def deep_compression(model: nn.Module, dataset: Dataset, test: Dataset, *, spars
         Stage("+ Huffman coding (the file)", evaluate(unpacked, test), len(blob)),
     ]
     recipe = [f"magnitude pruning to {1 - sparsity:.0%} kept, {steps} steps x {epochs_per_step} epochs",
-              f"k-means {bits}-bit, centroids fine-tuned {kmeans_epochs} epochs", f"Huffman coding, {bias_bits}-bit biases"]
+              f"k-means {bits}-bit, centroids fine-tuned {kmeans_epochs} epochs",
+              f"Huffman coding, {bias_bits}-bit biases"]
     return DeepCompression(model, pruned, shared, blob, unpacked, stages, recipe)
 
 
