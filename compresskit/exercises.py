@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from compresskit.exercise_cases import EXERCISES
+from compresskit.lm_exercise_cases import LM_EXERCISES
 
 __all__ = ["check", "CASE_SECONDS", "CodingExercise", "check_code", "CODING"]
 
@@ -264,6 +265,8 @@ def check_code(name: str, fn) -> bool:
     return True
 
 
-CODING: dict[str, CodingExercise] = {name: CodingExercise(**fields) for name, fields in EXERCISES.items()}
-"""The coding exercises of chapters 01-10, by name (their material is in ``compresskit.exercise_cases``)."""
+CODING: dict[str, CodingExercise] = {name: CodingExercise(**fields)
+                                     for name, fields in {**EXERCISES, **LM_EXERCISES}.items()}
+"""The coding exercises of chapters 01-10, by name (their material is in ``compresskit.exercise_cases`` and, for the
+language-model chapters' central methods, ``compresskit.lm_exercise_cases``)."""
 

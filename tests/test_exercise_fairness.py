@@ -786,6 +786,124 @@ def _two_four_prunes_scores(scores):
     return mask
 
 
+
+# ------------------------------------------------------------------------------------------------ 09: a GPTQ column
+
+
+def _obs_outer(w, q, j, hinv):
+    return w - torch.outer((w[:, j] - q) / hinv[j, j], hinv[j])
+
+
+def _obs_float64(w, q, j, hinv):
+    W, H = w.double(), hinv.double()
+    return (W - ((W[:, j] - q.double()) / H[j, j])[:, None] * H[j][None, :]).to(w.dtype)
+
+
+def _obs_numpy(w, q, j, hinv):
+    W, H, Q = w.numpy(), hinv.numpy(), q.numpy()
+    return torch.from_numpy(W - np.outer((W[:, j] - Q) / H[j, j], H[j]))
+
+
+def _obs_loop(w, q, j, hinv):
+    out = w.clone()
+    for r in range(w.shape[0]):  # one output row at a time, as the paper's eq. 3 reads
+        out[r] = w[r] - (w[r, j] - q[r]) / hinv[j, j] * hinv[j]
+    return out
+
+
+def _obs_no_division(w, q, j, hinv):
+    return w - torch.outer(w[:, j] - q, hinv[j])
+
+
+def _obs_added(w, q, j, hinv):
+    return w + torch.outer((w[:, j] - q) / hinv[j, j], hinv[j])
+
+
+def _obs_column(w, q, j, hinv):
+    return w - torch.outer((w[:, j] - q) / hinv[j, j], hinv[:, j])
+
+
+def _obs_in_place(w, q, j, hinv):
+    w -= torch.outer((w[:, j] - q) / hinv[j, j], hinv[j])
+    return w
+
+
+def _obs_after_j_only(w, q, j, hinv):
+    out = w.clone()
+    out[:, j + 1:] -= torch.outer((w[:, j] - q) / hinv[j, j], hinv[j, j + 1:])
+    return out
+
+
+def _obs_returns_error(w, q, j, hinv):
+    return (w[:, j] - q) / hinv[j, j]
+
+
+# ------------------------------------------------------------------------------------------------ 10: Wanda's mask
+
+
+def _wanda_scatter(w, norms, sparsity):
+    scores = w.abs() * norms[None, :]
+    k = round(sparsity * w.shape[1])
+    return torch.ones_like(w).scatter(1, torch.argsort(scores, dim=1)[:, :k], 0.0)
+
+
+def _wanda_topk(w, norms, sparsity):
+    scores = w.abs() * norms
+    keep = w.shape[1] - round(sparsity * w.shape[1])
+    mask = torch.zeros_like(w, dtype=torch.bool)
+    mask.scatter_(1, torch.topk(scores, keep, dim=1).indices, True)
+    return mask
+
+
+def _wanda_numpy(w, norms, sparsity):
+    scores = np.abs(w.numpy()) * norms.numpy()[None, :]
+    k = int(np.round(sparsity * w.shape[1]))
+    mask = np.ones(scores.shape)
+    np.put_along_axis(mask, np.argsort(scores, axis=1, kind="stable")[:, :k], 0.0, axis=1)
+    return torch.from_numpy(mask)
+
+
+def _wanda_threshold_per_row(w, norms, sparsity):
+    scores = (w.double().abs() * norms.double()).tolist()
+    k = round(sparsity * w.shape[1])
+    rows = []
+    for row in scores:
+        cut = sorted(row)[k - 1] if k else -1.0
+        rows.append([1.0 if v > cut else 0.0 for v in row])
+    return torch.tensor(rows)
+
+
+def _wanda_magnitude(w, norms, sparsity):
+    return _wanda_scatter(w, torch.ones_like(norms), sparsity)
+
+
+def _wanda_global(w, norms, sparsity):
+    scores = (w.abs() * norms).flatten()
+    mask = torch.ones_like(scores)
+    mask[scores.argsort()[:round(sparsity * scores.numel())]] = 0
+    return mask.reshape(w.shape)
+
+
+def _wanda_norm_per_row(w, norms, sparsity):
+    return _wanda_scatter(w, w.norm(dim=0), sparsity)  # the weights' own column norms, not the inputs'
+
+
+def _wanda_int(w, norms, sparsity):
+    scores = w.abs() * norms
+    k = int(sparsity * w.shape[1])
+    return torch.ones_like(w).scatter(1, torch.argsort(scores, dim=1)[:, :k], 0.0)
+
+
+def _wanda_prunes_w(w, norms, sparsity):
+    mask = _wanda_scatter(w, norms, sparsity)
+    w.mul_(mask)
+    return mask
+
+
+def _wanda_flat(w, norms, sparsity):
+    return _wanda_scatter(w, norms, sparsity).flatten()
+
+
 # ------------------------------------------------------------------------------------------------ the table
 
 CORRECT = {
@@ -800,6 +918,8 @@ CORRECT = {
     "08-code": [_huffman_heap_tiebreak, _huffman_sorted_list, _huffman_numpy_lengths, _huffman_tree],
     "09-code": [_group_reshape, _group_float64, _group_loop, _group_numpy],
     "10-code": [_two_four_topk, _two_four_argsort_bool, _two_four_numpy, _two_four_threshold],
+    "09-gptq": [_obs_outer, _obs_float64, _obs_numpy, _obs_loop],
+    "10-wanda": [_wanda_scatter, _wanda_topk, _wanda_numpy, _wanda_threshold_per_row],
 }
 
 WRONG = {
@@ -820,6 +940,8 @@ WRONG = {
                 _group_no_zero_in_range, _group_codes_only],
     "10-code": [_two_four_lowest, _two_four_columns, _two_four_row_half, _two_four_one_of_four, _two_four_flat,
                 _two_four_prunes_scores],
+    "09-gptq": [_obs_no_division, _obs_added, _obs_column, _obs_in_place, _obs_after_j_only, _obs_returns_error],
+    "10-wanda": [_wanda_magnitude, _wanda_global, _wanda_norm_per_row, _wanda_int, _wanda_prunes_w, _wanda_flat],
 }
 
 

@@ -159,6 +159,27 @@ def test_gptq_equals_the_algorithm_written_out(seed, bits, group_size, symmetric
 
 
 @pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("bits", (2, 3, 4))
+def test_gptq_is_chapter_09s_exercise_step_column_after_column(seed, bits):
+    """The exercise's answer (lm_exercise_cases.obs_update: one OBS update with a row of the Cholesky form of H^-1),
+    applied column after column with one scale per row, is the package's GPTQ."""
+    from compresskit.lm_exercise_cases import obs_update
+
+    x = correlated_inputs(seed)
+    w = torch.randn(8, 64, generator=torch.Generator().manual_seed(seed + 3)) * 0.1
+    h = (2 * x.T @ x / len(x)).double()
+    damped = h + 0.01 * h.diagonal().mean() * torch.eye(64, dtype=torch.float64)
+    u = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(damped)), upper=True)
+    W = w.double().clone()
+    scale, zero = wo.group_params(W.float(), bits, False)
+    for j in range(64):
+        codes = torch.clamp(torch.round(W[:, j:j + 1].float() * (1.0 / scale)) + zero, 0, 2**bits - 1)
+        W = obs_update(W, ((codes - zero) * scale)[:, 0].double(), j, u)
+    same = torch.isclose(W.float(), wo.gptq(w, h, bits, group_size=None), atol=1e-5)
+    assert same.float().mean() >= 0.995, f"{int((~same).sum())} of {same.numel()} differ"
+
+
+@pytest.mark.parametrize("seed", SEEDS)
 def test_gptq_does_not_depend_on_the_block_size(seed):
     x = correlated_inputs(seed)
     w = torch.randn(16, 64, generator=torch.Generator().manual_seed(seed)) * 0.1

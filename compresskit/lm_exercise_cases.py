@@ -1,0 +1,134 @@
+"""The coding exercises on the language-model chapters' central methods: one GPTQ column step (chapter 09) and Wanda's
+per-row mask (chapter 10). Like ``compresskit.exercise_cases``: cases (keyword arguments and a ``"what"``), the
+package's answer, how a result is judged (``compresskit.answer_checks``), and the classic mistakes with what each gets
+wrong; ``compresskit.exercises.CODING`` runs them.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from compresskit.answer_checks import keep_mask_differs, seeded_randn, tensor_differs
+from compresskit.prune import row_mask
+
+__all__ = ["LM_EXERCISES", "OBS_MISTAKES", "WANDA_MISTAKES", "obs_update"]
+
+
+# --- 09: one column of GPTQ -----------------------------------------------------------------------------------------
+
+
+def obs_update(w: torch.Tensor, q: torch.Tensor, j: int, hinv: torch.Tensor) -> torch.Tensor:
+    """The optimal brain surgeon update GPTQ makes after rounding column ``j`` of ``w`` to ``q``: the error of that
+    column, divided by ``[H^-1]_jj``, spread over the row ``j`` of ``H^-1`` (the paper's eq. 3 for every output row at
+    once): ``w - ((w_j - q) / hinv_jj) hinv_j``. Column ``j`` becomes ``q``; columns whose entry of ``hinv``'s row is
+    0 (already quantized, in the Cholesky form) do not move. A new tensor; ``w`` is not changed."""
+    err = (w[:, j] - q) / hinv[j, j]  # (rows,)
+    return w - err[:, None] * hinv[j][None, :]
+
+
+def _obs(no_division=False, added=False, column=False, squared=False, keep_j=False):
+    def wrong(w, q, j, hinv):
+        row = hinv[:, j] if column else hinv[j]
+        d = hinv[j, j] ** 2 if squared else 1.0 if no_division else hinv[j, j]
+        out = (w + (w[:, j] - q)[:, None] / d * row[None, :]) if added else \
+            (w - (w[:, j] - q)[:, None] / d * row[None, :])
+        if keep_j:
+            out = out.clone()
+            out[:, j] = w[:, j]
+        return out
+    return wrong
+
+
+OBS_MISTAKES = {
+    "no division by [H^-1]_jj": (_obs(no_division=True), "the error is scaled by 1 / [H^-1]_jj before it is spread: "
+                                 "(w_j - q) / hinv[j, j], so that column j lands exactly on q"),
+    "the update added": (_obs(added=True), "the other columns move *against* the error: w - delta, not w + delta"),
+    "a column of H^-1 instead of its row": (_obs(column=True), "the update of column k reads hinv[j, k], row j: in the "
+                                            "Cholesky form H^-1 is not symmetric and hinv[:, j] is another vector"),
+    "dividing by [H^-1]_jj squared": (_obs(squared=True), "divide once: delta = (w_j - q) / hinv_jj * hinv_j"),
+    "column j left as it was": (_obs(keep_j=True), "column j is quantized too: the update sets it to q exactly "
+                                "(w_j - (w_j - q) / hinv_jj * hinv_jj = q)"),
+}
+
+
+def _spd(seed: int, n: int) -> torch.Tensor:
+    """A Hessian 2 X X^T / m of correlated inputs, damped as GPTQ damps it."""
+    x = seeded_randn(seed, 4 * n, n) @ (torch.eye(n) + 0.5 * seeded_randn(seed + 50, n, n))
+    h = 2 * x.T @ x / len(x)
+    return h + 0.01 * h.diagonal().mean() * torch.eye(n)
+
+
+def _obs_cases():
+    cases = []
+    for i, (rows, cols, j, form) in enumerate([(4, 6, 0, "inverse"), (3, 8, 5, "cholesky"), (5, 5, 2, "inverse"),
+                                               (2, 7, 6, "cholesky")]):
+        w = seeded_randn(10 + i, rows, cols)
+        inverse = torch.linalg.inv(_spd(20 + i, cols))
+        hinv = inverse if form == "inverse" else torch.linalg.cholesky(inverse, upper=True)
+        q = torch.round(w[:, j] * 4) / 4  # column j rounded to a grid of step 0.25
+        what = f"{rows}x{cols}, column {j}, " + ("the explicit inverse Hessian" if form == "inverse" else
+                                                 "the upper Cholesky factor of H^-1 (GPTQ's form)")
+        cases.append({"what": what, "w": w, "q": q, "j": j, "hinv": hinv})
+    return cases
+
+
+# --- 10: Wanda's mask -----------------------------------------------------------------------------------------------
+
+
+def _wanda(w, norms, sparsity):
+    return row_mask(w.abs() * norms[None, :], sparsity)
+
+
+def _global_mask(scores, sparsity):
+    k = round(sparsity * scores.numel())
+    mask = torch.ones(scores.numel())
+    mask[torch.sort(scores.flatten(), stable=True).indices[:k]] = 0
+    return mask.reshape(scores.shape)
+
+
+def _int_mask(scores, sparsity):
+    k = int(sparsity * scores.shape[1])
+    mask = torch.ones_like(scores)
+    return mask.scatter_(1, torch.sort(scores, dim=1, stable=True).indices[:, :k], 0.0)
+
+
+WANDA_MISTAKES = {
+    "magnitude only": (lambda w, norms, sparsity: row_mask(w.abs(), sparsity),
+                       "Wanda's score is |W_ij| * ||X_j||: the weight times the norm of the input it reads"),
+    "one ranking over the whole matrix": (lambda w, norms, sparsity: _global_mask(w.abs() * norms[None, :], sparsity),
+                                          "Wanda compares the scores within each output row: every row keeps the same "
+                                          "number of inputs"),
+    "the squared norm": (lambda w, norms, sparsity: row_mask(w.abs() * norms[None, :] ** 2, sparsity),
+                         "the score uses the L2 norm ||X_j|| itself, not its square"),
+    "int() instead of round()": (lambda w, norms, sparsity: _int_mask(w.abs() * norms[None, :], sparsity),
+                                 "drop round(sparsity * in) weights per row: 0.35 of 10 inputs is 3.5, which rounds "
+                                 "to 4"),
+    "dropping the largest scores": (lambda w, norms, sparsity: 1 - row_mask(w.abs() * norms[None, :], 1 - sparsity),
+                                    "the weights with the *smallest* scores go"),
+}
+
+
+def _wanda_cases():
+    outlier = seeded_randn(3, 5).abs() + 0.5
+    outlier[2] = 40.0  # one input channel with activations far larger than the rest (an outlier feature)
+    return [{"what": "random 6x10, half", "w": seeded_randn(0, 6, 10), "norms": seeded_randn(1, 10).abs() + 0.1,
+             "sparsity": 0.5},
+            {"what": "an outlier input channel, 4x5 at 40 %", "w": seeded_randn(2, 4, 5), "norms": outlier,
+             "sparsity": 0.4},
+            {"what": "3x10 at 35 % (3.5 per row rounds to 4)", "w": seeded_randn(4, 3, 10),
+             "norms": seeded_randn(5, 10).abs() + 0.1, "sparsity": 0.35},
+            {"what": "8x4 at 75 %", "w": seeded_randn(6, 8, 4), "norms": seeded_randn(7, 4).abs() + 0.1,
+             "sparsity": 0.75}]
+
+
+LM_EXERCISES: dict[str, dict] = {
+    "09-gptq": {"signature": "obs_update(w, q, j, hinv) -> updated weights", "cases": _obs_cases, "solve": obs_update,
+                "differs": lambda g, e, c: tensor_differs(g, e, c, atol=1e-5),
+                "hint": "err = (w[:, j] - q) / hinv[j, j], one number per output row; subtract err times row j of "
+                        "hinv from every column (an outer product)", "mistakes": OBS_MISTAKES},
+    "10-wanda": {"signature": "wanda_mask(w, norms, sparsity) -> keep-mask", "cases": _wanda_cases, "solve": _wanda,
+                 "differs": keep_mask_differs,
+                 "hint": "score = |w| * norms (one norm per input column); in each row drop the round(sparsity * in) "
+                         "smallest scores", "mistakes": WANDA_MISTAKES},
+}
+"""The coding exercises on chapters 09 and 10's central methods, by name (fields of ``exercises.CodingExercise``)."""
