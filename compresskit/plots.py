@@ -289,8 +289,8 @@ def fit_titles(fig: Figure, *, margin: float = 4.0) -> Figure:
     # (text, direction measured, half the length of its axis: an axis label longer than its axis reads as a
     # label of the neighbour)
     texts = [(t, "both", math.inf) for ax in fig.axes for t in (ax.title, ax._left_title, ax._right_title)]
-    texts += [(ax.xaxis.label, "across", 0.55 * ax.bbox.width) for ax in fig.axes]
-    texts += [(ax.yaxis.label, "up" if ax.yaxis.label.get_rotation() % 180 else "across", 0.55 * ax.bbox.height)
+    texts += [(ax.xaxis.label, "across", 0.5 * ax.bbox.width) for ax in fig.axes]
+    texts += [(ax.yaxis.label, "up" if ax.yaxis.label.get_rotation() % 180 else "across", 0.5 * ax.bbox.height)
               for ax in fig.axes]
     texts += [(fig._suptitle, "both", math.inf)] if fig._suptitle is not None else []
     changed = False
@@ -304,12 +304,13 @@ def fit_titles(fig: Figure, *, margin: float = 4.0) -> Figure:
             across = room_x / (box.width / 2) if direction in ("both", "across") and box.width else 1.0
             up = room_y / (box.height / 2) if direction in ("both", "up") and box.height else 1.0
             length = box.height if direction == "up" else box.width
-            factor = min(across, up, along / (length / 2) if length else 1.0)  # the axis' length: a preference
+            fits_axis = along / (length / 2) if length else 1.0  # an axis label no longer than its axis
+            factor = min(across, up, fits_axis)
             if factor >= 1.0:
                 break
             size = text.get_fontsize()
-            if size <= floor + 1e-6:  # at the floor: one more line if the text is too long for the canvas
-                if (across >= 1.0 if direction != "up" else up >= 1.0) or not _wrap_once(text):
+            if size <= floor + 1e-6:  # at the floor: one more line if the text is too long for the canvas or axis
+                if min(across if direction != "up" else up, fits_axis) >= 1.0 or not _wrap_once(text):
                     break
             else:
                 text.set_fontsize(max(size * factor * 0.97, floor))
@@ -340,7 +341,8 @@ def overflow(fig: Figure) -> dict | None:
 def problems(fig: Figure) -> list[str]:
     """What makes ``fig`` hard to read, in words (empty when nothing): anything drawn past the canvas
     (``overflow``), any visible text smaller than the current style's floor (``min_points``: titles, axis and tick
-    labels, legends, annotations), tick labels of one axis that overlap. A full draw: for tests and strict runs."""
+    labels, legends, annotations), tick labels of one axis that overlap, an axes' title and axis labels that
+    overlap. A full draw: for tests and strict runs."""
     past = overflow(fig)  # draws the figure: every text below is placed as shown
     found = [f"draws past its canvas ({past}, inches)"] if past else []
     renderer = fig.canvas.get_renderer()
@@ -356,6 +358,11 @@ def problems(fig: Figure) -> list[str]:
             if any(_overlapping([box for _, box in side], axis.axis_name == "x", gap=0.0)
                    for side in _tick_labels(axis, renderer)):
                 found.append(f"axes {i}: {axis.axis_name} tick labels overlap")
+        named = {"title": ax.title, "x label": ax.xaxis.label, "y label": ax.yaxis.label}
+        boxes = {n: t.get_window_extent(renderer) for n, t in named.items() if t.get_visible() and t.get_text().strip()}
+        for a, b in (("title", "y label"), ("title", "x label"), ("x label", "y label")):
+            if a in boxes and b in boxes and boxes[a].overlaps(boxes[b]):
+                found.append(f"axes {i}: its {a} and {b} overlap")
     return found
 
 
@@ -535,7 +542,7 @@ def sample_box(ax, text: str, *, title: str = "sample text", width: int = 44, li
     """Generated text in a monospace box filling ``ax`` (no ticks): at most ``lines`` lines of ``width`` characters,
     fewer when the axes cannot hold them at the current style's font size, longer lines cut with "~", so the text
     never leaves the axes whatever the style."""
-    size = _z(9.5)
+    size = _z(10.5)
     fig = ax.figure
     box = ax.get_position()
     height_pt, width_pt = box.height * fig.get_figheight() * 72, box.width * fig.get_figwidth() * 72
@@ -559,7 +566,15 @@ def perplexity_vs_size(series: dict[str, tuple[Sequence[float], Sequence[float]]
     if not series:
         raise ValueError("series is empty: nothing to plot")
     if ax is None:
-        fig, axes = figure(2 if sample is not None else 1, width=6.4, height=4.8)
+        if sample is None:
+            fig, axes = figure(1, width=6.4, height=4.8)
+        else:  # the text box narrower than the plot: 44 characters a line need less room than the axes
+            fig, axes = figure(2, width=5.6, height=4.8)
+            left, right = axes[0].get_position(), axes[1].get_position()
+            gap = right.x0 - left.x1
+            split = left.x0 + (right.x1 - left.x0 - gap) * 0.6
+            axes[0].set_position([left.x0, left.y0, split - left.x0, left.height])
+            axes[1].set_position([split + gap, right.y0, right.x1 - split - gap, right.height])
         ax = axes[0]
     else:
         fig, axes = ax.figure, [ax]
@@ -579,7 +594,7 @@ def perplexity_vs_size(series: dict[str, tuple[Sequence[float], Sequence[float]]
     _plain_log(ax.xaxis)
     ax.set_ylim(baseline * 0.97, top)
     ax.set_xlabel("file size (KB, log scale)")
-    ax.set_ylabel("test perplexity (lower is better)")
+    ax.set_ylabel("perplexity (lower is better)")
     if title:
         ax.set_title(title)
     ax.grid(True, alpha=0.3)

@@ -394,7 +394,7 @@ def test_a_text_too_long_stops_at_the_floor_and_breaks_into_lines(projector):
         ax.plot([0, 1])
         ax.set_title("a verdict far too long for one line of this figure: blocks 1.09x (1.04-1.16), neurons 1.23x "
                      "faster (1.10-1.35) at batch 64, on 2 threads")
-        ax.set_ylabel("test perplexity of the model (lower is better)")
+        ax.set_ylabel("perplexity (lower is better)" if projector else "a perplexity of the model (lower is better)")
         plots.fit_titles(fig)
         floor = plots.min_points()
         assert ax.title.get_fontsize() == pytest.approx(floor) and "\n" in ax.title.get_text()
