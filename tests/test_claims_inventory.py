@@ -73,7 +73,7 @@ REVIEWED = {
     "08": [("The paper's table 2 reports", PUBLISHED),
            ("**Checking a published claim.**", PUBLISHED),
            ("The paper's reasoning:", PUBLISHED),
-           ("* **Counting parameters instead of bytes.**", ARITHMETIC),
+           ("**Counting parameters instead of bytes.**", ARITHMETIC),
            ("* **Forgetting the index and codebook overhead.**", ARITHMETIC),
            ("* **Huffman tables larger than what they save.**", GENERAL)],
     "09": [("Round-to-nearest (RTN) with one scale per row lets one large weight", ARITHMETIC),
