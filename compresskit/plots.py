@@ -39,7 +39,8 @@ from compresskit.checks import check_bool, check_int, check_tensor  # noqa: E402
 from compresskit.metrics import Record  # noqa: E402
 
 __all__ = ["STANDARD", "PROJECTOR_SCALE", "PROJECTOR_ENV", "projector", "projector_on", "FIGSIZE", "COLORS",
-           "accuracy_vs_size", "digit_grid", "bars", "vlines", "png", "MIN_POINTS", "min_points", "fit_titles",
+           "accuracy_vs_size", "label_points", "digit_grid", "bars", "vlines", "png", "MIN_POINTS", "min_points",
+           "fit_titles",
            "overflow", "problems", "figure",
            "weight_histogram", "pixel_map", "curves", "errorbars", "pareto", "sample_box", "perplexity_vs_size"]
 
@@ -115,11 +116,6 @@ def accuracy_vs_size(
         pts = [r for r in records if (r.group or "model") == group]
         ax.plot([r.kb for r in pts], [100 * r.accuracy for r in pts], "o", ms=_z(9), color=COLORS[gi % len(COLORS)],
                 label=group, alpha=0.85)
-    if annotate:
-        for r in records:
-            if r.name:
-                ax.annotate(r.name, (r.kb, 100 * r.accuracy), textcoords="offset points", xytext=(6, 5),
-                            fontsize=_z(11))
     if highlight is not None:
         r = records[highlight]
         ax.plot([r.kb], [100 * r.accuracy], "o", ms=_z(18), mfc="none", mec="red", mew=_z(2.5), label="current")
@@ -132,7 +128,44 @@ def accuracy_vs_size(
     ax.set_title(title)
     ax.grid(True, alpha=0.3)
     ax.legend(loc="lower right")
+    if annotate:  # last: placed where the axes end up
+        label_points(ax, [(r.name, r.kb, 100 * r.accuracy) for r in records if r.name], fontsize=_z(11))
     return fig
+
+
+_OFFSETS = ((6, 5), (6, -14), (-6, 5), (-6, -14), (6, 16), (6, -26), (-6, 16), (-6, -26))  # points from the marker
+
+
+def label_points(ax, labels, *, fontsize: float, color: str = "black") -> list:
+    """Write each ``(text, x, y)`` next to its point, trying a few places around the point (right or left, above or
+    below) and taking the first that stays inside the axes and overlaps no label placed before it (a label that fits
+    nowhere takes the first place). Returns the annotations."""
+    renderer = ax.figure.canvas.get_renderer()
+    engine = ax.figure.get_layout_engine()
+    if engine is not None:  # a constrained layout places the axes when drawing: place them now, to measure there
+        ax.set_xlim(ax.get_xlim())  # and the limits as the points set them, before the labels are counted in
+        ax.set_ylim(ax.get_ylim())
+        engine.execute(ax.figure)
+    placed, boxes = [], []
+    for text, x, y in labels:
+        first = None
+        for dx, dy in _OFFSETS:
+            note = ax.annotate(text, (x, y), textcoords="offset points", xytext=(dx, dy), fontsize=fontsize,
+                               color=color, ha="left" if dx > 0 else "right")
+            box = note.get_window_extent(renderer)
+            inside = ax.bbox.x0 <= box.x0 and box.x1 <= ax.bbox.x1 and ax.bbox.y0 <= box.y0 and box.y1 <= ax.bbox.y1
+            if inside and not any(box.overlaps(b) for b in boxes):
+                break
+            if first is None:
+                first = (dx, dy)
+            note.remove()
+        else:  # nowhere free: the first place
+            note = ax.annotate(text, (x, y), textcoords="offset points", xytext=first, fontsize=fontsize, color=color,
+                               ha="left" if first[0] > 0 else "right")
+            box = note.get_window_extent(renderer)
+        placed.append(note)
+        boxes.append(box)
+    return placed
 
 
 def digit_grid(images: torch.Tensor, labels: torch.Tensor, *, n: int = 20, cols: int = 10, title: str = "") -> Figure:
@@ -342,7 +375,7 @@ def problems(fig: Figure) -> list[str]:
     """What makes ``fig`` hard to read, in words (empty when nothing): anything drawn past the canvas
     (``overflow``), any visible text smaller than the current style's floor (``min_points``: titles, axis and tick
     labels, legends, annotations), tick labels of one axis that overlap, an axes' title and axis labels that
-    overlap. A full draw: for tests and strict runs."""
+    overlap, labels written in a plot that overlap each other. A full draw: for tests and strict runs."""
     past = overflow(fig)  # draws the figure: every text below is placed as shown
     found = [f"draws past its canvas ({past}, inches)"] if past else []
     renderer = fig.canvas.get_renderer()
@@ -358,6 +391,9 @@ def problems(fig: Figure) -> list[str]:
             if any(_overlapping([box for _, box in side], axis.axis_name == "x", gap=0.0)
                    for side in _tick_labels(axis, renderer)):
                 found.append(f"axes {i}: {axis.axis_name} tick labels overlap")
+        notes = [t.get_window_extent(renderer) for t in ax.texts if t.get_visible() and t.get_text().strip()]
+        if any(a.overlaps(b) for k, a in enumerate(notes) for b in notes[k + 1:]):
+            found.append(f"axes {i}: text labels in the plot overlap")
         named = {"title": ax.title, "x label": ax.xaxis.label, "y label": ax.yaxis.label}
         boxes = {n: t.get_window_extent(renderer) for n, t in named.items() if t.get_visible() and t.get_text().strip()}
         for a, b in (("title", "y label"), ("title", "x label"), ("x label", "y label")):
@@ -511,9 +547,8 @@ def pareto(points, *, cost: str = "bytes", front=None, highlight=None, budget: f
     if front:
         ax.plot([value(p) for p in front], [100 * p.accuracy for p in front], "-", color="0.35", lw=_z(1.5),
                 label="Pareto front", zorder=0)
-        for p in front:  # the front's recipes by name; the others are in the printed table
-            ax.annotate(p.name, (value(p), 100 * p.accuracy), textcoords="offset points", xytext=(6, -14),
-                        fontsize=_z(10), color="0.25")
+        # the front's recipes by name; the others are in the printed table
+        label_points(ax, [(p.name, value(p), 100 * p.accuracy) for p in front], fontsize=_z(10), color="0.25")
     if highlight is not None:
         ax.plot([value(highlight)], [100 * highlight.accuracy], "o", ms=_z(20), mfc="none", mec="red", mew=_z(2.5),
                 label="chosen")

@@ -480,3 +480,28 @@ def test_a_displayed_panel_carries_a_static_image_of_its_first_state(monkeypatch
     assert p.output.outputs[0]["data"]["image/png"] == bundle["image/png"]
     p._ipython_display_()  # shown again (a second display of the same panel): still with an image
     assert "image/png" in shown[-1][0]
+
+
+@pytest.mark.parametrize("projector", (False, True))
+def test_point_labels_stay_inside_the_axes_and_apart(projector):
+    """Chapter 00's widths and 05's ranks sit close together: their names used to be written over each other."""
+    plots.projector(projector)
+    try:
+        records = [Record(f"width {w}", 0.9 + 0.001 * i, 100, 50, 1024 * w, 10, group="mlp")
+                   for i, w in enumerate((8, 9, 10, 11, 12))]
+        fig = plots.accuracy_vs_size(records, highlight=-1)
+        plots.fit_titles(fig)
+        ax = fig.axes[0]
+        boxes = [t.get_window_extent() for t in ax.texts]
+        assert len(boxes) == 5 and not any(a.overlaps(b) for k, a in enumerate(boxes) for b in boxes[k + 1:])
+        assert all(ax.bbox.x0 <= b.x0 and b.x1 <= ax.bbox.x1 for b in boxes)
+        assert plots.problems(fig) == []
+        plt.close(fig)
+        fig, ax = plt.subplots()
+        ax.plot([0, 1], [0, 1])
+        ax.text(0.5, 0.5, "one label")
+        ax.text(0.5, 0.5, "over another")
+        assert "axes 0: text labels in the plot overlap" in plots.problems(fig)
+        plt.close(fig)
+    finally:
+        plots.projector(False)
