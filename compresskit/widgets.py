@@ -40,7 +40,8 @@ from matplotlib.figure import Figure
 
 from compresskit import claims
 from compresskit.checks import check_bool, check_number
-from compresskit.plots import fit_titles, png, problems, projector, projector_on
+from compresskit.legible import fit_titles, problems
+from compresskit.plots import png, projector, projector_on
 
 __all__ = ["MAIN_CLASS", "MAIN_CONTROL_CLASS", "CACHE_POSITIONS", "PREFETCH_MS", "collect_later", "slider",
            "choice_slider", "Panel", "panel"]

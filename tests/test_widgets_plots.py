@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from compresskit import plots, widgets  # noqa: E402
+from compresskit import legible, plots, widgets  # noqa: E402
 from compresskit.exercises import check  # noqa: E402
 from compresskit.metrics import Record  # noqa: E402
 
@@ -339,18 +339,18 @@ def test_titles_too_long_for_the_canvas_shrink_until_they_fit(projector):
         right.plot([0, 1])
         right.set_title("vs unpruned: blocks undecided, 1.09x (1.04-1.16), neurons 1.23x faster (1.10-1.35)")
         size = right.title.get_fontsize()
-        assert plots.overflow(fig) is not None  # the long title reaches past the right edge
-        plots.fit_titles(fig)
-        assert right.title.get_fontsize() < size and plots.overflow(fig) is None
+        assert legible.overflow(fig) is not None  # the long title reaches past the right edge
+        legible.fit_titles(fig)
+        assert right.title.get_fontsize() < size and legible.overflow(fig) is None
         kept = left.title.get_fontsize()
         left.set_title("short")
-        plots.fit_titles(fig)
+        legible.fit_titles(fig)
         assert left.title.get_fontsize() == kept  # a title that fits is left alone
         plt.close(fig)
     finally:
         plots.projector(False)
     with pytest.raises(TypeError, match="fig must be a matplotlib Figure"):
-        plots.fit_titles(None)
+        legible.fit_titles(None)
 
 
 def test_a_panel_that_draws_past_its_canvas_fails_in_strict_runs(monkeypatch):
@@ -378,9 +378,9 @@ def test_axis_labels_keep_their_size_when_they_fit(projector):
             ax.set_xlabel("file size (KB)")
             ax.set_ylabel("perplexity")
         size = axes[0].xaxis.label.get_fontsize()
-        plots.fit_titles(fig)
+        legible.fit_titles(fig)
         assert [(ax.xaxis.label.get_fontsize(), ax.yaxis.label.get_fontsize()) for ax in axes] == [(size, size)] * 2
-        assert plots.problems(fig) == []
+        assert legible.problems(fig) == []
         plt.close(fig)
     finally:
         plots.projector(False)
@@ -395,13 +395,13 @@ def test_a_text_too_long_stops_at_the_floor_and_breaks_into_lines(projector):
         ax.set_title("a verdict far too long for one line of this figure: blocks 1.09x (1.04-1.16), neurons 1.23x "
                      "faster (1.10-1.35) at batch 64, on 2 threads")
         ax.set_ylabel("perplexity (lower is better)" if projector else "a perplexity of the model (lower is better)")
-        plots.fit_titles(fig)
+        legible.fit_titles(fig)
         floor = plots.min_points()
         assert ax.title.get_fontsize() == pytest.approx(floor) and "\n" in ax.title.get_text()
         label = ax.yaxis.label  # shrunk toward its axis' length, never below the floor
         assert label.get_fontsize() == pytest.approx(floor) or label.get_window_extent().height <= 1.12 * ax.bbox.height
         assert label.get_fontsize() >= floor
-        assert plots.problems(fig) == []
+        assert legible.problems(fig) == []
         plt.close(fig)
     finally:
         plots.projector(False)
@@ -414,9 +414,9 @@ def test_crowded_tick_labels_are_thinned_and_reported(projector):
         fig, ax = plt.subplots(figsize=(5, 3), layout="constrained")
         ax.plot([2100, 2900], [1, 2])
         ax.set_xticks(range(2100, 2901, 50))  # 17 labels of four digits on 5 inches run into each other
-        assert any("x tick labels overlap" in p for p in plots.problems(fig))
-        plots.fit_titles(fig)
-        assert plots.problems(fig) == []
+        assert any("x tick labels overlap" in p for p in legible.problems(fig))
+        legible.fit_titles(fig)
+        assert legible.problems(fig) == []
         assert sum(bool(t.get_text()) for t in ax.get_xticklabels(minor=True) + ax.get_xticklabels()) >= 1
         plt.close(fig)
     finally:
@@ -435,7 +435,7 @@ def test_text_below_the_floor_is_reported_and_fails_a_strict_panel(monkeypatch, 
     plots.projector(projector)
     try:
         fig = update(1)
-        assert plots.problems(fig) == [f"text below {plots.min_points():g} pt: 'tiny' at 7.5 pt"]
+        assert legible.problems(fig) == [f"text below {plots.min_points():g} pt: 'tiny' at 7.5 pt"]
         plt.close(fig)
         monkeypatch.setenv("COMPRESSKIT_STRICT_CLAIMS", "1")
         with pytest.raises(ValueError, match=r"panel 'small' is hard to read in (screen|projector) style: text below"):
@@ -490,18 +490,18 @@ def test_point_labels_stay_inside_the_axes_and_apart(projector):
         records = [Record(f"width {w}", 0.9 + 0.001 * i, 100, 50, 1024 * w, 10, group="mlp")
                    for i, w in enumerate((8, 9, 10, 11, 12))]
         fig = plots.accuracy_vs_size(records, highlight=-1)
-        plots.fit_titles(fig)
+        legible.fit_titles(fig)
         ax = fig.axes[0]
         boxes = [t.get_window_extent() for t in ax.texts]
         assert len(boxes) == 5 and not any(a.overlaps(b) for k, a in enumerate(boxes) for b in boxes[k + 1:])
         assert all(ax.bbox.x0 <= b.x0 and b.x1 <= ax.bbox.x1 for b in boxes)
-        assert plots.problems(fig) == []
+        assert legible.problems(fig) == []
         plt.close(fig)
         fig, ax = plt.subplots()
         ax.plot([0, 1], [0, 1])
         ax.text(0.5, 0.5, "one label")
         ax.text(0.5, 0.5, "over another")
-        assert "axes 0: text labels in the plot overlap" in plots.problems(fig)
+        assert "axes 0: text labels in the plot overlap" in legible.problems(fig)
         plt.close(fig)
     finally:
         plots.projector(False)
