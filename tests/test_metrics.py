@@ -124,7 +124,12 @@ def test_compare_interleaves_rounds_and_states_verdicts_with_their_spread():
     assert result.reference == "slow" and len(result.times_ms["fast"]) == 6 == result.rounds
     mid, low, high = result.speedup("fast")
     assert low <= mid <= high and mid > 2
-    assert result.verdict("fast").endswith(")") and "faster" in result.verdict("fast")
+    # six rounds of sleeps on a loaded machine can leave one round slow (CI saw 3.47x, interval 1.00-3.65): the live
+    # verdict is faster or, with such a round, undecided; the wording itself is checked on steady times below
+    assert result.verdict("fast").endswith(")") and result.kind("fast") in ("faster", "undecided")
+    steady = timing.SpeedComparison(reference="slow", threads=1, times_ms={
+        "slow": [2.0, 2.1, 2.0, 2.05, 2.0, 2.1], "fast": [0.5, 0.52, 0.5, 0.51, 0.5, 0.5]})
+    assert steady.kind("fast") == "faster" and steady.verdict("fast").startswith("4.0x faster (")
     # equal sleeps: never called a difference (a sleep's overshoot on a busy machine can leave it undecided)
     assert result.kind("same") in ("same", "undecided")
     assert result.verdict("slow") == "reference"

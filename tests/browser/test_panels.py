@@ -81,11 +81,17 @@ def _screenshot_on_failure(page, name: str) -> Path:
     return path
 
 
-def _open(context, lab, notebook: str):
+# the notebook's cells loaded (its kernel may still be starting: the chapters are only looked at, not run)
+_MODEL_READY = f"""(path) => {{ if (!{_APP} || !{_APP}.shell) return false; const nb = {_NOTEBOOK};
+    return !!(nb && nb.context && nb.context.path === path && nb.context.isReady && nb.content
+              && nb.content.widgets.length > 0); }}"""
+
+
+def _open(context, lab, notebook: str, *, kernel: bool = True):
     page = context.new_page()
     # a workspace of its own, reset: JupyterLab would otherwise reopen another test's notebook too
     page.goto(f"{lab.url}/lab/workspaces/ck-{Path(notebook).stem}/tree/{notebook}?reset&token={lab.token}")
-    page.wait_for_function(_KERNEL_READY, arg=notebook, timeout=90_000, polling=250)
+    page.wait_for_function(_KERNEL_READY if kernel else _MODEL_READY, arg=notebook, timeout=90_000, polling=250)
     return page
 
 
@@ -106,9 +112,24 @@ def context(lab, browser):
         context.close()
 
 
+@pytest.fixture(scope="module")
+def lab_page(context, lab):
+    """One JupyterLab page for looking at the chapters: each is opened in it, read and closed (loading JupyterLab
+    itself once, not once per chapter)."""
+    page = context.new_page()
+    page.goto(f"{lab.url}/lab/workspaces/ck-chapters?reset&token={lab.token}")
+    page.wait_for_function(f"() => !!({_APP} && {_APP}.shell && {_APP}.commands "
+                           f"&& {_APP}.commands.hasCommand('docmanager:open'))", timeout=90_000, polling=250)
+    page.evaluate(f"async () => {{ await {_APP}.restored; return true; }}")
+    yield page
+    page.close()
+
+
 @pytest.mark.parametrize("notebook", NOTEBOOKS)
-def test_a_chapter_opens_with_its_solutions_collapsed_and_its_exercises_there(context, lab, notebook):
-    page = _open(context, lab, notebook)
+def test_a_chapter_opens_with_its_solutions_collapsed_and_its_exercises_there(lab_page, notebook):
+    page = lab_page
+    page.evaluate(f"(path) => {{ {_APP}.commands.execute('docmanager:open', {{path}}); return true; }}", notebook)
+    page.wait_for_function(_MODEL_READY, arg=notebook, timeout=90_000, polling=250)
     try:
         cells = page.evaluate(_SOLUTIONS)
         solutions = [c for c in cells if c["solution"]]
@@ -122,8 +143,9 @@ def test_a_chapter_opens_with_its_solutions_collapsed_and_its_exercises_there(co
     except BaseException:
         print(f"screenshot of the failing page: {_screenshot_on_failure(page, notebook)}")
         raise
-    finally:
-        _close(page)
+    finally:  # closed, and its kernel shut down, before the next chapter opens
+        page.evaluate(f"""async () => {{ const nb = {_NOTEBOOK};
+            try {{ await nb.sessionContext.shutdown(); }} catch (e) {{}} nb.dispose(); return true; }}""")
 
 
 def test_a_chapter_like_notebook_runs_and_its_main_panel_redraws_in_jupyterlab(context, lab):
