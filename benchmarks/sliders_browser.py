@@ -85,10 +85,11 @@ def main() -> None:
         lab = LabServer(Path(base))
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         try:
-            test_panels.LAB_URL[:] = [lab.url, lab.token]
             context = browser.new_context(viewport={"width": 1400, "height": 1000})
             for notebook in notebooks:
-                page = test_panels._open_and_run(context, notebook)
+                page = test_panels._open(context, lab, notebook)  # its kernel idle, then every cell run
+                run_all = f"() => {{ {test_panels._APP}.commands.execute('notebook:run-all-cells'); return true; }}"
+                page.evaluate(run_all)
                 deadline = time.monotonic() + RUN_TIMEOUT_S
                 while not page.evaluate(test_panels._ALL_RAN):
                     if time.monotonic() > deadline:
