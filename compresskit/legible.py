@@ -154,6 +154,13 @@ def overflow(fig: Figure) -> dict | None:
     return past or None
 
 
+def _frame_texts(ax, renderer) -> list:
+    """The extents of an axes' title, axis labels and tick labels as drawn (after a draw)."""
+    boxes = [t.get_window_extent(renderer) for t in (ax.title, ax.xaxis.label, ax.yaxis.label)
+             if t.get_visible() and t.get_text().strip()]
+    return boxes + [box for axis in (ax.xaxis, ax.yaxis) for side in _tick_labels(axis, renderer) for _, box in side]
+
+
 def problems(fig: Figure) -> list[str]:
     """What makes ``fig`` hard to read, in words (empty when nothing): anything drawn past the canvas
     (``overflow``), any visible text smaller than the current style's floor (``min_points``: titles, axis and tick
@@ -177,6 +184,10 @@ def problems(fig: Figure) -> list[str]:
         notes = [t.get_window_extent(renderer) for t in ax.texts if t.get_visible() and t.get_text().strip()]
         if any(a.overlaps(b) for k, a in enumerate(notes) for b in notes[k + 1:]):
             found.append(f"axes {i}: text labels in the plot overlap")
+        own = _frame_texts(ax, renderer)
+        for j, other in enumerate(fig.axes[i + 1:], i + 1):  # an axes' texts over a neighbour's (a colour bar's)
+            if any(a.overlaps(b) for a in own for b in _frame_texts(other, renderer)):
+                found.append(f"axes {i} and {j}: their titles, axis or tick labels overlap")
         named = {"title": ax.title, "x label": ax.xaxis.label, "y label": ax.yaxis.label}
         boxes = {n: t.get_window_extent(renderer) for n, t in named.items() if t.get_visible() and t.get_text().strip()}
         for a, b in (("title", "y label"), ("title", "x label"), ("x label", "y label")):

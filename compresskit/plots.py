@@ -311,7 +311,7 @@ def pixel_map(values: torch.Tensor, *, ax=None, title: str = "", label: str = ""
     ax.set_xlabel("pixel column")
     ax.set_ylabel("pixel row")
     fig.colorbar(image, ax=ax, label=label, fraction=0.046, pad=0.04)
-    ax.set_title(title)
+    ax.set_title(title, pad=_z(12))  # above the colour bar's top tick label, which reaches past the axes' top
     return fig
 
 
