@@ -15,6 +15,8 @@ import numbers
 import torch
 from torch import nn
 
+from compresskit.checks import check_int, check_number, check_seed
+
 __all__ = ["seeded_randn", "mask_differs", "neuron_pair_differs", "tensor_differs", "low_rank_pair_differs",
            "scalar_differs", "hidden_state_differs", "code_lengths_differ", "keep_mask_differs"]
 
@@ -22,6 +24,10 @@ __all__ = ["seeded_randn", "mask_differs", "neuron_pair_differs", "tensor_differ
 def seeded_randn(seed: int, *shape: int, scale: float = 1.0) -> torch.Tensor:
     """A standard normal tensor of ``shape`` (times ``scale``) drawn from its own generator seeded with ``seed``: the
     same inputs for every run, whatever the global random state."""
+    check_seed(seed)
+    for i, size in enumerate(shape):
+        check_int(f"shape[{i}]", size, 0)
+    check_number("scale", scale)
     return torch.randn(*shape, generator=torch.Generator().manual_seed(seed)) * scale
 
 

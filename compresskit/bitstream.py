@@ -16,6 +16,8 @@ from collections import Counter
 
 import numpy as np
 
+from compresskit.checks import check_int, checked
+
 __all__ = ["FIXED", "HUFFMAN", "MAX_CODE_LENGTH", "code_lengths", "canonical_code", "Writer", "pack_bits",
            "write_stream", "Reader", "read_stream"]
 
@@ -23,9 +25,11 @@ FIXED, HUFFMAN = 0, 1
 MAX_CODE_LENGTH = 32
 
 
+@checked
 def code_lengths(counts: dict) -> dict:
     """Huffman's algorithm: merge the two lightest subtrees until one is left; a symbol's depth is its code length.
     Ties are broken by the order of first creation, so the lengths are deterministic."""
+    _check_table("counts", counts, 1)
     if len(counts) == 1:
         return {next(iter(counts)): 1}
     heap = [(c, i, [s]) for i, (s, c) in enumerate(sorted(counts.items()))]
@@ -42,15 +46,23 @@ def code_lengths(counts: dict) -> dict:
     return depth
 
 
+@checked
 def canonical_code(lengths: dict) -> dict:
     """Codes from lengths: symbols in (length, symbol) order take consecutive binary numbers, shifted left whenever
     the length grows. Prefix-free whenever sum 2^-length <= 1 (Kraft)."""
+    _check_table("lengths", lengths, 1, MAX_CODE_LENGTH)
     code, previous, out = 0, 0, {}
     for symbol, length in sorted(lengths.items(), key=lambda item: (item[1], item[0])):
         code <<= length - previous
         out[symbol] = format(code, f"0{length}b")
         code, previous = code + 1, length
     return out
+
+
+def _check_table(name: str, table: dict, low: int, high: int | None = None) -> None:
+    """A dict from symbols to ints in [low, high] (counts, or code lengths)."""
+    for symbol, value in table.items():
+        check_int(f"{name}[{symbol!r}]", value, low, high)
 
 
 # ------------------------------------------------------------------------------------------------ bit streams
@@ -70,16 +82,23 @@ class Writer:
         return b"".join(self.parts)
 
 
+@checked
 def pack_bits(bits: str) -> bytes:
+    if bits.strip("01"):
+        raise ValueError(f"bits must be a string of 0s and 1s, got {bits[:40]!r}")
     if not bits:
         return b""
     padded = bits + "0" * (-len(bits) % 8)
     return int(padded, 2).to_bytes(len(padded) // 8, "big")
 
 
+@checked
 def write_stream(symbols: list[int], alphabet: int, huffman: bool) -> bytes:
     """One code stream: fixed width (ceil(log2(alphabet)) bits a code), or with ``huffman`` the smaller of that and
     canonical Huffman with its table (on a short stream the table can cost more than it saves)."""
+    check_int("alphabet", alphabet, 1, 2**16 - 1)
+    for i, s in enumerate(symbols):
+        check_int(f"symbols[{i}]", s, 0, alphabet - 1)
     if huffman:
         return min(write_stream(symbols, alphabet, False), _huffman_stream(symbols, alphabet), key=len)
     out = Writer()
@@ -105,6 +124,7 @@ def _huffman_stream(symbols: list[int], alphabet: int) -> bytes:
 class Reader:
     """Bounds-checked reads from the blob: nothing is read or allocated past what is there."""
 
+    @checked
     def __init__(self, data: bytes, where: str = "blob"):
         self.data, self.pos, self.where = data, 0, where
 
@@ -121,8 +141,11 @@ class Reader:
         return values if len(values) > 1 else values[0]
 
 
+@checked
 def read_stream(r: Reader, count: int, alphabet: int, what: str) -> list[int]:
     """Exactly ``count`` codes, each < ``alphabet``, from a stream; every table and length checked first."""
+    check_int("count", count, 0)
+    check_int("alphabet", alphabet, 1, 2**16 - 1)
     coding = r.get("B", f"{what} coding")
     if coding == FIXED:
         width = r.get("B", f"{what} width")

@@ -40,6 +40,8 @@ import torch
 from torch import nn
 from torch.nn.utils.prune import BasePruningMethod
 
+from compresskit.checks import check_number, check_text, checked
+
 __all__ = ["ENV", "KERNEL_ENV", "MAX_BYTES", "cache_dir", "package_digest", "keyed", "training_key", "structure",
            "path_for", "load", "store"]
 
@@ -88,6 +90,7 @@ class _NoKey(Exception):
     """Something the training depends on cannot be put in a key."""
 
 
+@checked
 def keyed(hook: Callable, *key) -> Callable:
     """Mark a training hook with the data that determine what it does (plain values and tensors), so that a training
     using it can be cached: two hooks with equal keys must do the same thing. Returns ``hook``."""
@@ -178,9 +181,13 @@ def _global_hooks() -> bool:
         "module_registration_hooks", "buffer_registration_hooks"))
 
 
+@checked
 def training_key(model: nn.Module, tensors, settings: dict, hooks: dict) -> str | None:
     """The key of a training of ``model`` on ``tensors`` (inputs, labels) with ``settings`` (plain values) and
     ``hooks`` (name: hook or None), or None when the training depends on something a key cannot hold."""
+    if not isinstance(tensors, (tuple, list)) or not all(isinstance(t, torch.Tensor) for t in tensors):
+        raise TypeError(f"tensors must be a tuple of tensors (inputs, labels), got {type(tensors).__name__} "
+                        f"{tensors!r:.60}")
     if _global_hooks():
         return None
     f = _Fingerprint()
@@ -202,6 +209,7 @@ def training_key(model: nn.Module, tensors, settings: dict, hooks: dict) -> str 
     return f.hexdigest()[:32]
 
 
+@checked
 def structure(model: nn.Module) -> str | None:
     """A hash of ``model``'s classes and non-tensor attributes (tensors by dtype and shape only), or None."""
     f = _Fingerprint(tensors=False)
@@ -218,14 +226,18 @@ def _state(model: nn.Module) -> dict[str, torch.Tensor]:
     return dict(named)
 
 
+@checked
 def path_for(label: str, key: str) -> Path | None:
     """The file of ``key`` in the cache (``label`` makes it readable: the model's recipe or the loop's name)."""
+    check_text("label", label, empty=False)
+    check_text("key", key, empty=False)
     folder = cache_dir()
     if folder is None:
         return None
     return folder / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', label)[:40]}-{key}.pt"
 
 
+@checked
 def load(path: Path, model: nn.Module) -> list[float] | None:
     """Copy a stored result into ``model``'s own tensors (in place, as training updates them) and return the stored
     per-epoch losses; None, leaving ``model`` untouched, if the file is missing, damaged or does not fit ``model``."""
@@ -249,9 +261,12 @@ def load(path: Path, model: nn.Module) -> list[float] | None:
     return history
 
 
+@checked
 def store(path: Path, model: nn.Module, history: list[float]) -> None:
     """Keep ``model``'s tensors and the losses, written to a temporary file beside ``path`` and then renamed: a reader
     (another kernel) never sees half a file. A folder that cannot be written only costs the cache, with a warning."""
+    for i, v in enumerate(history):
+        check_number(f"history[{i}]", v)  # losses as trained; a NaN loss is no result to keep
     obj = {"history": [float(v) for v in history],
            "tensors": {k: t.detach().clone() for k, t in _state(model).items()}}
     temporary = None

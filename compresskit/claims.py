@@ -30,7 +30,7 @@ import numpy as np
 from IPython import get_ipython
 from IPython.display import HTML, display
 
-from compresskit.checks import check_number
+from compresskit.checks import check_number, checked
 
 __all__ = ["STRICT_ENV", "LOG_ENV", "ClaimError", "strict", "above", "below", "check", "compare", "within"]
 
@@ -56,6 +56,7 @@ def _warn(text: str) -> None:
                  f"<b>This run disagrees with the text above.</b> {html.escape(text)}</div>"))
 
 
+@checked
 def above(value: float, bound: float) -> float:
     """The margin of ``value > bound`` (or ``>=``): ``(value - bound) / |bound|``, positive when it holds (an
     absolute difference when ``bound`` is 0)."""
@@ -63,6 +64,7 @@ def above(value: float, bound: float) -> float:
     return (value - bound) / abs(bound) if bound else value - bound
 
 
+@checked
 def below(value: float, bound: float) -> float:
     """The margin of ``value < bound`` (or ``<=``): ``(bound - value) / |bound|``, positive when it holds."""
     return above(-_finite("value", value), -_finite("bound", bound))
@@ -81,12 +83,13 @@ def check(holds: bool, claim: str, *, measured: str = "", margins: dict[str, flo
     threshold (``above`` / ``below``; logged for ``benchmarks/claim_margins.py``). Returns ``holds``; a strict run
     raises ``ClaimError`` when it is False, any other run shows a warning."""
     if not isinstance(holds, (bool, np.bool_)):  # numpy's bool too
-        raise TypeError(f"holds must be a bool (what the run's numbers say), got {type(holds).__name__}")
+        raise TypeError(f"holds must be a bool (what the run's numbers say), got {type(holds).__name__} {holds!r}")
     holds = bool(holds)
     if not isinstance(claim, str) or not claim.strip():
-        raise ValueError("claim must be the sentence being checked, a non-empty str")
+        raise ValueError(f"claim must be the sentence being checked, a non-empty str, got {claim!r:.60}")
     if not isinstance(measured, str):
-        raise TypeError(f"measured must be a str (the run's numbers in words), got {type(measured).__name__}")
+        raise TypeError(f"measured must be a str (the run's numbers in words), got {type(measured).__name__} "
+                        f"{measured!r:.60}")
     if margins is not None:
         if not isinstance(margins, dict) or not margins:
             raise TypeError(f"margins must be a non-empty dict {{condition: margin}}, got {margins!r}")
@@ -108,6 +111,7 @@ def _finite(name: str, value) -> float:
     return float(value)
 
 
+@checked
 def compare(a: float, b: float, *, names: tuple[str, str], lower_is_better: bool = True, spread: float = 0.0,
             unit: str = "", fmt: str = ".3f") -> str:
     """One sentence comparing two measured values, worded by them: ``"A beats B: 5.12 against 5.40"``, ``"B beats A
@@ -115,6 +119,10 @@ def compare(a: float, b: float, *, names: tuple[str, str], lower_is_better: bool
     example the spread over seeds)."""
     a, b = _finite("a", a), _finite("b", b)
     check_number("spread", spread, 0.0)
+    try:
+        format(1.0, fmt)
+    except ValueError:
+        raise ValueError(f"fmt must be a format spec for a float such as '.3f', got {fmt!r}") from None
     first, second = names
     values = f"{a:{fmt}}{unit} against {b:{fmt}}{unit}"
     if abs(a - b) <= spread:
@@ -124,6 +132,7 @@ def compare(a: float, b: float, *, names: tuple[str, str], lower_is_better: bool
         f"{a:{fmt}}{unit}"
 
 
+@checked
 def within(value: float, reference: float, tolerance: float, *, name: str, reference_name: str) -> tuple[bool, str]:
     """``(holds, sentence)``: whether ``value`` lies within ``tolerance`` (relative, e.g. 0.05 for 5 %) of
     ``reference``, and the sentence that says so or says by how much it misses."""

@@ -13,6 +13,7 @@ import gzip
 import hashlib
 import math
 import os
+import re
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,12 +22,21 @@ import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
-from compresskit.checks import check_int, check_number, check_tensor
+from compresskit.checks import (
+    check_fields,
+    check_int,
+    check_number,
+    check_path,
+    check_seed,
+    check_tensor,
+    check_text,
+    checked,
+)
 
 __all__ = ["DATA_DIR", "DIGITS_FILE", "DIGITS_SHA256", "TEXT_FILE", "TEXT_SHA256", "TEXT_VOCAB", "TEXT_BLOCK",
            "TEXT_CYCLE", "MNIST_VARIANTS", "Split", "MAX_SEED", "stratified_split", "verified_file", "read_digits",
            "load_digits", "load_idx", "MAX_IDX_BYTES", "load_mnist", "as_sequences", "TextSplit", "encode_text",
-           "decode_text", "read_text", "load_text", "windows", "calibration_windows"]
+           "decode_text", "read_text", "load_text", "windows", "check_ids", "calibration_windows"]
 
 DATA_DIR = Path(os.environ.get("COMPRESSKIT_DATA", Path(__file__).resolve().parent.parent / "data"))
 DIGITS_FILE = "digits.csv.gz"
@@ -58,6 +68,9 @@ class Split:
     train: TensorDataset
     test: TensorDataset
 
+    def __post_init__(self):
+        check_fields(self)
+
     @property
     def num_classes(self) -> int:
         return int(torch.cat([self.train.tensors[1], self.test.tensors[1]]).max()) + 1
@@ -68,13 +81,14 @@ MAX_SEED = 2**64 - 1  # what torch.Generator.manual_seed accepts (non-negative)
 
 def _check_split(test_fraction: float, seed: int) -> None:
     check_number("test_fraction", test_fraction, 0.0, 1.0, low_open=True, high_open=True)
-    check_int("seed", seed, 0, MAX_SEED)
+    check_seed(seed)
 
 
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+@checked
 def stratified_split(labels: torch.Tensor, test_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Indices (train, test): from each class, ``round(test_fraction * n_class)`` go to test.
 
@@ -114,6 +128,7 @@ def _split(images: torch.Tensor, labels: torch.Tensor, test_fraction: float, see
     )
 
 
+@checked
 def verified_file(path, default: str, sha256: str, *, what: str, script: str, needs: str) -> Path:
     """The shipped file at ``path`` (default ``DATA_DIR / default``), refused unless its SHA-256 is the published one.
 
@@ -121,6 +136,11 @@ def verified_file(path, default: str, sha256: str, *, what: str, script: str, ne
         FileNotFoundError: the file is missing (says how to restore it).
         ValueError: the file's SHA-256 is not the published one (corrupt, truncated or edited).
     """
+    if path is not None:
+        check_path("path", path)
+    check_text("default", default, empty=False)
+    if not re.fullmatch(r"[0-9a-f]{64}", sha256):
+        raise ValueError(f"sha256 must be 64 lowercase hex digits (a SHA-256), got {sha256!r}")
     path = Path(path) if path is not None else DATA_DIR / default
     if not path.is_file():
         raise FileNotFoundError(
@@ -137,6 +157,7 @@ def verified_file(path, default: str, sha256: str, *, what: str, script: str, ne
     return path
 
 
+@checked
 def read_digits(path: str | os.PathLike | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """All 1797 digits: images ``(1797, 1, 8, 8)`` float32 in [0, 1], labels ``(1797,)`` int64.
 
@@ -153,6 +174,7 @@ def read_digits(path: str | os.PathLike | None = None) -> tuple[torch.Tensor, to
     return images, labels
 
 
+@checked
 def load_digits(seed: int = 0, test_fraction: float = 0.2) -> Split:
     """The 8x8 handwritten digits (UCI optical digits), split stratified and deterministically for ``seed``.
 
@@ -169,6 +191,7 @@ def load_digits(seed: int = 0, test_fraction: float = 0.2) -> Split:
     return _split(images, labels, test_fraction, seed)
 
 
+@checked
 def load_idx(images_path: str | os.PathLike, labels_path: str | os.PathLike) -> TensorDataset:
     """Read an MNIST-format pair of IDX files (plain, or gzip when the name ends in ``.gz``).
 
@@ -238,6 +261,7 @@ def _find(root: Path, name: str) -> Path | None:
     return None
 
 
+@checked
 def load_mnist(root: str | os.PathLike, variant: str = "mnist") -> Split:
     """MNIST or Fashion-MNIST from IDX files the user brings (the workbook never downloads).
 
@@ -267,6 +291,7 @@ def load_mnist(root: str | os.PathLike, variant: str = "mnist") -> Split:
     )
 
 
+@checked
 def as_sequences(images: torch.Tensor) -> torch.Tensor:
     """``(N, 1, H, W) -> (N, H, W)``: each image row becomes one time step of ``W`` features."""
     if not isinstance(images, torch.Tensor):
@@ -287,6 +312,14 @@ class TextSplit:
     val: torch.Tensor
     test: torch.Tensor
 
+    def __post_init__(self):
+        check_fields(self)
+        for name in ("train", "val", "test"):
+            ids = getattr(self, name)
+            if ids.dtype != torch.int64 or ids.dim() != 1:
+                raise ValueError(f"TextSplit.{name} must be a 1-d int64 tensor of token ids, got {ids.dtype} of "
+                                 f"shape {tuple(ids.shape)}")
+
     @property
     def vocab_size(self) -> int:
         return len(TEXT_VOCAB)
@@ -295,6 +328,7 @@ class TextSplit:
 _TOKEN = {c: i for i, c in enumerate(TEXT_VOCAB)}
 
 
+@checked
 def encode_text(text: str) -> torch.Tensor:
     """Characters -> token ids (int64). Refuses characters outside ``TEXT_VOCAB`` (a tab, a non-ASCII letter)."""
     if not isinstance(text, str):
@@ -308,7 +342,12 @@ def encode_text(text: str) -> torch.Tensor:
 
 def decode_text(ids) -> str:
     """Token ids (a tensor or a sequence of ints in ``[0, len(TEXT_VOCAB))``) -> characters."""
-    ids = torch.as_tensor(ids)
+    if not isinstance(ids, (torch.Tensor, list, tuple)):
+        raise TypeError(f"ids must be a tensor or a list of token ids, got {type(ids).__name__} {ids!r:.60}")
+    try:
+        ids = torch.as_tensor(ids)
+    except (RuntimeError, TypeError, ValueError, OverflowError):
+        raise TypeError(f"ids must be a tensor or a list of token ids, got {ids!r:.60}") from None
     if ids.dtype.is_floating_point or ids.dtype == torch.bool or ids.dim() != 1:
         raise ValueError(f"ids must be a 1-d sequence of integer token ids, got {ids.dtype} of shape "
                          f"{tuple(ids.shape)}")
@@ -317,6 +356,7 @@ def decode_text(ids) -> str:
     return "".join(TEXT_VOCAB[i] for i in ids.tolist())
 
 
+@checked
 def read_text(path: str | os.PathLike | None = None) -> str:
     """The whole corpus (``data/pycode.txt.gz``: Python source of CPython's standard library, PSF licence),
     checksum verified."""
@@ -338,6 +378,7 @@ def load_text() -> TextSplit:
                      test=ids[part == TEXT_CYCLE - 1])
 
 
+@checked
 def windows(ids: torch.Tensor, context: int, *, stride: int | None = None) -> TensorDataset:
     """Next-token training pairs from a token stream: ``x[i] = ids[o : o + context]``, ``y[i] = ids[o + 1 : o + context
     + 1]`` for offsets ``o = 0, stride, 2 * stride, ...`` (default ``stride = context``: windows that do not overlap).
@@ -356,14 +397,21 @@ def windows(ids: torch.Tensor, context: int, *, stride: int | None = None) -> Te
     return TensorDataset(chunks[:, :-1].contiguous(), chunks[:, 1:].contiguous())
 
 
+def check_ids(ids, name: str = "ids") -> None:
+    """A text as token ids: a non-empty 1-d int64 tensor."""
+    if not isinstance(ids, torch.Tensor) or ids.dim() != 1 or ids.dtype != torch.int64 or not len(ids):
+        raise TypeError(f"{name} must be a non-empty 1-d int64 tensor of token ids, got "
+                        f"{getattr(ids, 'dtype', type(ids).__name__)} of shape {tuple(getattr(ids, 'shape', ()))}")
+
+
+@checked
 def calibration_windows(ids: torch.Tensor, context: int, samples: int, *, seed: int = 0) -> torch.Tensor:
     """``samples`` windows of ``context`` tokens at random offsets of ``ids`` (a private generator seeded by ``seed``):
     ``(samples, context)``. Take them from the *training* text: calibrating on test text is a leak."""
-    if not isinstance(ids, torch.Tensor) or ids.dim() != 1 or ids.dtype != torch.int64:
-        raise TypeError("ids must be a 1-d int64 tensor of token ids")
+    check_ids(ids)
     check_int("context", context, 1)
     check_int("samples", samples, 1, 100_000)
-    check_int("seed", seed, 0, MAX_SEED)
+    check_seed(seed)
     if len(ids) < context + samples:
         raise ValueError(f"the calibration text holds {len(ids)} tokens: {samples} windows of {context} need at least "
                          f"{context + samples}")

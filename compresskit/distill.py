@@ -26,11 +26,14 @@ from compresskit.cache import keyed
 from compresskit.checks import (
     check_bool,
     check_choice,
+    check_fields,
     check_fraction,
     check_int,
     check_module,
     check_number,
+    check_seed,
     check_tensor,
+    checked,
     dataset_tensors,
 )
 from compresskit.layers import device_of
@@ -45,10 +48,14 @@ def _check(temperature, alpha) -> None:
     check_fraction("alpha", alpha)
 
 
+@checked
 def soft_targets(logits: torch.Tensor, temperature: float) -> torch.Tensor:
     """softmax(logits / T) over the last dimension."""
     _check(temperature, 0.0)
     check_tensor("logits", logits)
+    if logits.dim() == 0 or logits.shape[-1] == 0:
+        raise ValueError(f"logits must have at least one class along its last dimension, got shape "
+                         f"{tuple(logits.shape)}")
     return F.softmax(logits / temperature, dim=-1)
 
 
@@ -57,6 +64,9 @@ def _check_logits(student_logits, teacher_logits, labels) -> None:
     check_tensor("student_logits", student_logits)
     check_tensor("teacher_logits", teacher_logits)
     check_tensor("labels", labels, floating=False)
+    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+        raise TypeError(f"labels must be integer class indices, got {labels.dtype} (float labels are probabilities: "
+                        "use the teacher's logits for soft targets)")
     if student_logits.dim() != 2 or len(student_logits) == 0:
         raise ValueError(f"student_logits must be a non-empty batch (batch, classes), got shape "
                          f"{tuple(student_logits.shape)}")
@@ -67,10 +77,12 @@ def _check_logits(student_logits, teacher_logits, labels) -> None:
         raise ValueError(f"labels must be in [0, {student_logits.shape[1] - 1}], got values from {int(labels.min())} "
                          f"to {int(labels.max())}")
     if student_logits.shape != teacher_logits.shape:
-        raise ValueError(f"student and teacher logits differ in shape: {tuple(student_logits.shape)} vs "
+        raise ValueError(f"teacher_logits must have student_logits' shape (they differ in shape): student_logits "
+                         f"{tuple(student_logits.shape)}, teacher_logits "
                          f"{tuple(teacher_logits.shape)}")
 
 
+@checked
 def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor, *,
             temperature: float, alpha: float) -> torch.Tensor:
     """alpha * T^2 * KL(p_teacher || p_student) (batch mean) + (1 - alpha) * cross-entropy(student, labels).
@@ -101,6 +113,7 @@ def _kd(student_logits, teacher_log_probs, labels, temperature: float, alpha: fl
 LOSSES = ("softmax", "logits")
 
 
+@checked
 def logit_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor, *, alpha: float,
                centre: bool = True) -> torch.Tensor:
     """Logit matching (Ba & Caruana 2014): alpha * mean((z_s - z_t)^2) + (1 - alpha) * cross-entropy(student, labels).
@@ -139,6 +152,7 @@ def _objective(loss: str, temperature, alpha):
     return lambda t: t, lambda s, t, y: logit_loss(s, t, y, alpha=alpha)
 
 
+@checked
 def distill(student: nn.Module, teacher: nn.Module, dataset: Dataset, *, temperature: float | None = None,
             alpha: float, epochs: int, lr: float = 1e-3, loss: str = "softmax", **train_kwargs) -> list[float]:
     """Train ``student`` in place against a frozen teacher; returns the per-epoch losses. ``loss="softmax"``:
@@ -177,6 +191,18 @@ class Comparison:
     distilled: list[tuple[float, float]]  # (train %, test %) per seed, same seeds in the same order
     student: nn.Module  # the last distilled student
 
+    def __post_init__(self):
+        check_fields(self)
+        for arm in ("labels_only", "distilled"):
+            runs = getattr(self, arm)
+            if not runs:
+                raise ValueError(f"Comparison.{arm} must hold one (train %, test %) pair per seed, got an empty list")
+            for i, run in enumerate(runs):
+                if not isinstance(run, (tuple, list)) or len(run) != 2:
+                    raise TypeError(f"Comparison.{arm}[{i}] must be a (train %, test %) pair, got {run!r}")
+                for value in run:
+                    check_number(f"Comparison.{arm}[{i}]", value, 0.0, 100.0)
+
     @property
     def gaps(self) -> list[float]:
         """Test accuracy distilled - labels only, per seed, in points."""
@@ -197,17 +223,19 @@ class Comparison:
         return statistics.mean(train_acc for train_acc, _ in self._runs(arm))
 
 
+@checked
 def labelled_fraction(dataset: Dataset, fraction: float, seed: int) -> TensorDataset:
     """A random ``fraction`` of ``dataset`` (``int(n * fraction)`` images, at least one), drawn for ``seed``: the
     labels a learner has when labels are scarce."""
-    check_fraction("fraction", fraction)
-    check_int("seed", seed, 0, 2**64 - 1)
+    check_number("fraction", fraction, 0.0, 1.0, low_open=True)  # no labels at all is no training set
+    check_seed(seed)
     inputs, labels = dataset_tensors(dataset)
     keep = max(1, int(len(labels) * fraction))
     subset = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))[:keep]
     return TensorDataset(inputs[subset], labels[subset])
 
 
+@checked
 def compare_with_labels(make_student: Callable[[], nn.Module], teacher: nn.Module, dataset: Dataset, test: Dataset,
                         *, seeds: Sequence[int], temperature: float | None = None, alpha: float, epochs: int,
                         lr: float = 1e-3, fraction: float = 1.0, loss: str = "softmax",
@@ -231,6 +259,7 @@ def compare_with_labels(make_student: Callable[[], nn.Module], teacher: nn.Modul
     if len(seeds) < 2 or len(set(seeds)) != len(seeds):
         raise ValueError(f"seeds must hold at least 2 different seeds (a spread needs two runs), got {seeds!r}")
     check_fraction("fraction", fraction)
+    dataset_tensors(test, "test")
     labels_only, distilled = [], []
     for seed in seeds:
         seen = dataset if fraction == 1 else labelled_fraction(dataset, fraction, seed)

@@ -49,7 +49,7 @@ from torch import nn
 from torch.nn.utils import prune as torch_prune
 
 from compresskit.bitstream import Reader, Writer, canonical_code, code_lengths, read_stream, write_stream
-from compresskit.checks import check_bool, check_int, check_module
+from compresskit.checks import check_bool, check_finite, check_int, check_module, checked
 from compresskit.layers import copy_model, is_compressible, named_tensors, require_sites, sites
 
 __all__ = ["MAGIC", "FORMAT_VERSION", "RAW", "SHARED", "SPARSE", "SPARSE_SHARED", "ROW_SHARED", "ENCODINGS",
@@ -248,6 +248,7 @@ def _tensors_of(model: nn.Module) -> list[tuple[str, torch.Tensor]]:
     return list(named_tensors(model))
 
 
+@checked
 def pack(model: nn.Module, *, huffman: bool = True, gap_bits: int | None = None, bias_bits: int = 32) -> bytes:
     """The model's tensors as they are, in the format above: ``bytes`` of a file you could ship.
 
@@ -295,6 +296,7 @@ def pack(model: nn.Module, *, huffman: bool = True, gap_bits: int | None = None,
     return body + struct.pack("<I", zlib.crc32(body))
 
 
+@checked
 def describe(blob: bytes) -> list[dict]:
     """What a blob holds, tensor by tensor: name, shape, dtype, encoding, payload bytes, and where they apply the
     codebook size, the gap width and the number of sparse entries (no ``like`` needed; the header is checked as
@@ -320,7 +322,7 @@ def _open(blob) -> tuple[Reader, int]:
         raise TypeError(f"blob must be bytes, got {type(blob).__name__}")
     blob = bytes(blob)
     if len(blob) < 4 or blob[:4] != MAGIC:
-        raise ValueError(f"not a compresskit file: it starts with {blob[:4]!r}, expected {MAGIC!r}")
+        raise ValueError(f"blob is not a compresskit file: it starts with {blob[:4]!r}, expected {MAGIC!r}")
     if len(blob) < 4 + 5 + 4:
         raise ValueError(f"blob is truncated: {len(blob)} bytes cannot hold the header and checksum")
     version = blob[4]
@@ -357,6 +359,7 @@ def _record(r: Reader):
     return name, DTYPES[dtype_code], shape, encoding, payload
 
 
+@checked
 def unpack(blob: bytes, *, like: nn.Module) -> nn.Module:
     """A new model shaped like ``like`` whose tensors are the packed ones, bit for bit (``like`` is not changed).
 
@@ -402,6 +405,7 @@ def unpack(blob: bytes, *, like: nn.Module) -> nn.Module:
     return target
 
 
+@checked
 def framing_bytes(model: nn.Module) -> int:
     """Bytes of ``pack(model)`` that are not values, codes or codebooks: magic, version, count and checksum (13), and
     per tensor its name, dtype, shape, encoding and payload length (2 + len(name) + 2 + 4 ndim + 5). What
@@ -413,6 +417,7 @@ def framing_bytes(model: nn.Module) -> int:
 # ------------------------------------------------------------------------------------------------ 2:4 layout
 
 
+@checked
 def pack_two_four(w: torch.Tensor) -> bytes:
     """A 2:4-sparse matrix (at most 2 nonzeros in every 4 consecutive entries of a row) in the layout a sparse tensor
     core reads: per group of 4, its 2 kept values (in ``w``'s dtype) and their 2-bit positions. Values first, then the
@@ -421,8 +426,9 @@ def pack_two_four(w: torch.Tensor) -> bytes:
     if not isinstance(w, torch.Tensor) or w.dim() != 2 or w.shape[1] % 4 or not w.is_floating_point():
         raise ValueError(f"w must be a floating (rows, columns) matrix with columns a multiple of 4, got "
                          f"{getattr(w, 'shape', type(w).__name__)}")
+    check_finite("w", w)
     groups = w.detach().cpu().reshape(-1, 4)
-    if int((groups != 0).sum(dim=1).max()) > 2:
+    if groups.numel() and int((groups != 0).sum(dim=1).max()) > 2:
         raise ValueError("w is not 2:4 sparse: a group of 4 consecutive entries holds more than 2 nonzeros")
     # the two positions of each group: its nonzeros first, then the lowest free positions (stable: ordered)
     order = torch.sort((groups == 0).to(torch.int8), dim=1, stable=True).indices[:, :2]
@@ -434,6 +440,7 @@ def pack_two_four(w: torch.Tensor) -> bytes:
     return _raw_bytes(values.reshape(-1)) + packed.tobytes()
 
 
+@checked
 def unpack_two_four(blob: bytes, shape: tuple[int, int], dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """``pack_two_four`` read back into a dense ``shape`` matrix of ``dtype``, bit for bit; a blob of the wrong length
     is a ``ValueError``."""
@@ -444,7 +451,8 @@ def unpack_two_four(blob: bytes, shape: tuple[int, int], dtype: torch.dtype = to
     groups = shape[0] * shape[1] // 4
     value_bytes = 2 * groups * torch.empty((), dtype=dtype).element_size()
     if len(blob) != value_bytes + -(-2 * groups // 4):
-        raise ValueError(f"blob holds {len(blob)} bytes; a 2:4 matrix of shape {shape} takes "
+        raise ValueError(f"blob holds {len(blob)} bytes{' (empty)' if not blob else ''}; "
+                         f"a 2:4 matrix of shape {shape} takes "
                          f"{value_bytes + -(-2 * groups // 4)}")
     values = _from_raw(blob[:value_bytes], dtype, 2 * groups).reshape(groups, 2)
     packed = np.frombuffer(blob[value_bytes:], dtype=np.uint8)

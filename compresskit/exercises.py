@@ -21,17 +21,21 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from compresskit.checks import check_fields, check_number, checked
 from compresskit.exercise_cases import EXERCISES
 from compresskit.lm_exercise_cases import LM_EXERCISES
 
 __all__ = ["check", "CASE_SECONDS", "CodingExercise", "check_code", "CODING"]
 
 
+@checked
 def check(name: str, answer, expected, *, rel_tol: float = 1e-6, abs_tol: float = 0.0, hint: str = "") -> bool:
     """Compare ``answer`` with ``expected`` (numbers with a tolerance, anything else with ``==``).
 
     Returns ``True`` when correct, ``False`` when not attempted (``answer is None``); raises when wrong.
     """
+    check_number("rel_tol", rel_tol, 0.0)
+    check_number("abs_tol", abs_tol, 0.0)
     if answer is None:
         print(f"[{name}] not attempted yet: replace `None` with your answer and run the cell again.")
         return False
@@ -70,6 +74,9 @@ class CodingExercise:
     differs: Callable
     hint: str
     mistakes: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        check_fields(self)
 
 
 CASE_SECONDS = 5.0
@@ -220,6 +227,7 @@ def _recognised(exercise: CodingExercise, results: list) -> str | None:
     return None
 
 
+@checked
 def check_code(name: str, fn) -> bool:
     """Run the learner's function for exercise ``name`` on all its cases against the package's answer.
 
@@ -235,7 +243,7 @@ def check_code(name: str, fn) -> bool:
         print(f"[{name}] not attempted yet: write {exercise.signature} and run the cell again.")
         return False
     if not callable(fn):
-        raise TypeError(f"[{name}] expected a function {exercise.signature}, got {type(fn).__name__}")
+        raise TypeError(f"[{name}] fn must be a function {exercise.signature}, got {type(fn).__name__} {fn!r:.60}")
     cases = exercise.cases()
     results = []
     for i, case in enumerate(cases, 1):

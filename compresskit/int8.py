@@ -32,12 +32,13 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from compresskit.checks import (
+    check_batch,
     check_bool,
     check_choice,
     check_int,
     check_module,
-    check_tensor,
     check_threads,
+    checked,
     dataset_tensors,
 )
 from compresskit.layers import eval_mode
@@ -48,11 +49,12 @@ __all__ = ["MODES", "export_onnx", "quantize_onnx", "NBITS", "quantize_onnx_nbit
 MODES = ("dynamic", "static")
 
 
+@checked
 def export_onnx(model: nn.Module, example_input: torch.Tensor, path: str | os.PathLike) -> Path:
     """Export ``model`` (eval mode, batch dimension dynamic; for integer token input ``(B, T)`` the sequence length
     too) to an ONNX file; returns its path."""
     check_module("model", model)
-    check_tensor("example_input", example_input, floating=False)
+    check_batch("example_input", example_input)
     path = Path(path)
     tokens = not example_input.is_floating_point()
     axes = {0: "batch", 1: "sequence"} if tokens else {0: "batch"}
@@ -75,6 +77,7 @@ class _Calibration:
         return next(self._batches, None)
 
 
+@checked
 def quantize_onnx(fp32_path: str | os.PathLike, int8_path: str | os.PathLike, *, mode: str = "dynamic",
                   calibration: Dataset | None = None, batches: int = 8) -> Path:
     """Quantize an ONNX file's weights to int8 (``mode="dynamic"``), or weights and activations (``"static"``,
@@ -85,10 +88,11 @@ def quantize_onnx(fp32_path: str | os.PathLike, int8_path: str | os.PathLike, *,
     check_int("batches", batches, 1)
     if not Path(fp32_path).is_file():
         raise FileNotFoundError(f"no ONNX file at {fp32_path}")
-    if mode == "static":
-        if calibration is None:
-            raise ValueError("mode='static' needs a calibration dataset (a few batches set the activation ranges)")
+    if calibration is not None:
         dataset_tensors(calibration, "calibration")
+    if mode == "static" and calibration is None:
+        raise ValueError("mode='static' needs a calibration dataset (a few batches set the activation ranges), got "
+                         "calibration=None")
     with _quiet_onnxruntime():  # onnxruntime's "consider pre-processing" advice, on every call
         if mode == "dynamic":
             quantize_dynamic(str(fp32_path), str(int8_path), weight_type=QuantType.QInt8)
@@ -116,6 +120,7 @@ def _quiet_onnxruntime():
 NBITS = (2, 4, 8)  # what ONNX Runtime's MatMulNBits quantizer accepts
 
 
+@checked
 def quantize_onnx_nbits(fp32_path: str | os.PathLike, out_path: str | os.PathLike, *, bits: int = 4,
                         block_size: int = 32, symmetric: bool = False, exclude: tuple[str, ...] = ()) -> Path:
     """Weight-only quantization of an ONNX file by ONNX Runtime's own tool (``MatMulNBitsQuantizer``): every
@@ -149,6 +154,7 @@ class OnnxModel(nn.Module):
     not reach it).
     """
 
+    @checked
     def __init__(self, path: str | os.PathLike, *, threads: int = 1):
         super().__init__()
         import onnxruntime as ort
@@ -194,6 +200,7 @@ def _files_in(folder, kind: str):
         yield Path(temporary)
 
 
+@checked
 def int8_models(model: nn.Module, example_input: torch.Tensor, *, calibration: Dataset | None = None,
                 folder: str | os.PathLike | None = None, threads: int = 1) -> dict[str, OnnxModel]:
     """``{"onnx fp32", "onnx int8 dynamic", ["onnx int8 static"]}`` sessions of ``model``, files in ``folder`` (when
@@ -210,6 +217,7 @@ def int8_models(model: nn.Module, example_input: torch.Tensor, *, calibration: D
         return {name: OnnxModel(p, threads=threads) for name, p in paths.items()}
 
 
+@checked
 def int4_models(model: nn.Module, example_input: torch.Tensor, *, bits: int = 4, block_size: int = 32,
                 symmetric: bool = False, exclude: tuple[str, ...] = ("/head/MatMul",),
                 folder: str | os.PathLike | None = None, threads: int = 1) -> dict[str, OnnxModel]:

@@ -23,7 +23,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 from torch.nn.utils.prune import BasePruningMethod
 
-from compresskit.checks import check_finite, check_module
+from compresskit.checks import check_batch, check_fields, check_finite, check_items, check_module, checked
 
 __all__ = ["GATES", "LAYER_KINDS", "compressible_names", "pruning_hook", "stored_tensor", "mask_of", "effective_weight",
            "refresh_pruned", "named_tensors", "is_compressible", "Site", "sites", "require_sites", "unique_sites",
@@ -50,6 +50,7 @@ LAYER_KINDS: list[tuple[type | tuple[type, ...], Callable[[nn.Module], list[str]
 """(module type, names of its compressible tensors): the one table every technique consults."""
 
 
+@checked
 def compressible_names(module: nn.Module) -> list[str]:
     """Names of ``module``'s own compressible tensors by ``LAYER_KINDS`` (empty for any other module)."""
     for kind, names in LAYER_KINDS:
@@ -61,6 +62,7 @@ def compressible_names(module: nn.Module) -> list[str]:
 # ------------------------------------------------------------------------------------------------ pruned tensors
 
 
+@checked
 def pruning_hook(module: nn.Module, name: str) -> BasePruningMethod | None:
     """The ``torch.nn.utils.prune`` hook that masks ``module.<name>``, or None."""
     for hook in module._forward_pre_hooks.values():
@@ -69,24 +71,31 @@ def pruning_hook(module: nn.Module, name: str) -> BasePruningMethod | None:
     return None
 
 
+@checked
 def stored_tensor(module: nn.Module, name: str) -> torch.Tensor:
     """The tensor that holds ``module.<name>``'s values: ``<name>_orig`` under a pruning mask (the attribute
     ``<name>`` is recomputed from it on every forward, so writing there is lost), else the parameter itself."""
+    if not isinstance(getattr(module, name, None), torch.Tensor):
+        raise ValueError(f"name must name a tensor of the {type(module).__name__}, got {name!r}")
     orig = getattr(module, f"{name}_orig", None)
     return orig if orig is not None else getattr(module, name)
 
 
+@checked
 def mask_of(module: nn.Module, name: str) -> torch.Tensor | None:
     """The pruning mask of ``module.<name>`` (1 = kept), or None when it is not pruned."""
     return getattr(module, f"{name}_mask", None) if pruning_hook(module, name) is not None else None
 
 
+@checked
 def effective_weight(module: nn.Module, name: str = "weight") -> torch.Tensor:
     """``module.<name>`` as the next forward will use it: ``orig * mask`` computed now (with autograd) when pruned."""
+    stored_tensor(module, name)  # refuses a name that is no tensor of module
     mask = mask_of(module, name)
     return stored_tensor(module, name) * mask if mask is not None else getattr(module, name)
 
 
+@checked
 def refresh_pruned(model: nn.Module) -> nn.Module:
     """Recompute every pruned tensor's attribute (``w = w_orig * w_mask``) now, as the next forward would. Training
     calls it once at its end, so that ``layer.weight`` read by a learner is current; the package itself reads
@@ -101,6 +110,7 @@ def refresh_pruned(model: nn.Module) -> nn.Module:
 # ------------------------------------------------------------------------------------------------ sites
 
 
+@checked
 def named_tensors(model: nn.Module) -> Iterator[tuple[str, torch.Tensor]]:
     """(name, tensor) of every parameter and buffer as the model *uses* it.
 
@@ -126,6 +136,7 @@ def named_tensors(model: nn.Module) -> Iterator[tuple[str, torch.Tensor]]:
             yield prefix + name, b
 
 
+@checked
 def is_compressible(tensor: torch.Tensor) -> bool:
     """Weight matrices and kernels (``dim >= 2``): what pruning and quantization act on."""
     return tensor.dim() >= 2 and tensor.is_floating_point()
@@ -138,6 +149,9 @@ class Site:
     name: str
     module: nn.Module
     tensor: str
+
+    def __post_init__(self):
+        check_fields(self)
 
     @property
     def stored(self) -> torch.Tensor:
@@ -175,6 +189,7 @@ def _refuse_reparametrized(name: str, module: nn.Module, tensor: str) -> None:
                          f"every forward; bake it in first with torch.nn.utils.remove_weight_norm(layer, '{tensor}')")
 
 
+@checked
 def sites(model: nn.Module, tensors: str | Sequence[str] | None = None) -> list[Site]:
     """Every compressible tensor of ``model`` in model order (``LAYER_KINDS``), optionally only those whose qualified
     name contains one of ``tensors`` (e.g. ``"weight_hh"``). Refuses parametrized (weight-norm) layers and empty
@@ -201,6 +216,7 @@ def sites(model: nn.Module, tensors: str | Sequence[str] | None = None) -> list[
     return chosen
 
 
+@checked
 def require_sites(model: nn.Module, tensors=None) -> list[Site]:
     """``sites`` that refuses a model with nothing to compress, and non-finite weights (naming the tensor)."""
     found = sites(model, tensors)
@@ -212,9 +228,11 @@ def require_sites(model: nn.Module, tensors=None) -> list[Site]:
     return found
 
 
+@checked
 def unique_sites(found: list[Site]) -> list[list[Site]]:
     """Sites grouped by the tensor that stores them: tied weights (one Parameter in several modules) form one group,
     so a technique computes once per tensor and applies to every module that shares it (they stay tied)."""
+    check_items("found", found, Site)
     groups: dict[int, list[Site]] = {}
     for s in found:
         groups.setdefault(id(s.stored), []).append(s)
@@ -224,6 +242,7 @@ def unique_sites(found: list[Site]) -> list[list[Site]]:
 # ------------------------------------------------------------------------------------------------ models
 
 
+@checked
 def copy_model(model: nn.Module) -> nn.Module:
     """A deep copy that also works for models pruned with ``torch.nn.utils.prune`` after a forward pass.
 
@@ -242,15 +261,19 @@ def copy_model(model: nn.Module) -> nn.Module:
     return copy.deepcopy(model, memo)
 
 
+@checked
 def replace_module(model: nn.Module, name: str, new: nn.Module) -> None:
     """Put ``new`` where the submodule called ``name`` (as in ``named_modules``) is, in place."""
     parent, _, child = name.rpartition(".")
     setattr(model.get_submodule(parent) if parent else model, child, new)
 
 
+@checked
 def placed_like(new: nn.Module, old: nn.Module | torch.Tensor, *, training: bool | None = None) -> nn.Module:
     """``new`` on the device and in the dtype of ``old`` (a module's first parameter, or a tensor), in ``old``'s
     train/eval mode: a layer built to replace another behaves like it (BatchNorm in eval stays in eval)."""
+    if not isinstance(old, (nn.Module, torch.Tensor)):
+        raise TypeError(f"old must be an nn.Module or a tensor, got {type(old).__name__} {old!r:.40}")
     ref = old if isinstance(old, torch.Tensor) else next(old.parameters(), None)
     if ref is not None:
         new = new.to(device=ref.device, dtype=ref.dtype)
@@ -260,6 +283,7 @@ def placed_like(new: nn.Module, old: nn.Module | torch.Tensor, *, training: bool
     return new
 
 
+@checked
 def device_dtype(w: torch.Tensor) -> dict:
     """``device=`` and ``dtype=`` keywords that build a new layer like the tensor ``w``."""
     return {"device": w.device, "dtype": w.dtype}
@@ -269,6 +293,8 @@ def device_dtype(w: torch.Tensor) -> dict:
 def eval_mode(*models: nn.Module) -> Iterator[None]:
     """Every module of ``models`` in evaluation mode inside the block; afterwards each submodule gets back its *own*
     training flag (a model whose parts were in different modes comes back exactly as it was), even on an error."""
+    for i, model in enumerate(models):
+        check_module(f"models[{i}]", model)
     flags = [(m, m.training) for model in models for m in model.modules()]
     try:
         for model in models:
@@ -283,10 +309,12 @@ class _Stop(Exception):
     """Raised by an input hook once it has its layer's input: the rest of the forward pass is not needed."""
 
 
+@checked
 @torch.no_grad()
 def inputs_of(model: nn.Module, layer: nn.Module, x: torch.Tensor, batch_size: int = 32) -> torch.Tensor:
     """The input ``layer`` gets when ``model`` runs on ``x`` (in batches), concatenated along the batch; the forward
     pass stops at the layer."""
+    check_batch("x", x, batch_size=batch_size)
     rows = []
 
     def hook(module, args):
@@ -305,6 +333,7 @@ def inputs_of(model: nn.Module, layer: nn.Module, x: torch.Tensor, batch_size: i
     return torch.cat(rows)
 
 
+@checked
 def transformer_linears(model: nn.Module) -> dict[str, nn.Linear]:
     """The linear layers of a transformer's blocks by name, in forward order (attention q, k, v, proj; MLP fc, out):
     what weight-only quantization and language-model pruning act on. Embeddings, LayerNorms and the output head are
@@ -317,6 +346,7 @@ def transformer_linears(model: nn.Module) -> dict[str, nn.Linear]:
     return {f"blocks.{name}": m for name, m in blocks.named_modules() if isinstance(m, nn.Linear)}
 
 
+@checked
 def device_of(model: nn.Module) -> torch.device:
     p = next(model.parameters(), None)
     return p.device if p is not None else torch.device("cpu")

@@ -19,7 +19,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from compresskit.checks import available_cores
+from compresskit.checks import available_cores, checked
 
 __all__ = ["LECTURE_SKIP_TAGS", "LECTURE_ENV", "LECTURE_SETUP", "NOTEBOOKS", "DEFAULT_PORT", "running", "in_lecture",
            "lecture_cells", "chapter_path", "write_lecture_notebooks", "voila_config", "main"]
@@ -64,6 +64,9 @@ def running() -> bool:
 
 def in_lecture(cell) -> bool:
     """Whether a notebook cell is shown (and run) in the lecture view."""
+    if not isinstance(cell, dict):
+        raise TypeError(f"cell must be a notebook cell (a dict, as nbformat reads it), got {type(cell).__name__} "
+                        f"{cell!r:.40}")
     return not set(cell.get("metadata", {}).get("tags", [])) & set(LECTURE_SKIP_TAGS)
 
 
@@ -71,15 +74,21 @@ def lecture_cells(notebook):
     """The notebook without the cells a lecture leaves out (a copy; the file is not changed)."""
     import copy
 
+    if not isinstance(getattr(notebook, "cells", None), list):
+        raise TypeError(f"notebook must be a notebook as nbformat.read returns it, got {type(notebook).__name__} "
+                        f"{notebook!r:.40}")
     lecture = copy.deepcopy(notebook)
     lecture.cells = [c for c in lecture.cells if in_lecture(c)]
     return lecture
 
 
+@checked
 def chapter_path(chapter: str) -> Path:
     """``"02"`` (or ``"2"``, or a file name) -> the chapter's notebook; refuses anything else by name."""
     if not isinstance(chapter, str):
         raise TypeError(f"chapter must be a string such as '02', got {type(chapter).__name__}")
+    if not chapter.strip():
+        raise ValueError(f"chapter must name a chapter such as '02', got {chapter!r}")
     matches = sorted(NOTEBOOKS.glob(f"{chapter.zfill(2)}_*.ipynb")) or sorted(NOTEBOOKS.glob(chapter))
     if len(matches) != 1:
         known = ", ".join(p.name[:2] for p in sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")))
@@ -87,6 +96,7 @@ def chapter_path(chapter: str) -> Path:
     return matches[0]
 
 
+@checked
 def write_lecture_notebooks(folder: str | os.PathLike) -> list[Path]:
     """Every chapter, with only its lecture cells, written to ``folder`` (the repository's notebooks are not
     touched): what the lecture server serves. Voilà's per-request hook cannot be combined with pre-heated kernels,
@@ -105,11 +115,15 @@ def write_lecture_notebooks(folder: str | os.PathLike) -> list[Path]:
     return written
 
 
+@checked
 def voila_config(warm: list[str] = ()):
     """The traitlets ``Config`` of the lecture server: sources stripped, lecture cells only, one pre-heated kernel per
     chapter in ``warm`` and none for the others."""
     from traitlets.config import Config
 
+    for i, c in enumerate(warm):
+        if not isinstance(c, str):
+            raise TypeError(f"warm[{i}] must be a chapter such as '02', got {type(c).__name__} {c!r}")
     warm = [chapter_path(c).name for c in warm]
     if len(warm) > available_cores():
         raise ValueError(f"warm may name at most {available_cores()} chapter(s) (one waiting kernel per core of this "
@@ -125,6 +139,7 @@ def voila_config(warm: list[str] = ()):
     return c
 
 
+@checked
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m compresskit.lecture", description=__doc__.split("\n\n")[0])
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port of the lecture server (default 8866)")

@@ -15,6 +15,7 @@ import matplotlib
 from matplotlib import ticker
 from matplotlib.figure import Figure
 
+from compresskit.checks import check_number, checked
 from compresskit.plots import min_points
 
 __all__ = ["fit_titles", "overflow", "problems"]
@@ -85,6 +86,7 @@ def _thin_ticks(axis, renderer) -> bool:
     return changed
 
 
+@checked
 def fit_titles(fig: Figure, *, margin: float = 4.0) -> Figure:
     """Make every title and axis label fit the canvas without going below the text floor (``min_points``), and thin
     tick labels that run into each other. A text that would reach past the canvas (a verdict in a title, a long
@@ -95,7 +97,8 @@ def fit_titles(fig: Figure, *, margin: float = 4.0) -> Figure:
     enough for a slider's hot path. A constrained layout is computed here (again if a text changed) and then kept as
     it is: the figure's next draw does not lay it out once more (40-60 ms of a panel's update). Returns ``fig``."""
     if not isinstance(fig, Figure):
-        raise TypeError(f"fig must be a matplotlib Figure, got {type(fig).__name__}")
+        raise TypeError(f"fig must be a matplotlib Figure, got {type(fig).__name__} {fig!r:.40}")
+    check_number("margin", margin, 0.0)
     renderer = fig.canvas.get_renderer()
     width, height = fig.bbox.width, fig.bbox.height
     engine = fig.get_layout_engine()
@@ -145,7 +148,7 @@ def overflow(fig: Figure) -> dict | None:
     """How far (inches) everything the figure draws reaches past each edge of its canvas, or None when it all fits:
     a full draw, for tests and strict runs, not for a slider's hot path."""
     if not isinstance(fig, Figure):
-        raise TypeError(f"fig must be a matplotlib Figure, got {type(fig).__name__}")
+        raise TypeError(f"fig must be a matplotlib Figure, got {type(fig).__name__} {fig!r:.40}")
     fig.canvas.draw()
     drawn = fig.get_tightbbox(fig.canvas.get_renderer())
     width, height = fig.get_size_inches()

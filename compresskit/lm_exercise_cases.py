@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 
 from compresskit.answer_checks import keep_mask_differs, seeded_randn, tensor_differs
+from compresskit.checks import check_int, check_tensor
 from compresskit.prune import row_mask
 
 __all__ = ["LM_EXERCISES", "OBS_MISTAKES", "WANDA_MISTAKES", "obs_update"]
@@ -22,6 +23,14 @@ def obs_update(w: torch.Tensor, q: torch.Tensor, j: int, hinv: torch.Tensor) -> 
     column, divided by ``[H^-1]_jj``, spread over the row ``j`` of ``H^-1`` (the paper's eq. 3 for every output row at
     once): ``w - ((w_j - q) / hinv_jj) hinv_j``. Column ``j`` becomes ``q``; columns whose entry of ``hinv``'s row is
     0 (already quantized, in the Cholesky form) do not move. A new tensor; ``w`` is not changed."""
+    for name, t, dims in (("w", w, 2), ("q", q, 1), ("hinv", hinv, 2)):
+        check_tensor(name, t)
+        if t.dim() != dims or not t.numel():
+            raise ValueError(f"{name} must be a non-empty {dims}-d tensor, got shape {tuple(t.shape)}")
+    if len(q) != len(w) or hinv.shape != (w.shape[1], w.shape[1]):
+        raise ValueError(f"q must hold one value per row of w ({len(w)}) and hinv be ({w.shape[1]}, {w.shape[1]}), got "
+                         f"q {tuple(q.shape)}, hinv {tuple(hinv.shape)}")
+    check_int("j", j, 0, w.shape[1] - 1)
     err = (w[:, j] - q) / hinv[j, j]  # (rows,)
     return w - err[:, None] * hinv[j][None, :]
 

@@ -20,7 +20,18 @@ import math
 import torch
 from torch import nn
 
-from compresskit.checks import check_bool, check_finite, check_int, check_module, check_number, check_tensor
+from compresskit.checks import (
+    check_bool,
+    check_finite,
+    check_int,
+    check_items,
+    check_module,
+    check_number,
+    check_seed,
+    check_sizes,
+    check_tensor,
+    checked,
+)
 from compresskit.layers import (
     copy_model,
     device_dtype,
@@ -61,9 +72,11 @@ def _check_kernel(w) -> None:
 def cp_rank_limit(shape) -> int:
     """Largest useful CP rank of a tensor of ``shape``: the product of all its sizes but the largest (a rank-R CP
     with R beyond it has more factors than entries to fit; a 16x8x3x3 kernel stops at 8 * 3 * 3 = 72)."""
+    shape = check_sizes("shape", tuple(shape) if isinstance(shape, torch.Size) else shape)
     return math.prod(shape) // max(shape)
 
 
+@checked
 def rank_for_energy(singular_values: torch.Tensor, energy: float) -> int:
     """Smallest r whose leading singular values keep ``energy`` of sum s_i^2."""
     _check_energy(energy)
@@ -76,6 +89,7 @@ def rank_for_energy(singular_values: torch.Tensor, energy: float) -> int:
                len(singular_values))
 
 
+@checked
 def break_even_rank(out_features: int, in_features: int) -> float:
     """Ranks below out * in / (out + in) store fewer numbers than the dense out x in matrix."""
     check_int("out_features", out_features, 1)
@@ -86,6 +100,7 @@ def break_even_rank(out_features: int, in_features: int) -> float:
 # ------------------------------------------------------------------------------------------------ SVD
 
 
+@checked
 def svd_linear(layer: nn.Linear, rank: int, *, svd: tuple | None = None) -> nn.Sequential:
     """``Sequential(Linear(in, rank, bias=False), Linear(rank, out))`` from the truncated SVD of ``layer.weight``.
 
@@ -101,7 +116,7 @@ def svd_linear(layer: nn.Linear, rank: int, *, svd: tuple | None = None) -> nn.S
         u, s, vh = svd_of(layer)
     else:
         if not (isinstance(svd, tuple) and len(svd) == 3 and all(isinstance(t, torch.Tensor) for t in svd)):
-            raise TypeError("svd must be the (U, S, Vh) tuple that svd_of(layer) returns")
+            raise TypeError(f"svd must be the (U, S, Vh) tuple that svd_of(layer) returns, got {type(svd).__name__}")
         u, s, vh = svd
         if u.shape[0] != w.shape[0] or vh.shape[1] != w.shape[1]:
             raise ValueError(f"svd is of a {u.shape[0]} x {vh.shape[1]} matrix, layer.weight is {tuple(w.shape)}")
@@ -116,6 +131,7 @@ def svd_linear(layer: nn.Linear, rank: int, *, svd: tuple | None = None) -> nn.S
     return nn.Sequential(first, second).train(layer.training)
 
 
+@checked
 def svd_of(layer: nn.Linear) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``torch.linalg.svd`` of the layer's effective weight in float64, thin: ``(U, S, Vh)``."""
     if not isinstance(layer, nn.Linear):
@@ -131,6 +147,7 @@ def _leading(matrix: torch.Tensor, r: int) -> torch.Tensor:
     return torch.linalg.svd(matrix, full_matrices=False)[0][:, :r]
 
 
+@checked
 def tucker2(w: torch.Tensor, ranks: tuple[int, int], *, hooi_iters: int = 0):
     """Tucker-2 of a kernel w (out, in, kh, kw) on its channel modes: ``(core (r_out, r_in, kh, kw), U_out, U_in)``.
 
@@ -162,6 +179,7 @@ def _check_conv(conv) -> None:
         raise ValueError(f"conv must not be grouped (groups={conv.groups})")
 
 
+@checked
 def tucker_rank_limits(conv: nn.Conv2d) -> tuple[int, int]:
     """Largest useful (r_in, r_out): a mode's rank cannot exceed its size nor the product of the other sizes."""
     out_ch, in_ch, kh, kw = conv.weight.shape
@@ -189,6 +207,7 @@ def _conv(in_ch, out_ch, kernel, *, like_w, bias=False, template=None, stride=1,
     return nn.Conv2d(in_ch, out_ch, kernel, bias=bias, groups=groups, **kw, **device_dtype(like_w))
 
 
+@checked
 def tucker_conv(conv: nn.Conv2d, ranks: tuple[int, int], *, hooi_iters: int = 5) -> nn.Sequential:
     """``Sequential(1x1 in->r_in, kh x kw r_in->r_out, 1x1 r_out->out)`` from Tucker-2 of ``conv.weight``.
 
@@ -222,6 +241,7 @@ def tucker_conv(conv: nn.Conv2d, ranks: tuple[int, int], *, hooi_iters: int = 5)
 # ------------------------------------------------------------------------------------------------ CP
 
 
+@checked
 def cp_als(w: torch.Tensor, rank: int, *, iters: int = 100, seed: int = 0, tol: float = 1e-7):
     """CP decomposition of a 4-d tensor by alternating least squares: factors (A, B, C, D), each (dim, rank), with
     w[o, i, h, k] ~= sum_r A[o, r] B[i, r] C[h, r] D[k, r]. Each step solves one factor exactly given the others:
@@ -229,7 +249,7 @@ def cp_als(w: torch.Tensor, rank: int, *, iters: int = 100, seed: int = 0, tol: 
     _check_kernel(w)
     _check_rank("rank", rank, cp_rank_limit(w.shape))
     check_int("iters", iters, 1)
-    check_int("seed", seed, 0, 2**64 - 1)
+    check_seed(seed)
     check_number("tol", tol, 0.0)
     w = w.double()
     gen = torch.Generator().manual_seed(seed)
@@ -250,9 +270,14 @@ def cp_als(w: torch.Tensor, rank: int, *, iters: int = 100, seed: int = 0, tol: 
 
 def cp_reconstruct(factors) -> torch.Tensor:
     """sum_r A[:, r] o B[:, r] o C[:, r] o D[:, r]."""
+    factors = check_items("factors", factors, torch.Tensor)
+    if len(factors) != 4 or any(f.dim() != 2 or f.shape[1] != factors[0].shape[1] for f in factors):
+        raise ValueError(f"factors must be 4 matrices (size, rank) of one rank, as cp_als returns them, got shapes "
+                         f"{[tuple(f.shape) for f in factors]}")
     return torch.einsum("or,ir,hr,kr->oihk", *factors)
 
 
+@checked
 def cp_conv(conv: nn.Conv2d, rank: int, *, iters: int = 100, seed: int = 0) -> nn.Sequential:
     """``Sequential(1x1 in->R, depthwise kh x 1, depthwise 1 x kw, 1x1 R->out)`` from a rank-R CP of ``conv.weight``
     (Lebedev et al. 2015). Stride, padding, padding mode and dilation are split between the two depthwise
@@ -262,7 +287,7 @@ def cp_conv(conv: nn.Conv2d, rank: int, *, iters: int = 100, seed: int = 0) -> n
     _check_conv(conv)
     _check_rank("rank", rank, cp_rank_limit(conv.weight.shape))
     check_int("iters", iters, 1)
-    check_int("seed", seed, 0, 2**64 - 1)
+    check_seed(seed)
     w = _weight(conv)
     out_ch, in_ch, kh, kwid = w.shape
     (sh, sw), (ph, pw), (dh, dw) = conv.stride, _padding(conv), conv.dilation
@@ -287,12 +312,13 @@ def cp_conv(conv: nn.Conv2d, rank: int, *, iters: int = 100, seed: int = 0) -> n
 # ------------------------------------------------------------------------------------------------ RNN
 
 
+@checked
 def svd_rnn(rnn: nn.RNNBase | UnrolledRNN, *, rank_ih: int | None = None, rank_hh: int | None = None) -> UnrolledRNN:
     """An ``UnrolledRNN`` with every layer's input-to-hidden (``rank_ih``) and hidden-to-hidden (``rank_hh``)
     matrix replaced by its truncated SVD (``svd_linear``); ``None`` keeps that matrix dense. ``rnn`` is not changed.
     """
     if not isinstance(rnn, (nn.RNNBase, UnrolledRNN)):
-        raise TypeError(f"rnn must be an nn.RNN/GRU/LSTM or an UnrolledRNN, got {type(rnn).__name__}")
+        raise TypeError(f"rnn must be an nn.RNN/GRU/LSTM or an UnrolledRNN, got {type(rnn).__name__} {rnn!r:.40}")
     require_sites(rnn)
     new = UnrolledRNN.from_torch(rnn) if isinstance(rnn, nn.RNNBase) else copy_model(rnn)
     ranks = {"ih": rank_ih, "hh": rank_hh}
@@ -354,6 +380,7 @@ def _tied_copy(factorized: nn.Sequential, layer: nn.Linear) -> nn.Sequential:
 # ------------------------------------------------------------------------------------------------ models
 
 
+@checked
 def low_rank(model: nn.Module, *, rank: int | None = None, energy: float | None = None, only_if_smaller: bool = True,
              skip_last: bool = True, inplace: bool = False) -> nn.Module:
     """Factorize the model's Linear layers (truncated SVD), its kxk Conv2d layers (Tucker-2), and the gate matrices

@@ -21,13 +21,15 @@ from torch.utils.data import Dataset
 
 from compresskit.checks import (
     check_bool,
+    check_fields,
     check_int,
     check_module,
     check_number,
     check_tensor,
+    checked,
     dataset_tensors,
 )
-from compresskit.data import TEXT_VOCAB, decode_text, encode_text
+from compresskit.data import TEXT_VOCAB, Split, decode_text, encode_text
 from compresskit.layers import GATES, effective_weight, eval_mode, is_compressible, named_tensors, transformer_linears
 from compresskit.timing import latency
 from compresskit.train import evaluate
@@ -44,12 +46,14 @@ def _parameters(model: nn.Module) -> Iterator[tuple[str, torch.Tensor]]:
     return ((n, t) for n, t in named_tensors(model) if n in names)
 
 
+@checked
 def count_params(model: nn.Module) -> int:
     """Number of parameters (masks of pruned modules are not parameters and are not counted)."""
     check_module("model", model)
     return sum(t.numel() for _, t in _parameters(model))
 
 
+@checked
 def count_nonzero(model: nn.Module) -> int:
     """Number of parameters that are not exactly zero (after any pruning mask)."""
     check_module("model", model)
@@ -82,6 +86,7 @@ def _csr_bits(w: torch.Tensor, value_bits: int, index_bits: int) -> int:
     return int(torch.count_nonzero(w)) * (value_bits + index_bits) + (rows + 1) * index_bits
 
 
+@checked
 def relative_index_entries(w: torch.Tensor, index_bits: int) -> int:
     """Entries stored by Deep Compression's relative indexing (Han et al. 2016, section 3).
 
@@ -89,6 +94,9 @@ def relative_index_entries(w: torch.Tensor, index_bits: int) -> int:
     ``index_bits`` bits. A gap larger than ``2**index_bits - 1`` is bridged by a filler entry (a stored zero),
     which costs a value and an index like any other.
     """
+    check_int("index_bits", index_bits, 1, 64)
+    if w.dim() == 0:
+        raise ValueError("w must have at least one dimension to be stored in a sparse layout, got a 0-d tensor")
     positions = torch.nonzero(w.reshape(-1)).flatten()
     if positions.numel() == 0:
         return 0
@@ -124,6 +132,7 @@ FORMATS: dict[str, Format] = {
 """Storage formats by name: how a compressible tensor's values and positions are written."""
 
 
+@checked
 def tensor_bits(
     w: torch.Tensor, *, format: str = "dense", value_bits: int = 32, index_bits: int = 32, codebook_bits: int = 0
 ) -> int:
@@ -131,12 +140,15 @@ def tensor_bits(
     check_tensor("w", w, floating=False, finite=False)
     if format not in FORMATS:
         raise ValueError(f"format must be one of {tuple(FORMATS)}, got {format!r}")
+    if format != "dense" and w.dim() == 0:
+        raise ValueError(f"w must have at least one dimension to be stored in the {format!r} format, got a 0-d tensor")
     check_int("value_bits", value_bits, 1, 64)
     check_int("index_bits", index_bits, 1, 64)
     check_int("codebook_bits", codebook_bits, 0)
     return FORMATS[format](w.detach(), value_bits, index_bits) + codebook_bits
 
 
+@checked
 def storage_bytes(
     model: nn.Module,
     *,
@@ -215,6 +227,7 @@ _MAC_RULES: list[tuple[type, Callable]] = [
 ]
 
 
+@checked
 @torch.no_grad()
 def macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
     """Multiply-accumulates of one forward pass on one sample of shape ``input_shape`` (no batch dim).
@@ -268,14 +281,18 @@ class Record:
     group: str = ""  # legend entry: the technique family
     extra: dict = field(default_factory=dict)
 
+    def __post_init__(self):
+        check_fields(self, accuracy=(0.0, 1.0), latency_ms=(0.0, None))
+
     @property
     def kb(self) -> float:
         return self.bytes / 1024
 
 
+@checked
 def measure(
     model: nn.Module,
-    dataset: Dataset,
+    dataset: Dataset | Split,
     *,
     name: str = "",
     group: str = "",
@@ -310,6 +327,7 @@ def measure(
 # ---------------------------------------------------------------------------------------------- files and kernels
 
 
+@checked
 def torch_file_bytes(model: nn.Module) -> int:
     """Bytes of ``torch.save(model.state_dict())``: the float32 file a learner would ship from PyTorch."""
     check_module("model", model)
@@ -333,6 +351,9 @@ class LMScore:
     context: int
     stride: int
 
+    def __post_init__(self):
+        check_fields(self, tokens=(1, None), context=(1, None), stride=(1, None), nll=(0.0, None))
+
     @property
     def perplexity(self) -> float:
         """``exp(nll)``: the number of equally likely characters the model is, on average, choosing between."""
@@ -348,6 +369,7 @@ class LMScore:
                 f"tokens, context {self.context}, stride {self.stride})")
 
 
+@checked
 @torch.no_grad()
 def perplexity(model: nn.Module, ids: torch.Tensor, *, context: int | None = None, stride: int | None = None,
                batch_size: int = 64) -> LMScore:
@@ -405,6 +427,7 @@ def perplexity(model: nn.Module, ids: torch.Tensor, *, context: int | None = Non
     return LMScore(total / count, count, context, stride)
 
 
+@checked
 @torch.no_grad()
 def sample_text(model: nn.Module, prompt: str, length: int = 200, *, seed: int = 0, temperature: float = 0.8) -> str:
     """``length`` characters the model writes after ``prompt``, drawn from its softmax at ``temperature`` with a
@@ -416,7 +439,7 @@ def sample_text(model: nn.Module, prompt: str, length: int = 200, *, seed: int =
     check_number("temperature", temperature, 0, low_open=True)
     idx = encode_text(prompt)
     if idx.numel() == 0:
-        raise ValueError("prompt must hold at least one character")
+        raise ValueError(f"prompt must hold at least one character, got {prompt!r}")
     context = getattr(model, "context", len(idx) + length)
     gen = torch.Generator().manual_seed(seed)
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
@@ -432,6 +455,7 @@ def sample_text(model: nn.Module, prompt: str, length: int = 200, *, seed: int =
     return decode_text(out[len(idx):])
 
 
+@checked
 def sparse_lm_bytes(model: nn.Module, *, format: str = "bitmask", value_bits: int = 32) -> int:
     """Bytes of a file of a pruned transformer: the linear layers of its blocks (``layers.transformer_linears``) in
     ``format`` (``metrics.FORMATS``: ``"bitmask"`` a presence bit per entry and the kept values, ``"2:4"`` two values

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from compresskit.checks import check_int
+from compresskit.checks import check_choice, check_int, checked
 
 __all__ = ["RNN_CELLS", "mlp", "lenet", "ResidualBlock", "ResidualMLP", "residual_mlp", "RNNClassifier",
            "rnn_classifier", "Attention", "Block", "TransformerLM", "transformer_lm"]
@@ -20,6 +20,17 @@ def _check_width(name: str, value: int) -> None:
     check_int(name, value, 1)
 
 
+def _positive(**sizes: int) -> None:
+    for name, value in sizes.items():
+        _check_width(name, value)
+
+
+def _heads_divide(d_model: int, n_head: int) -> None:
+    if d_model % n_head:
+        raise ValueError(f"d_model ({d_model}) must be a multiple of n_head ({n_head})")
+
+
+@checked
 def mlp(hidden: tuple[int, ...] = (300, 100), *, in_features: int = 64, num_classes: int = 10) -> nn.Sequential:
     """A fully connected classifier; the default is LeNet-300-100 (LeCun et al. 1998) on 8x8 inputs.
 
@@ -40,6 +51,7 @@ def mlp(hidden: tuple[int, ...] = (300, 100), *, in_features: int = 64, num_clas
     return nn.Sequential(*layers)
 
 
+@checked
 def lenet(channels: tuple[int, int] = (16, 32), hidden: int = 64, *, num_classes: int = 10) -> nn.Sequential:
     """A small CNN for 8x8 single-channel images (LeNet-style, with BatchNorm).
 
@@ -69,6 +81,7 @@ class ResidualBlock(nn.Module):
     """``x + f(x)`` with ``f = Linear(width, hidden) -> ReLU -> Linear(hidden, width)`` (an ``nn.Sequential``, so
     structured pruning can thin its hidden layer). Removing the block is the same as replacing ``f`` by zero."""
 
+    @checked
     def __init__(self, width: int, hidden: int):
         super().__init__()
         _check_width("width", width)
@@ -86,6 +99,7 @@ class ResidualMLP(nn.Module):
     pruned (层级剪枝) by removing blocks, because each one only adds a correction to the signal that skips it.
     """
 
+    @checked
     def __init__(self, width: int = 64, hidden: int = 64, blocks: int = 8, *, in_features: int = 64,
                  num_classes: int = 10):
         super().__init__()
@@ -104,6 +118,7 @@ class ResidualMLP(nn.Module):
         return self.head(x)
 
 
+@checked
 def residual_mlp(width: int = 64, hidden: int = 64, blocks: int = 8, *, in_features: int = 64,
                  num_classes: int = 10) -> ResidualMLP:
     """A residual MLP for 8x8 digits: ``blocks`` residual blocks of ``width`` -> ``hidden`` -> ``width``. The default
@@ -117,7 +132,10 @@ class RNNClassifier(nn.Module):
     Input ``(N, T, F)`` (a sequence) or ``(N, 1, T, F)`` (an image, whose rows become the time steps).
     """
 
+    @checked
     def __init__(self, cell: str, input_size: int, hidden_size: int, num_layers: int, num_classes: int):
+        check_choice("cell", cell, tuple(RNN_CELLS))
+        _positive(input_size=input_size, hidden_size=hidden_size, num_layers=num_layers, num_classes=num_classes)
         super().__init__()
         self.cell = cell
         self.rnn = RNN_CELLS[cell](input_size, hidden_size, num_layers=num_layers, batch_first=True)
@@ -130,6 +148,7 @@ class RNNClassifier(nn.Module):
         return self.fc(out[:, -1])
 
 
+@checked
 def rnn_classifier(
     cell: str = "gru", hidden_size: int = 64, *, input_size: int = 8, num_layers: int = 1, num_classes: int = 10
 ) -> RNNClassifier:
@@ -152,7 +171,9 @@ class Attention(nn.Module):
     every head kept, ``n_head * head_dim == d_model``; removing heads shrinks the four matrices, not ``head_dim``.
     """
 
+    @checked
     def __init__(self, d_model: int, n_head: int, head_dim: int):
+        _positive(d_model=d_model, n_head=n_head, head_dim=head_dim)
         super().__init__()
         self.n_head, self.head_dim = n_head, head_dim
         inner = n_head * head_dim
@@ -172,7 +193,10 @@ class Attention(nn.Module):
 class Block(nn.Module):
     """Pre-LayerNorm transformer block: ``x + attn(ln1(x))``, then ``x + mlp(ln2(x))`` (GELU, ``4 * d_model`` wide)."""
 
+    @checked
     def __init__(self, d_model: int, n_head: int, mlp_ratio: int = 4):
+        _positive(d_model=d_model, n_head=n_head, mlp_ratio=mlp_ratio)
+        _heads_divide(d_model, n_head)
         super().__init__()
         self.ln1, self.ln2 = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
         self.attn = Attention(d_model, n_head, d_model // n_head)
@@ -189,7 +213,10 @@ class TransformerLM(nn.Module):
     pre-LN blocks, a final LayerNorm and an untied output head. Input ``(B, T)`` token ids with ``T <= context``;
     output ``(B, T, vocab)`` logits of the next token at every position."""
 
+    @checked
     def __init__(self, vocab: int, context: int, d_model: int, n_layer: int, n_head: int):
+        _positive(vocab=vocab, context=context, d_model=d_model, n_layer=n_layer, n_head=n_head)
+        _heads_divide(d_model, n_head)
         super().__init__()
         self.context = context
         self.tok = nn.Embedding(vocab, d_model)
@@ -208,14 +235,10 @@ class TransformerLM(nn.Module):
         return self.head(self.ln(x))
 
 
+@checked
 def transformer_lm(vocab: int = 96, context: int = 128, d_model: int = 128, n_layer: int = 4, n_head: int = 4
                    ) -> TransformerLM:
     """The workbook's small language model; the default (96 characters, context 128, 4 blocks of width 128 with 4
     heads) has 834,304 parameters: 12,288 + 16,384 in the embeddings, 4 x 198,272 in the blocks (66,048 attention,
     131,712 MLP, 512 LayerNorm), 256 in the final LayerNorm and 12,288 in the head."""
-    for name, v in (("vocab", vocab), ("context", context), ("d_model", d_model), ("n_layer", n_layer),
-                    ("n_head", n_head)):
-        _check_width(name, v)
-    if d_model % n_head:
-        raise ValueError(f"d_model ({d_model}) must be a multiple of n_head ({n_head})")
     return TransformerLM(vocab, context, d_model, n_layer, n_head)

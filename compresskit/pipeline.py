@@ -18,7 +18,19 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from compresskit import distill, encode, int8, layers, lowrank, metrics, models, prune, qat, quantize, structured
-from compresskit.checks import check_bool, check_fraction, check_int, check_module, check_number
+from compresskit.checks import (
+    check_bool,
+    check_choice,
+    check_fields,
+    check_fraction,
+    check_int,
+    check_items,
+    check_module,
+    check_number,
+    check_seed,
+    checked,
+    dataset_tensors,
+)
 from compresskit.prune import iterative_prune
 from compresskit.qat import kmeans_finetune
 from compresskit.train import evaluate, set_seed, train
@@ -39,6 +51,9 @@ class Stage:
     accuracy: float
     bytes: int
 
+    def __post_init__(self):
+        check_fields(self, accuracy=(0.0, 1.0))
+
 
 @dataclass
 class DeepCompression:
@@ -53,6 +68,10 @@ class DeepCompression:
     stages: list[Stage] = field(default_factory=list)
     recipe: list[str] = field(default_factory=list)  # the steps in words, with their settings
 
+    def __post_init__(self):
+        check_fields(self)
+        check_items("DeepCompression.stages", self.stages, Stage)
+
     @property
     def dense_bytes(self) -> int:
         """4 bytes per parameter, as the paper counts the uncompressed model."""
@@ -63,6 +82,7 @@ class DeepCompression:
         return self.dense_bytes / len(self.blob)
 
 
+@checked
 def deep_compression(model: nn.Module, dataset: Dataset, test: Dataset, *, sparsity: float = 0.95, steps: int = 10,
                      epochs_per_step: int = 10, bits: int = 3, kmeans_epochs: int = 10, kmeans_lr: float = 3e-4,
                      bias_bits: int = 16, seed: int = 0, progress: bool = False) -> DeepCompression:
@@ -71,13 +91,15 @@ def deep_compression(model: nn.Module, dataset: Dataset, test: Dataset, *, spars
     weights, then ``encode.pack`` (Huffman) with biases at ``bias_bits``. Accuracies on ``test``; the last stage is
     the model unpacked from the file. ``model`` is not changed."""
     check_module("model", model)
+    dataset_tensors(dataset, "dataset")
+    dataset_tensors(test, "test")
     check_fraction("sparsity", sparsity, high_open=True)
     check_int("steps", steps, 1)
     check_int("epochs_per_step", epochs_per_step, 1)
     check_int("bits", bits, 1, 8)
     check_int("kmeans_epochs", kmeans_epochs, 1)
     check_number("kmeans_lr", kmeans_lr, 0, low_open=True)
-    check_int("seed", seed)
+    check_seed(seed)
     check_bool("progress", progress)
     pruned, _ = iterative_prune(model, dataset, final_sparsity=sparsity, steps=steps, epochs_per_step=epochs_per_step,
                                 scope="global", progress=progress)
@@ -99,6 +121,7 @@ def deep_compression(model: nn.Module, dataset: Dataset, test: Dataset, *, spars
     return DeepCompression(model, pruned, shared, blob, unpacked, stages, recipe)
 
 
+@checked
 def layer_table(model: nn.Module, blob: bytes) -> list[dict]:
     """Per weight tensor of ``model`` packed as ``blob``, in the shape of the paper's table 2: weights, kept %,
     weight bits (codebook), index bits (gap field), bytes in the file, and compression rate against 4 bytes a
@@ -133,12 +156,16 @@ class Point:
     file: str = "pack"  # how the bytes were measured: "pack" (len(encode.pack)) or "onnx" (the .onnx file)
     latency_ms: float | None = None  # filled by a timing (timing.compare), when one is made
 
+    def __post_init__(self):
+        check_fields(self, accuracy=(0.0, 1.0), latency_ms=(0.0, None))
+        check_choice("Point.file", self.file, ("pack", "onnx"))
 
+
+@checked
 def pareto_front(points: list[Point], *, cost: str = "bytes") -> list[Point]:
     """The points no other beats on both axes (at most the ``cost`` -- ``"bytes"`` or ``"latency_ms"`` -- and at
     least as accurate, one strictly), by cost; ties keep the first."""
-    if not points:
-        raise ValueError("points is empty")
+    check_items("points", points, Point, empty=False)
     if cost not in ("bytes", "latency_ms"):
         raise ValueError(f"cost must be 'bytes' or 'latency_ms', got {cost!r}")
     if any(getattr(p, cost) is None for p in points):
@@ -150,9 +177,11 @@ def pareto_front(points: list[Point], *, cost: str = "bytes") -> list[Point]:
     return front
 
 
+@checked
 def best_under(points: list[Point], budget: float) -> Point | None:
     """The most accurate recipe whose file fits in ``budget`` bytes (fewest bytes among equals), or None."""
     check_number("budget", budget, 0, low_open=True)
+    check_items("points", points, Point)
     fitting = [p for p in points if p.bytes <= budget]
     return max(fitting, key=lambda p: (p.accuracy, -p.bytes)) if fitting else None
 
@@ -160,6 +189,7 @@ def best_under(points: list[Point], budget: float) -> Point | None:
 # --------------------------------------------------------------------------------------- every technique
 
 
+@checked
 def technique_points(baseline: nn.Module, dataset: Dataset, test: Dataset, *, seed: int = 0, progress: bool = False,
                      deep: DeepCompression | None = None) -> list[Point]:
     """Every technique of chapters 01-07 and their combinations, applied to ``baseline`` (LeNet-300-100), each as a
@@ -168,7 +198,9 @@ def technique_points(baseline: nn.Module, dataset: Dataset, test: Dataset, *, se
     schedule 100 plus 10 of centroid fine-tuning (each ``Point.steps`` says it). ``deep``: a
     ``deep_compression`` result of the same baseline to reuse (else it is run here)."""
     check_module("baseline", baseline)
-    check_int("seed", seed)
+    dataset_tensors(dataset, "dataset")
+    dataset_tensors(test, "test")
+    check_seed(seed)
     check_bool("progress", progress)
     x = test.tensors[0]
 

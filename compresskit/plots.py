@@ -29,14 +29,23 @@ matplotlib.rcParams.update(
      # titles over top-side labels, which no plot here has (~6 % of a two-axes slider redraw, measured)
      "axes.titley": 1.0}
 )
-import matplotlib.pyplot as plt  # noqa: E402  (after the rcParams above)
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from matplotlib import ticker  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+import matplotlib.pyplot as plt  # after the rcParams above
+import numpy as np
+import torch
+from matplotlib import ticker
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 
-from compresskit.checks import check_bool, check_int, check_tensor  # noqa: E402
-from compresskit.metrics import Record  # noqa: E402
+from compresskit.checks import (
+    check_bool,
+    check_int,
+    check_items,
+    check_named,
+    check_number,
+    check_tensor,
+    checked,
+)
+from compresskit.metrics import Record
 
 __all__ = ["STANDARD", "PROJECTOR_SCALE", "PROJECTOR_ENV", "projector", "projector_on", "FIGSIZE", "COLORS",
            "MIN_POINTS", "min_points", "accuracy_vs_size", "label_points", "digit_grid", "bars", "vlines", "png",
@@ -44,6 +53,7 @@ __all__ = ["STANDARD", "PROJECTOR_SCALE", "PROJECTOR_ENV", "projector", "project
            "weight_histogram", "pixel_map", "curves", "errorbars", "pareto", "sample_box", "perplexity_vs_size"]
 
 
+@checked
 def projector(on: bool = True) -> None:
     """Switch every plot drawn from now on to projector style (``on=True``: fonts, lines and markers
     ``PROJECTOR_SCALE`` times larger) or back to the screen style. The lecture view turns it on through the
@@ -94,6 +104,31 @@ def _plain_log(axis) -> None:
     axis.set_minor_formatter(ticker.FuncFormatter(minor))
 
 
+def _check_points(name: str, points, *, empty: bool = True) -> None:
+    """Recipes (``pipeline.Point``, or anything with a name, a group, an accuracy and a byte count)."""
+    for i, p in enumerate(check_items(name, points, object, empty=empty)):
+        if not all(hasattr(p, a) for a in ("name", "group", "accuracy", "bytes", "latency_ms")):
+            raise TypeError(f"{name}[{i}] must be a pipeline.Point, got {type(p).__name__} {p!r:.40}")
+
+
+def _check_series(series: dict, parts: int, length: int | None = None) -> None:
+    """``{name: (xs, ys[, errors])}`` (or ``{name: values}`` with ``parts=1``): at least one, of lists of one length,
+    the values finite numbers (xs may be category names)."""
+    check_named("series", series, (tuple, list) if parts > 1 else (tuple, list, torch.Tensor))
+    for name, value in series.items():
+        columns = value if parts > 1 else (value,)
+        if len(columns) != parts:
+            raise ValueError(f"series[{name!r}] must hold {parts} lists (x, y{', errors' if parts == 3 else ''}), got "
+                             f"{len(columns)}")
+        sizes = {len(c) for c in columns}
+        if len(sizes) != 1 or (length is not None and sizes != {length}):
+            raise ValueError(f"series[{name!r}] must hold lists of one length{f' ({length})' if length else ''}, got "
+                             f"lengths {sorted(sizes)}")
+        for c in columns[1:] if parts > 1 else columns:  # x may be categories (strings)
+            for v in c:
+                check_number(f"series[{name!r}]", float(v) if isinstance(v, torch.Tensor) else v)
+
+
 def _axes(ax, figsize=FIGSIZE):
     if ax is not None:
         return ax.figure, ax
@@ -101,11 +136,12 @@ def _axes(ax, figsize=FIGSIZE):
     return fig, ax
 
 
+@checked
 def accuracy_vs_size(
     records: Sequence[Record],
     *,
     highlight: int | None = None,
-    ax=None,
+    ax: Axes | None = None,
     title: str = "Accuracy against real size",
     annotate: bool = True,
     ylim: tuple[float, float] | None = None,
@@ -117,8 +153,9 @@ def accuracy_vs_size(
         highlight: index of the record to ring in red (the one the slider just made; -1 for the last).
         annotate: write each record's name next to its point.
     """
-    if len(records) == 0:
-        raise ValueError("records is empty: nothing to plot")
+    records = check_items("records", records, Record, empty=False)
+    if highlight is not None:
+        check_int("highlight", highlight, -len(records), len(records) - 1)
     fig, ax = _axes(ax)
     groups = list(dict.fromkeys(r.group or "model" for r in records))
     for gi, group in enumerate(groups):
@@ -145,10 +182,12 @@ def accuracy_vs_size(
 _OFFSETS = ((6, 5), (6, -14), (-6, 5), (-6, -14), (6, 16), (6, -26), (-6, 16), (-6, -26))  # points from the marker
 
 
-def label_points(ax, labels, *, fontsize: float, color: str = "black") -> list:
+@checked
+def label_points(ax: Axes, labels: list[tuple[str, float, float]], *, fontsize: float, color: str = "black") -> list:
     """Write each ``(text, x, y)`` next to its point, trying a few places around the point (right or left, above or
     below) and taking the first that stays inside the axes and overlaps no label placed before it; a label that fits
     nowhere is left out rather than written over another. Returns the annotations drawn."""
+    check_number("fontsize", fontsize, 0.0, low_open=True)
     renderer = ax.figure.canvas.get_renderer()
     engine = ax.figure.get_layout_engine()
     if engine is not None:  # a constrained layout places the axes when drawing: place them now, to measure there
@@ -172,6 +211,7 @@ def label_points(ax, labels, *, fontsize: float, color: str = "black") -> list:
     return placed
 
 
+@checked
 def digit_grid(images: torch.Tensor, labels: torch.Tensor, *, n: int = 20, cols: int = 10, title: str = "") -> Figure:
     """The first ``n`` images ``(N, 1, H, W)`` in a grid, each titled with its label."""
     check_tensor("images", images)
@@ -179,8 +219,8 @@ def digit_grid(images: torch.Tensor, labels: torch.Tensor, *, n: int = 20, cols:
         raise ValueError(f"images must be (N, 1, H, W), got shape {tuple(images.shape)}")
     check_int("n", n, 1, len(images))
     check_int("cols", cols, 1)
-    if len(labels) < n:
-        raise ValueError(f"labels holds {len(labels)} labels, fewer than the n={n} images shown")
+    if labels.dim() != 1 or len(labels) < n:
+        raise ValueError(f"labels must be a 1-d tensor of at least n={n} labels, got shape {tuple(labels.shape)}")
     rows = -(-n // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(1.1 * cols, 1.25 * rows), layout="constrained", squeeze=False)
     for i, ax in enumerate(axes.flat):
@@ -193,9 +233,12 @@ def digit_grid(images: torch.Tensor, labels: torch.Tensor, *, n: int = 20, cols:
     return fig
 
 
-def bars(labels: Sequence[str], series: dict[str, Sequence[float]], *, ylabel: str, title: str = "", ax=None,
-         log: bool = False) -> Figure:
+@checked
+def bars(labels: Sequence[str], series: dict[str, Sequence[float]], *, ylabel: str, title: str = "",
+         ax: Axes | None = None, log: bool = False) -> Figure:
     """Grouped bars: one group per label, one bar per series (e.g. params / saved bytes / storage bytes)."""
+    labels = check_items("labels", labels, str, empty=False)
+    _check_series(series, 1, len(labels))
     fig, ax = _axes(ax)
     width = 0.8 / max(len(series), 1)
     for si, (name, values) in enumerate(series.items()):
@@ -213,13 +256,20 @@ def bars(labels: Sequence[str], series: dict[str, Sequence[float]], *, ylabel: s
     return fig
 
 
-def vlines(ax, xs, ymin: float, ymax: float, **style):
+@checked
+def vlines(ax: Axes, xs: Sequence[float], ymin: float, ymax: float, **style):
     """Vertical lines at ``xs`` from ``ymin`` to ``ymax`` as one NaN-separated ``Line2D``; returns it.
 
     Looks like ``ax.vlines`` but costs the same for 2 or 256 lines: ``ax.vlines`` makes one path per line and, on a
     log axis, transforms each to update the data limits (~12 ms for the 255 levels of 8 bits, in a slider's update).
     """
-    xs = np.asarray(xs, dtype=float).reshape(-1)
+    given = xs
+    try:
+        xs = np.asarray(xs, dtype=float).reshape(-1)
+    except (TypeError, ValueError):
+        raise TypeError(f"xs must be a list of numbers, got {given!r:.60}") from None
+    if not np.isfinite(xs).all():
+        raise ValueError(f"xs must be finite numbers, got {given!r:.60}")
     x = np.repeat(xs, 3)
     x[2::3] = np.nan
     y = np.tile([ymin, ymax, np.nan], len(xs))
@@ -231,16 +281,21 @@ def png(fig: Figure) -> bytes:
     """The figure as PNG bytes, drawn once (no tight bounding box: IPython's default draws twice) and compressed
     lightly: what a panel sends to the browser on every slider move."""
     if not isinstance(fig, Figure):
-        raise TypeError(f"fig must be a matplotlib Figure, got {type(fig).__name__}")
+        raise TypeError(f"fig must be a matplotlib Figure, got {type(fig).__name__} {fig!r:.40}")
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", pil_kwargs={"compress_level": 1})
     return buffer.getvalue()
 
 
+@checked
 def figure(ncols: int = 1, *, width: float = 6.0, height: float = 4.6, nrows: int = 1, fit: bool = False):
     """A figure with ``nrows x ncols`` axes (flattened list), sized for a projector. Fixed margins (fast to redraw)
     unless ``fit``: then matplotlib's constrained layout measures every label, for plots whose labels are long or
     rotated (slower to draw; for panels computed once)."""
+    check_int("ncols", ncols, 1, 12)
+    check_int("nrows", nrows, 1, 12)
+    check_number("width", width, 0.0, 30.0, low_open=True)
+    check_number("height", height, 0.0, 30.0, low_open=True)
     if fit:
         fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows), squeeze=False,
                                  layout="constrained")
@@ -252,7 +307,8 @@ def figure(ncols: int = 1, *, width: float = 6.0, height: float = 4.6, nrows: in
     return fig, list(axes.flat)
 
 
-def weight_histogram(w: torch.Tensor, kept: torch.Tensor | None = None, *, ax=None, bins: int = 80,
+@checked
+def weight_histogram(w: torch.Tensor, kept: torch.Tensor | None = None, *, ax: Axes | None = None, bins: int = 80,
                      title: str = "Weight values", log: bool = True) -> Figure:
     """Histogram of a weight tensor; with a keep-mask, the removed weights in grey and the kept ones in colour."""
     check_tensor("w", w)
@@ -287,10 +343,20 @@ def weight_histogram(w: torch.Tensor, kept: torch.Tensor | None = None, *, ax=No
     return fig
 
 
-def pixel_map(values: torch.Tensor, *, ax=None, title: str = "", label: str = "", vmax: float | None = None,
+@checked
+def pixel_map(values: torch.Tensor, *, ax: Axes | None = None, title: str = "", label: str = "",
+              vmax: float | None = None,
               fmt: str = "{:.0f}") -> Figure:
     """A small 2-d map (e.g. 8x8: one value per input pixel) as an image with each value written in its cell, and a
     colour bar labelled ``label``; readable from the back of a room, unlike a 300x64 speckle."""
+    if vmax is not None:
+        check_number("vmax", vmax, 0.0, low_open=True)
+    try:
+        fmt.format(1.0)
+    except (ValueError, IndexError, KeyError):
+        raise ValueError(f"fmt must format one number, as '{{:.0f}}', got {fmt!r}") from None
+    if "{" not in fmt:
+        raise ValueError(f"fmt must format one number, as '{{:.0f}}', got {fmt!r}")
     fig, ax = _axes(ax)
     v = values.detach().float().cpu()
     if v.dim() != 2:
@@ -315,10 +381,13 @@ def pixel_map(values: torch.Tensor, *, ax=None, title: str = "", label: str = ""
     return fig
 
 
+@checked
 def curves(series: dict[str, tuple[Sequence[float], Sequence[float]]], *, xlabel: str, ylabel: str, title: str = "",
-           ax=None, logx: bool = False, logy: bool = False, marker: str = "o", hline: float | None = None,
+           ax: Axes | None = None, logx: bool = False, logy: bool = False, marker: str = "o",
+           hline: float | None = None,
            hline_label: str = "") -> Figure:
     """Several named (x, y) lines on one axes, e.g. accuracy against sparsity per method."""
+    _check_series(series, 2)
     fig, ax = _axes(ax)
     for i, (name, (xs, ys)) in enumerate(series.items()):
         ax.plot(list(xs), list(ys), marker=marker, lw=_z(2), ms=_z(6), label=name, color=COLORS[i % len(COLORS)])
@@ -344,14 +413,16 @@ def _finish(fig, ax, xlabel: str, ylabel: str, title: str, logx: bool, logy: boo
     return fig
 
 
+@checked
 def errorbars(series: dict[str, tuple[Sequence[float], Sequence[float], Sequence[float]]], *, xlabel: str,
-              ylabel: str, title: str = "", ax=None, logx: bool = False,
+              ylabel: str, title: str = "", ax: Axes | None = None, logx: bool = False,
               styles: dict[str, dict] | None = None) -> Figure:
     """Named (x, mean, spread) series drawn as lines with error bars, e.g. accuracy over seeds against size.
 
     ``styles`` maps a series' name to matplotlib keywords that override its defaults (e.g. the same ``color`` for
     one method and a ``linestyle`` per model family, so that pairs read at a glance); unknown names are an error.
     """
+    _check_series(series, 3)
     styles = styles or {}
     unknown = set(styles) - set(series)
     if unknown:
@@ -364,15 +435,21 @@ def errorbars(series: dict[str, tuple[Sequence[float], Sequence[float], Sequence
     return _finish(fig, ax, xlabel, ylabel, title, logx, False)
 
 
-def pareto(points, *, cost: str = "bytes", front=None, highlight=None, budget: float | None = None, ax=None,
-           title: str = "") -> Figure:
+@checked
+def pareto(points, *, cost: str = "bytes", front=None, highlight=None, budget: float | None = None,
+           ax: Axes | None = None, title: str = "") -> Figure:
     """Recipes (``pipeline.Point``) as test accuracy (%) against file size (KB) or latency (ms), both on log axes,
     one colour per family; the Pareto front as a line; ``highlight`` ringed in red; ``budget`` (bytes) as a dashed
     vertical line. The legend sits outside the axes, so it covers no point."""
     if cost not in ("bytes", "latency_ms"):
         raise ValueError(f"cost must be 'bytes' or 'latency_ms' (as in pipeline.pareto_front), got {cost!r}")
-    if len(points) == 0:
-        raise ValueError("points is empty: nothing to plot")
+    _check_points("points", points, empty=False)
+    if front is not None:
+        _check_points("front", front)
+    if highlight is not None:
+        _check_points("highlight", [highlight])
+    if budget is not None:
+        check_number("budget", budget, 0.0, low_open=True)
     if ax is None:  # fixed margins (constrained layout measures the outside legend on every draw: slider hot path)
         fig, ax = plt.subplots(figsize=(11, 5.6))
         z = _scale[0]  # projector fonts: wider margins for the y label and the legend beside the axes
@@ -414,10 +491,13 @@ def pareto(points, *, cost: str = "bytes", front=None, highlight=None, budget: f
     return fig
 
 
-def sample_box(ax, text: str, *, title: str = "sample text", width: int = 44, lines: int = 14) -> None:
+@checked
+def sample_box(ax: Axes, text: str, *, title: str = "sample text", width: int = 44, lines: int = 14) -> None:
     """Generated text in a monospace box filling ``ax`` (no ticks): at most ``lines`` lines of ``width`` characters,
     fewer when the axes cannot hold them at the current style's font size, longer lines cut with "~", so the text
     never leaves the axes whatever the style."""
+    check_int("width", width, 1)
+    check_int("lines", lines, 1)
     size = _z(10.5)
     fig = ax.figure
     box = ax.get_position()
@@ -432,15 +512,18 @@ def sample_box(ax, text: str, *, title: str = "sample text", width: int = 44, li
     ax.set_title(title)
 
 
+@checked
 def perplexity_vs_size(series: dict[str, tuple[Sequence[float], Sequence[float]]], *, baseline: float,
-                       highlight: tuple[float, float] | None = None, sample: str | None = None, ax=None,
+                       highlight: tuple[float, float] | None = None, sample: str | None = None, ax: Axes | None = None,
                        title: str = "", ymax: float | None = None) -> Figure:
     """Perplexity against file size (KB, log axis): one line per named series of ``(bytes, perplexity)``, float32's
     perplexity as a dashed line, ``highlight`` (bytes, perplexity) ringed in red. With ``sample``, the generated text
     of the highlighted model sits in a box to the right (``sample_box``). Perplexities above ``ymax`` are drawn at
     the top edge as open triangles, so a broken setting does not squash the others."""
-    if not series:
-        raise ValueError("series is empty: nothing to plot")
+    _check_series(series, 2)
+    check_number("baseline", baseline, 0.0, low_open=True)
+    if ymax is not None:
+        check_number("ymax", ymax, 0.0, low_open=True)
     if ax is None:
         if sample is None:
             fig, axes = figure(1, width=6.4, height=4.8)

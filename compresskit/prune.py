@@ -22,15 +22,20 @@ from torch.nn.utils import prune as torch_prune
 from torch.utils.data import Dataset
 
 from compresskit.checks import (
+    check_batch,
     check_bool,
     check_choice,
+    check_fields,
     check_fraction,
+    check_fractions,
     check_int,
     check_module,
     check_number,
     check_tensor,
+    checked,
+    dataset_tensors,
 )
-from compresskit.data import calibration_windows
+from compresskit.data import calibration_windows, check_ids
 from compresskit.layers import (
     copy_model,
     effective_weight,
@@ -53,6 +58,7 @@ SCOPES = ("layer", "global")
 # ------------------------------------------------------------------------------------------------ targets
 
 
+@checked
 def prunable(model: nn.Module, tensors: str | Sequence[str] | None = None) -> list[tuple[str, nn.Module, str]]:
     """(qualified name, module, tensor name) of every prunable weight, in model order (``layers.sites``).
 
@@ -66,6 +72,7 @@ def prunable(model: nn.Module, tensors: str | Sequence[str] | None = None) -> li
 # ------------------------------------------------------------------------------------------------ masks
 
 
+@checked
 def magnitude_mask(w: torch.Tensor, *, sparsity: float | None = None, threshold: float | None = None) -> torch.Tensor:
     """Keep-mask (1 = keep) of one tensor by magnitude: the ``round(sparsity * n)`` smallest |w| are dropped,
     or every entry with ``|w| < threshold``. Ties are broken as ``torch.topk`` breaks them, as torch's own
@@ -97,6 +104,7 @@ def _global_masks(weights: list[torch.Tensor], sparsity: float) -> list[torch.Te
     return [m.view_as(w).to(w.dtype) for m, w in zip(masks, weights)]
 
 
+@checked
 def magnitude_prune(
     model: nn.Module,
     *,
@@ -150,6 +158,7 @@ def magnitude_prune(
     return target
 
 
+@checked
 def freeze_zeros(model: nn.Module, *, inplace: bool = False) -> nn.Module:
     """Mask every prunable weight that is exactly zero, so fine-tuning keeps it zero.
 
@@ -167,6 +176,7 @@ def freeze_zeros(model: nn.Module, *, inplace: bool = False) -> nn.Module:
     return target
 
 
+@checked
 def finalize(model: nn.Module) -> nn.Module:
     """Make the pruning masks permanent *in place*: ``weight = weight_orig * mask`` becomes a plain parameter.
 
@@ -181,6 +191,7 @@ def finalize(model: nn.Module) -> nn.Module:
     return model
 
 
+@checked
 def is_pruned(model: nn.Module) -> bool:
     """True when some module still carries pruning masks."""
     check_module("model", model)
@@ -196,6 +207,9 @@ class LayerSparsity:
     shape: tuple[int, ...]
     numel: int
     nonzero: int
+
+    def __post_init__(self):
+        check_fields(self)
 
     @property
     def sparsity(self) -> float:
@@ -216,6 +230,7 @@ class SparsityReport(list):
         return "\n".join(lines)
 
 
+@checked
 def sparsity_report(model: nn.Module) -> SparsityReport:
     """Per prunable tensor: shape, weights, nonzeros, sparsity (after any mask); ``.total`` sums them."""
     return SparsityReport(
@@ -227,6 +242,7 @@ def sparsity_report(model: nn.Module) -> SparsityReport:
 # ------------------------------------------------------------------------------------------------ sensitivity
 
 
+@checked
 def sensitivity_scan(
     model: nn.Module,
     dataset: Dataset,
@@ -239,9 +255,8 @@ def sensitivity_scan(
     a steep one a tensor to spare (Han et al. 2015, figure 6). ``model`` is not changed.
     """
     check_module("model", model)
-    sparsities = list(sparsities)
-    for i, s in enumerate(sparsities):
-        check_fraction(f"sparsities[{i}]", s)
+    sparsities = check_fractions("sparsities", sparsities if isinstance(sparsities, Sequence) else
+                                 list(sparsities) if hasattr(sparsities, "__iter__") else sparsities)
     curves: dict[str, list[tuple[float, float]]] = {}
     for index, site in enumerate(require_sites(model)):
         curves[site.name] = []
@@ -256,6 +271,7 @@ def sensitivity_scan(
 # ------------------------------------------------------------------------------------------------ schedules
 
 
+@checked
 def cubic_schedule(final_sparsity: float, steps: int, *, initial_sparsity: float = 0.0) -> list[float]:
     """Zhu & Gupta's gradual schedule: s_t = s_f + (s_i - s_f) (1 - t / n)^3 for t = 1..n.
 
@@ -284,6 +300,7 @@ def _check_schedule(levels, final_sparsity: float) -> list[float]:
     return list(levels)
 
 
+@checked
 def iterative_prune(
     model: nn.Module,
     dataset: Dataset,
@@ -305,6 +322,8 @@ def iterative_prune(
     count too), and accuracy on ``test`` when given, else ``None``.
     """
     check_module("model", model)
+    if test is not None:
+        dataset_tensors(test, "test")
     check_fraction("final_sparsity", final_sparsity)
     check_int("steps", steps, 1)
     check_int("epochs_per_step", epochs_per_step, 1)
@@ -329,6 +348,7 @@ def iterative_prune(
 LM_METHODS = ("magnitude", "wanda")
 
 
+@checked
 def wanda_scores(w: torch.Tensor, input_norms: torch.Tensor) -> torch.Tensor:
     """Wanda's importance of each weight (Sun et al. 2023): ``|W_ij| * ||X_j||_2``, the weight's magnitude times the
     L2 norm of its input channel over the calibration tokens. ``w`` (out, in), ``input_norms`` (in,)."""
@@ -340,6 +360,7 @@ def wanda_scores(w: torch.Tensor, input_norms: torch.Tensor) -> torch.Tensor:
     return w.detach().abs() * input_norms[None, :]
 
 
+@checked
 def row_mask(scores: torch.Tensor, sparsity: float) -> torch.Tensor:
     """Keep-mask that drops the ``round(sparsity * in)`` lowest scores of *each output row* (Wanda's comparison
     group: every output keeps the same number of inputs). Among equal scores the *earlier* column is dropped first
@@ -356,6 +377,7 @@ def row_mask(scores: torch.Tensor, sparsity: float) -> torch.Tensor:
     return mask
 
 
+@checked
 def nm_mask(scores: torch.Tensor, n: int = 2, m: int = 4) -> torch.Tensor:
     """N:M semi-structured keep-mask: in every group of ``m`` consecutive inputs of a row, the ``n`` highest scores
     are kept (2:4 keeps half, in the pattern NVIDIA's sparse tensor cores run). Among equal scores the *earlier*
@@ -371,10 +393,15 @@ def nm_mask(scores: torch.Tensor, n: int = 2, m: int = 4) -> torch.Tensor:
     return torch.zeros_like(groups).scatter_(1, keep, 1.0).reshape(scores.shape)
 
 
+@checked
 @torch.no_grad()
 def input_norms(module: nn.Module, linears: Sequence[nn.Linear], x: torch.Tensor, batch_size: int = 32) -> list:
     """The L2 norm of every input channel of each layer in ``linears`` over all tokens, when ``module`` runs on ``x``
     (in batches): ``[(in,) per layer]``."""
+    check_batch("x", x, batch_size=batch_size)
+    for i, m in enumerate(linears):
+        if not isinstance(m, nn.Linear):
+            raise TypeError(f"linears[{i}] must be an nn.Linear, got {type(m).__name__} {m!r:.40}")
     sums = [torch.zeros(m.in_features, dtype=torch.float64) for m in linears]
 
     def hook(i):
@@ -392,6 +419,7 @@ def input_norms(module: nn.Module, linears: Sequence[nn.Linear], x: torch.Tensor
     return [s.sqrt().float() for s in sums]
 
 
+@checked
 def prune_lm(model: nn.Module, sparsity: float | None = None, *, method: str = "magnitude",
              pattern: tuple[int, int] | None = None, calibration: torch.Tensor | None = None, samples: int = 32,
              seed: int = 0, inplace: bool = False) -> nn.Module:
@@ -427,7 +455,8 @@ def prune_lm(model: nn.Module, sparsity: float | None = None, *, method: str = "
     windows = None
     if method == "wanda":
         if calibration is None:
-            raise ValueError("method='wanda' needs calibration token ids (training text)")
+            raise ValueError("method='wanda' needs calibration token ids (training text), got calibration=None")
+        check_ids(calibration, "calibration")
         windows = calibration_windows(calibration, model.context, samples, seed=seed)
     target = model if inplace else copy_model(model)
 

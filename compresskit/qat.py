@@ -22,7 +22,7 @@ from torch.nn.utils import parametrize
 from torch.nn.utils import prune as torch_prune
 from torch.utils.data import Dataset
 
-from compresskit.checks import check_bool, check_int, check_module, check_number, dataset_tensors
+from compresskit.checks import check_bool, check_int, check_module, check_number, checked, dataset_tensors
 from compresskit.layers import copy_model, mask_of, replace_module, require_sites
 from compresskit.quantize import check_method, kmeans_quantize, ste_binarize, ste_fake_quantize
 from compresskit.rnn import UnrolledRNN
@@ -98,6 +98,7 @@ def _check_training(model, dataset, epochs, lr) -> None:
     require_sites(model)  # refuses weight-norm, NaN and empty models before anything is copied or trained
 
 
+@checked
 def qat(model: nn.Module, dataset: Dataset, *, bits: int, method: str = "uniform", symmetric: bool = True,
         per_channel: bool = True, epochs: int = 5, lr: float = 1e-3, **train_kwargs) -> nn.Module:
     """Quantization-aware training: fine-tune a copy whose Linear/Conv layers see fake-quantized weights (clipped
@@ -116,6 +117,7 @@ def qat(model: nn.Module, dataset: Dataset, *, bits: int, method: str = "uniform
                         epochs=epochs, lr=lr, train_kwargs=train_kwargs)
 
 
+@checked
 def kmeans_finetune(model: nn.Module, dataset: Dataset, *, bits: int, epochs: int = 5, lr: float = 1e-3,
                     **train_kwargs) -> nn.Module:
     """Deep Compression's weight sharing with centroid fine-tuning (Han et al. 2016, section 3.3).

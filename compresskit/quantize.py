@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from compresskit.checks import check_bool, check_choice, check_int, check_module, check_tensor, dataset_tensors
+from compresskit.checks import check_bool, check_choice, check_int, check_module, check_tensor, checked, dataset_tensors
 from compresskit.layers import copy_model, refresh_pruned, require_sites, unique_sites
 
 __all__ = ["EPS", "METHODS", "code_range", "qparams", "quantize_tensor", "dequantize", "fake_quantize",
@@ -59,14 +59,17 @@ def _check_w(w) -> None:
         raise ValueError(f"w is empty (shape {tuple(w.shape)}): there is nothing to quantize")
 
 
+@checked
 def code_range(bits: int, symmetric: bool) -> tuple[int, int]:
     """(q_min, q_max): [-2^(b-1), 2^(b-1) - 1] symmetric, [0, 2^b - 1] affine."""
+    check_int("bits", bits, 1, 32)  # 0 bits would be the range (-1, 0): no code at all
     return (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if symmetric else (0, 2**bits - 1)
 
 
 # ------------------------------------------------------------------------------------------------ uniform
 
 
+@checked
 def qparams(w: torch.Tensor, bits: int, *, symmetric: bool = True, per_channel: bool = False, axis: int = 0,
             mask: torch.Tensor | None = None):
     """Scale and zero point of w, as torch's (PerChannel)MinMaxObserver computes them.
@@ -78,6 +81,11 @@ def qparams(w: torch.Tensor, bits: int, *, symmetric: bool = True, per_channel: 
     set the range (pruned weights are not data; the range includes 0 anyway, so 0 stays exactly representable).
     """
     q_min, q_max = code_range(bits, symmetric)
+    if w.numel() == 0:
+        raise ValueError(f"w is empty (shape {tuple(w.shape)}): there is nothing to quantize")
+    if mask is not None and (mask.dtype != torch.bool or mask.shape != w.shape):
+        raise ValueError(f"mask must be a bool tensor of w's shape {tuple(w.shape)}, got {mask.dtype} of shape "
+                         f"{tuple(mask.shape)}")
     w = w.detach().float()
     if mask is not None:
         w = torch.where(mask, w, torch.zeros((), device=w.device))
@@ -111,6 +119,7 @@ def _codes(w: torch.Tensor, scale, zero_point) -> torch.Tensor:
     return torch.round(w.detach().float() * (1.0 / scale)) + zero_point
 
 
+@checked
 def quantize_tensor(w: torch.Tensor, bits: int, *, symmetric: bool = True, per_channel: bool = False, axis: int = 0,
                     mask: torch.Tensor | None = None):
     """Integer codes of w and their parameters: ``(q, scale, zero_point)``, with ``w ~= (q - zero_point) * scale``.
@@ -133,6 +142,7 @@ def quantize_tensor(w: torch.Tensor, bits: int, *, symmetric: bool = True, per_c
     return q, scale, zero_point
 
 
+@checked
 def dequantize(q: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor) -> torch.Tensor:
     """``(q - zero_point) * scale`` as float32 (parameters broadcast, as ``quantize_tensor`` shapes them)."""
     for name, t in (("q", q), ("scale", scale), ("zero_point", zero_point)):
@@ -147,6 +157,7 @@ def dequantize(q: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor) -
     return (q - zero_point).float() * scale
 
 
+@checked
 def fake_quantize(w: torch.Tensor, bits: int, *, symmetric: bool = True, per_channel: bool = False,
                   axis: int = 0, mask: torch.Tensor | None = None) -> torch.Tensor:
     """``dequantize(*quantize_tensor(w, ...))``: w rounded to the nearest representable value (in w's dtype)."""
@@ -154,6 +165,7 @@ def fake_quantize(w: torch.Tensor, bits: int, *, symmetric: bool = True, per_cha
     return dequantize(*q).to(w.dtype)
 
 
+@checked
 def ste_fake_quantize(w: torch.Tensor, bits: int, *, symmetric: bool = True, per_channel: bool = False,
                       axis: int = 0, mask: torch.Tensor | None = None) -> torch.Tensor:
     """Fake quantization with the clipped straight-through estimator, as torch's fake-quant ops do it: the forward
@@ -206,6 +218,7 @@ def _lloyd_1d(x: torch.Tensor, codebook: torch.Tensor, max_iter: int) -> tuple[t
     return codebook, assign
 
 
+@checked
 def kmeans_quantize(w: torch.Tensor, bits: int, *, init: str = "linear", max_iter: int = 1000,
                     mask: torch.Tensor | None = None):
     """Weight sharing (Deep Compression): 2^bits shared values (a codebook) and, per weight, the index of its value.
@@ -242,17 +255,25 @@ def kmeans_quantize(w: torch.Tensor, bits: int, *, init: str = "linear", max_ite
     return codebook.float().to(w.device), indices.to(w.device)
 
 
+@checked
 def centroid_gradients(grad: torch.Tensor, indices: torch.Tensor, k: int) -> torch.Tensor:
     """Deep Compression's codebook fine-tuning: each centroid's gradient is the sum of its members' gradients."""
     check_tensor("grad", grad)
     check_tensor("indices", indices, floating=False)
     check_int("k", k, 1)
+    if indices.is_floating_point() or indices.shape != grad.shape:
+        raise ValueError(f"indices must be integer codes of grad's shape {tuple(grad.shape)}, got {indices.dtype} of "
+                         f"shape {tuple(indices.shape)}")
+    if indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= k):
+        raise ValueError(f"indices must lie in [0, {k - 1}] (codes of a {k}-entry codebook), got values from "
+                         f"{int(indices.min())} to {int(indices.max())}")
     return torch.zeros(k, device=grad.device, dtype=grad.dtype).index_add_(0, indices.reshape(-1), grad.reshape(-1))
 
 
 # ------------------------------------------------------------------------------------------------ binary
 
 
+@checked
 def binarize(w: torch.Tensor, *, mask: torch.Tensor | None = None) -> torch.Tensor:
     """``alpha * sign(w)`` with sign(0) = +1 and alpha = mean |w| per output channel (slice along dim 0).
 
@@ -274,6 +295,7 @@ def binarize(w: torch.Tensor, *, mask: torch.Tensor | None = None) -> torch.Tens
     return torch.where(w >= 0, 1.0, -1.0).to(w.dtype) * alpha * k
 
 
+@checked
 def ste_binarize(w: torch.Tensor, *, mask: torch.Tensor | None = None) -> torch.Tensor:
     """binarize with the clipped STE (BinaryConnect): gradient 1 where |w| <= 1, else 0 (and 0 where pruned)."""
     b = binarize(w, mask=mask).detach()
@@ -296,6 +318,7 @@ def _quantized(w: torch.Tensor, bits: int, method: str, symmetric: bool, per_cha
     return fake_quantize(w, bits, symmetric=symmetric, per_channel=per_channel, axis=0, mask=mask)
 
 
+@checked
 def check_method(method: str, bits, allowed=METHODS, *, name: str = "bits") -> None:
     """``method`` one of ``allowed`` and ``bits`` what it stores (an int, or a per-layer ``{tensor: bits}`` dict of
     them; ``name`` is what the message calls the bits)."""
@@ -327,6 +350,7 @@ def _bits_by_site(bits, found: list) -> dict[str, int]:
     return dict(bits)
 
 
+@checked
 def quantize_model(model: nn.Module, bits: int | dict[str, int], *, method: str = "uniform", symmetric: bool = True,
                    per_channel: bool = False, tensors: str | Sequence[str] | None = None,
                    inplace: bool = False) -> nn.Module:
@@ -365,6 +389,7 @@ def quantize_model(model: nn.Module, bits: int | dict[str, int], *, method: str 
     return refresh_pruned(target)
 
 
+@checked
 def storage_kwargs(method: str, bits: int | dict[str, int], *, per_channel: bool = False,
                    symmetric: bool = True) -> dict:
     """Arguments for ``metrics.storage_bytes`` that price a quantized model honestly.
@@ -400,7 +425,9 @@ def storage_kwargs(method: str, bits: int | dict[str, int], *, per_channel: bool
 class ActivationQuant(nn.Module):
     """Fake-quantizes activations with a fixed (calibrated) affine range, as an integer-only runtime would."""
 
+    @checked
     def __init__(self, bits: int):
+        check_int("bits", bits, 2, 16)
         super().__init__()
         self.bits = bits
         self.register_buffer("lo", torch.tensor(math.inf))
@@ -419,6 +446,7 @@ class ActivationQuant(nn.Module):
         return torch.fake_quantize_per_tensor_affine(x, float(scale), zero_point, q_min, q_max)
 
 
+@checked
 def quantize_activations(model: nn.Sequential, bits: int, calibration: Dataset, *, batches: int = 8,
                          batch_size: int = 64) -> nn.Sequential:
     """A copy of an ``nn.Sequential`` with an ``ActivationQuant`` at its input and after every ReLU, calibrated on

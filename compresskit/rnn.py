@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import prune as torch_prune
 
-from compresskit.checks import check_bool, check_choice, check_int, check_module, check_number, check_tensor
+from compresskit.checks import check_bool, check_choice, check_int, check_module, check_number, check_tensor, checked
 from compresskit.layers import GATES, device_dtype, effective_weight, eval_mode, mask_of, stored_tensor
 
 __all__ = ["UnrolledRNN", "recurrent_layers", "hidden_states", "hidden_drift", "state_drift"]
@@ -47,6 +47,7 @@ class UnrolledRNN(nn.Module):
     ``(output, h_n)``, or ``(output, (h_n, c_n))`` for an LSTM.
     """
 
+    @checked
     def __init__(self, mode: str, input_size: int, hidden_size: int, num_layers: int = 1, *, bias: bool = True,
                  batch_first: bool = False, dropout: float = 0.0, device=None, dtype=None):
         super().__init__()
@@ -152,17 +153,22 @@ class UnrolledRNN(nn.Module):
         return (x if self.batch_first else x.transpose(0, 1)), state
 
 
+@checked
 def recurrent_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """The model's recurrent modules (``nn.RNN/GRU/LSTM`` or ``UnrolledRNN``), by name, in order."""
     check_module("model", model)
     return [(n, m) for n, m in model.named_modules() if isinstance(m, (nn.RNNBase, UnrolledRNN))]
 
 
+@checked
 @torch.no_grad()
 def hidden_states(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """The first recurrent layer's output for input ``x``, as ``(batch, time, hidden)`` (model run in eval mode)."""
     check_module("model", model)
     check_tensor("x", x)
+    if x.dim() not in (2, 3, 4) or x.numel() == 0:
+        raise ValueError(f"x must be a sequence (time, features), a batch (batch, time, features) or images (batch, 1, "
+                         f"rows, columns), got shape {tuple(x.shape)}")
     layers = recurrent_layers(model)
     if not layers:
         raise ValueError(f"model has no recurrent layer (nn.RNN/GRU/LSTM or UnrolledRNN): {type(model).__name__}")
@@ -178,18 +184,24 @@ def hidden_states(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return out if layer.batch_first or out.dim() == 2 else out.transpose(0, 1)
 
 
+@checked
 def hidden_drift(reference: nn.Module, compressed: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """Relative distance of the compressed model's hidden state from the reference's at every time step:
     ``||H_c(t) - H(t)||_F / ||H(t)||_F`` over the batch, a tensor of shape ``(time,)``."""
     return state_drift(hidden_states(reference, x), hidden_states(compressed, x))
 
 
+@checked
 def state_drift(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """``hidden_drift`` on states already computed, ``(batch, time, hidden)`` each: ``a`` the reference's, ``b`` the
     compressed model's. A panel computes the reference's states once, not on every slider move."""
     check_tensor("a", a)
     check_tensor("b", b)
+    if a.dim() != 3:
+        raise ValueError(f"a must be hidden states (batch, time, hidden), as hidden_states returns them, got shape "
+                         f"{tuple(a.shape)}")
     if a.shape != b.shape:
-        raise ValueError(f"the hidden states differ in shape: {tuple(a.shape)} vs {tuple(b.shape)} (same hidden size "
+        raise ValueError(f"b must have a's shape (the hidden states differ in shape): a {tuple(a.shape)}, b "
+                         f"{tuple(b.shape)} (same hidden size "
                          "needed; a distilled student has its own state space)")
     return torch.linalg.vector_norm(b - a, dim=(0, 2)) / torch.linalg.vector_norm(a, dim=(0, 2)).clamp_min(1e-12)

@@ -21,7 +21,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from compresskit.cache import keyed
-from compresskit.checks import check_choice, check_number, check_tensor
+from compresskit.checks import check_choice, check_number, check_tensor, checked
 from compresskit.layers import require_sites
 from compresskit.train import train
 
@@ -40,18 +40,21 @@ def _weights(model: nn.Module) -> list[torch.Tensor]:
     return [s.effective() for s in require_sites(model)]
 
 
+@checked
 def l1_penalty(model: nn.Module, lam: float) -> torch.Tensor:
     """lam * sum |w| over the prunable weights: add it to the loss (its gradient is lam * sign(w))."""
     _check_lam(lam)
     return lam * sum(w.abs().sum() for w in _weights(model))
 
 
+@checked
 def l2_penalty(model: nn.Module, lam: float) -> torch.Tensor:
     """lam * sum w^2 over the prunable weights (gradient 2 lam w): shrinks, never zeroes."""
     _check_lam(lam)
     return lam * sum(w.pow(2).sum() for w in _weights(model))
 
 
+@checked
 def soft_threshold(w: torch.Tensor, threshold: float) -> torch.Tensor:
     """The proximal operator of threshold * |w|: sign(w) * max(|w| - threshold, 0)."""
     check_tensor("w", w)
@@ -59,6 +62,7 @@ def soft_threshold(w: torch.Tensor, threshold: float) -> torch.Tensor:
     return torch.sign(w) * torch.clamp(w.abs() - threshold, min=0.0)
 
 
+@checked
 @torch.no_grad()
 def proximal_l1_step(model: nn.Module, threshold: float) -> None:
     """Soft-threshold every prunable weight in place (call after each optimizer step, t = lr * lam)."""
@@ -67,6 +71,7 @@ def proximal_l1_step(model: nn.Module, threshold: float) -> None:
         site.write(soft_threshold(site.stored, threshold))
 
 
+@checked
 def exact_zero_fraction(model: nn.Module) -> float:
     """Fraction of prunable weights that are exactly 0.0."""
     weights = _weights(model)
@@ -74,6 +79,7 @@ def exact_zero_fraction(model: nn.Module) -> float:
     return sum(int((w == 0).sum()) for w in weights) / total
 
 
+@checked
 def train_sparse(
     model: nn.Module,
     dataset: Dataset,

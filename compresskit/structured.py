@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from compresskit.checks import check_choice, check_fraction, check_int, check_module, dataset_tensors
+from compresskit.checks import check_choice, check_fraction, check_int, check_module, checked, dataset_tensors
 from compresskit.layers import (
     GATES,
     copy_model,
@@ -41,9 +41,13 @@ def _check_norm(norm) -> None:
         raise ValueError(f"norm must be 1 or 2, got {norm!r}")
 
 
+@checked
 def channel_scores(weight: torch.Tensor, norm: int = 1) -> torch.Tensor:
     """L-``norm`` of each output unit: a row of a Linear weight, a whole filter of a Conv weight."""
     _check_norm(norm)
+    if weight.dim() < 2 or weight.numel() == 0:
+        raise ValueError(f"weight must be a Linear or Conv weight (at least 2-d, not empty), got shape "
+                         f"{tuple(weight.shape)}")
     return torch.linalg.vector_norm(weight.detach().reshape(weight.shape[0], -1).float(), ord=norm, dim=1)
 
 
@@ -93,6 +97,7 @@ def _sliced(layer: nn.Module, out_idx: torch.Tensor | None, in_idx: torch.Tensor
     return new.train(layer.training)
 
 
+@checked
 def prune_channels(model: nn.Sequential, amount: float, *, norm: int = 1) -> nn.Sequential:
     """Structured pruning: remove the ``round(amount * n)`` lowest-norm neurons / filters of every hidden layer.
 
@@ -177,6 +182,7 @@ def _unit_scores(old: nn.RNNBase, k: int, norm: int) -> torch.Tensor:
     return torch.linalg.vector_norm(rows.transpose(0, 1).reshape(hidden, -1).float(), ord=norm, dim=1)
 
 
+@checked
 def prune_units(model: nn.Module, amount: float, *, norm: int = 1) -> nn.Module:
     """Remove the ``round(amount * hidden)`` hidden units of lowest L-``norm`` from every layer of each recurrent
     layer (``nn.RNN/GRU/LSTM``), and the matching inputs of the next recurrent layer and of the ``nn.Linear`` that
@@ -236,6 +242,7 @@ def _blocks(model: nn.Module) -> nn.ModuleList:
     return blocks
 
 
+@checked
 def remove_blocks(model: nn.Module, indices) -> nn.Module:
     """A copy of ``model`` without the residual blocks at ``indices`` (positions in ``model.blocks``): a shallower
     network that computes exactly what ``model`` computes with those blocks replaced by the identity. ``model`` is
@@ -257,6 +264,7 @@ def remove_blocks(model: nn.Module, indices) -> nn.Module:
 BLOCK_SCORES = ("skip", "norm")
 
 
+@checked
 @torch.no_grad()
 def block_importance(model: nn.Module, calibration, *, method: str = "skip") -> torch.Tensor:
     """One importance score per residual block (higher: more important), measured on ``calibration`` (a
@@ -291,6 +299,7 @@ def block_importance(model: nn.Module, calibration, *, method: str = "skip") -> 
         return torch.stack(ratios).float()
 
 
+@checked
 def prune_blocks(model: nn.Module, count: int, calibration, *, method: str = "skip") -> nn.Module:
     """Layer-level pruning (层级剪枝): a copy of ``model`` without its ``count`` least important residual blocks
     (``block_importance(model, calibration, method=method)``; ties: the later block goes first). ``model`` is not
@@ -302,6 +311,7 @@ def prune_blocks(model: nn.Module, count: int, calibration, *, method: str = "sk
     return remove_blocks(model, order[:count])
 
 
+@checked
 def thin_blocks(model: nn.Module, amount: float, *, norm: int = 1) -> nn.Module:
     """Neuron-level pruning inside each residual block: ``prune_channels`` on every block's ``f``, which removes the
     ``round(amount * hidden)`` lowest-norm hidden units of each block (rows of the first Linear, columns of the
@@ -338,6 +348,7 @@ def _lm_loss(model: nn.Module, windows: torch.Tensor, batch_size: int = 32) -> t
     return total / (len(windows) * (windows.shape[1] - 1))
 
 
+@checked
 def head_importance(model: nn.Module, windows: torch.Tensor, *, method: str = "mask") -> torch.Tensor:
     """Importance of every attention head, ``(layers, heads)``, on calibration ``windows`` ``(N, T + 1)``.
 
@@ -385,6 +396,7 @@ def _head_scores(model, attentions, windows, method, saved) -> torch.Tensor:
         return scores
 
 
+@checked
 def remove_heads(model: nn.Module, heads: dict[int, list[int]]) -> nn.Module:
     """A copy of the transformer with the given heads removed for real: ``heads`` maps a block index to the heads it
     loses; their rows of q, k and v and their columns of proj are cut out, so the four matrices get smaller (the
@@ -417,6 +429,7 @@ def remove_heads(model: nn.Module, heads: dict[int, list[int]]) -> nn.Module:
     return target
 
 
+@checked
 def prune_heads(model: nn.Module, count: int, windows: torch.Tensor | None = None, *, method: str = "mask",
                 scores: torch.Tensor | None = None) -> tuple[nn.Module, dict[int, list[int]]]:
     """Remove the ``count`` least important heads of the whole model (``head_importance`` on ``windows``, or the

@@ -19,7 +19,18 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from compresskit.checks import check_fraction, check_int, check_module, check_number, check_tensor, check_threads
+from compresskit.checks import (
+    check_batch,
+    check_fields,
+    check_fractions,
+    check_int,
+    check_module,
+    check_named,
+    check_number,
+    check_seed,
+    check_threads,
+    checked,
+)
 from compresskit.layers import effective_weight, eval_mode
 from compresskit.prune import magnitude_mask
 
@@ -35,6 +46,10 @@ class Timing:
     repeats: int
     q1_ms: float
     q3_ms: float
+
+    def __post_init__(self):
+        check_fields(self, ms=(0.0, None), threads=(1, None), repeats=(1, None), q1_ms=(0.0, None),
+                     q3_ms=(0.0, None))
 
     def __float__(self) -> float:
         return self.ms
@@ -62,14 +77,15 @@ def _checked_call_args(callables: dict, example_input, warmup, threads: int) -> 
     arguments."""
     for label, m in callables.items():
         if not callable(m):
-            raise TypeError(f"{label} must be an nn.Module or a callable, got {type(m).__name__}")
+            raise TypeError(f"{label} must be an nn.Module or a callable, got {type(m).__name__} {m!r:.40}")
     if example_input is not None:
-        check_tensor("example_input", example_input, floating=False)
+        check_batch("example_input", example_input)
     check_int("warmup", warmup, 0)
     check_threads(threads)
     return () if example_input is None else (example_input,)
 
 
+@checked
 @torch.inference_mode()
 def latency(
     model: nn.Module | Callable, example_input: torch.Tensor | None, *, repeats: int = 50, warmup: int = 10,
@@ -95,6 +111,7 @@ def latency(
 
 
 
+@checked
 def median_interval(values: Iterable[float], confidence: float = 0.95) -> tuple[float, float, float]:
     """Distribution-free confidence interval of the median of ``values``: ``(low, high, coverage)``.
 
@@ -105,12 +122,13 @@ def median_interval(values: Iterable[float], confidence: float = 0.95) -> tuple[
     skewed the values are. Below 6 values no interval reaches 95 %: the smallest and largest value are returned with
     the coverage they have (n = 5: 93.75 %).
     """
+    values = list(values)
+    for i, v in enumerate(values):
+        check_number(f"values[{i}]", v)
     ordered = sorted(values)
     n = len(ordered)
     if n < 2:
-        raise ValueError(f"values must hold at least 2 numbers, got {n}")
-    if not all(math.isfinite(v) for v in ordered):
-        raise ValueError("values must be finite")
+        raise ValueError(f"values must hold at least 2 numbers, got {n}: {values!r:.60}")
     check_number("confidence", confidence, 0.0, 1.0, low_open=True, high_open=True)
     outcomes = 2**n  # exact integers: 0.5**n underflows to 0 past n = 1074
     below, k = 1, 1  # below / outcomes = P(B <= k - 1)
@@ -146,6 +164,15 @@ class SpeedComparison:
     # and "no measurable difference" in the other. (A wider allowance moves more effects into "undecided": at 5 %,
     # pairs at 1.2-1.25x started to flip between undecided and decided.)
     drift: float = 0.03
+
+    def __post_init__(self):
+        check_fields(self, threads=(1, None), drift=(0.0, 1.0))
+        check_number("SpeedComparison.resolution", self.resolution, 0.0, 1.0, low_open=True, high_open=True)
+        check_number("SpeedComparison.confidence", self.confidence, 0.0, 1.0, low_open=True, high_open=True)
+        check_named("SpeedComparison.times_ms", self.times_ms, list)
+        if self.reference not in self.times_ms:
+            raise ValueError(f"SpeedComparison.reference must name one of {list(self.times_ms)}, got "
+                             f"{self.reference!r}")
 
     @property
     def rounds(self) -> int:
@@ -225,6 +252,7 @@ class SpeedComparison:
         return "\n".join(lines)
 
 
+@checked
 @torch.inference_mode()
 def compare(models: dict, example_input: torch.Tensor | None, *, reference: str | None = None, rounds: int = 15,
             max_rounds: int | None = None, warmup: int = 5, threads: int = 1, block_ms: float = 2.0
@@ -279,6 +307,7 @@ def compare(models: dict, example_input: torch.Tensor | None, *, reference: str 
 # ---------------------------------------------------------------------------------------------- sparse kernels
 
 
+@checked
 def sparse_matmul_timings(
     size: int = 1024, batch: int = 64, sparsities: Iterable[float] = (0.0, 0.5, 0.8, 0.9, 0.95, 0.99), *,
     seed: int = 0, threads: int = 1,
@@ -292,11 +321,10 @@ def sparse_matmul_timings(
     """
     check_int("size", size, 1, 8192)
     check_int("batch", batch, 1, 8192)
-    check_int("seed", seed)
+    check_seed(seed)
     check_threads(threads)
-    sparsities = list(sparsities)
-    for i, s in enumerate(sparsities):
-        check_fraction(f"sparsities[{i}]", s)
+    sparsities = check_fractions("sparsities", list(sparsities) if hasattr(sparsities, "__iter__") and
+                                 not isinstance(sparsities, (str, bytes, dict)) else sparsities)
     gen = torch.Generator().manual_seed(seed)
     w = torch.randn(size, size, generator=gen)
     x = torch.randn(size, batch, generator=gen)
@@ -317,6 +345,7 @@ class SparseCSR(nn.Module):
     """An ``nn.Sequential`` MLP whose Linear layers multiply with ``torch.sparse`` CSR weights: the runtime that can
     skip a pruned model's zeros (the dense kernel multiplies them)."""
 
+    @checked
     def __init__(self, model: nn.Sequential):
         super().__init__()
         check_module("model", model)

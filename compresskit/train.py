@@ -12,7 +12,7 @@ objective without copying the loop:
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +24,18 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from compresskit import cache, data, encode, lecture, models
-from compresskit.checks import check_bool, check_choice, check_int, check_module, check_number, dataset_tensors
+from compresskit.checks import (
+    check_batch,
+    check_bool,
+    check_choice,
+    check_fields,
+    check_int,
+    check_module,
+    check_number,
+    check_seed,
+    checked,
+    dataset_tensors,
+)
 from compresskit.layers import device_of, eval_mode, refresh_pruned
 
 __all__ = ["OPTIMIZERS", "set_seed", "cross_entropy", "lm_loss", "History", "train", "predict", "evaluate", "Recipe",
@@ -33,9 +44,10 @@ __all__ = ["OPTIMIZERS", "set_seed", "cross_entropy", "lm_loss", "History", "tra
 OPTIMIZERS = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}
 
 
+@checked
 def set_seed(seed: int) -> None:
     """Seed Python, NumPy and torch so that a chapter gives the same numbers on every run."""
-    check_int("seed", seed)
+    check_seed(seed)
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
@@ -49,15 +61,31 @@ def _check_classes(labels: torch.Tensor, classes: int) -> None:
                          f"values from {int(labels.min())} to {int(labels.max())}")
 
 
+@checked
+def _check_pair(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> None:
+    """A batch of inputs and its targets, one per example."""
+    check_module("model", model)
+    check_batch("x", x)
+    check_batch("y", y)
+    if len(y) != len(x):
+        raise ValueError(f"y must hold one target per example of x ({len(x)}), got shape {tuple(y.shape)}")
+
+
 def cross_entropy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """The default objective: mean cross-entropy of the model's logits."""
+    _check_pair(model, x, y)
     logits = model(x)
     _check_classes(y, logits.shape[-1])
     return F.cross_entropy(logits, y)
 
 
+@checked
 def lm_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """A language model's objective: mean cross-entropy of the next token at every position (``x``, ``y``: (B, T))."""
+    _check_pair(model, x, y)
+    if x.shape != y.shape or x.is_floating_point():
+        raise ValueError(f"x and y must be token ids of one shape (B, T), got x {x.dtype} {tuple(x.shape)} and y "
+                         f"{tuple(y.shape)}")
     logits = model(x)
     _check_classes(y, logits.shape[-1])
     return F.cross_entropy(logits.flatten(0, 1), y.flatten())
@@ -70,11 +98,15 @@ class History(list):
     """The mean training loss of each epoch (a list), and ``loaded_from``: the training cache's file it was loaded
     from, or None when the training ran."""
 
-    def __init__(self, losses=(), loaded_from: Path | None = None):
+    @checked
+    def __init__(self, losses: Sequence[float] = (), loaded_from: Path | None = None):
+        for i, v in enumerate(losses):
+            check_number(f"losses[{i}]", v)
         super().__init__(losses)
         self.loaded_from = loaded_from
 
 
+@checked
 def train(
     model: nn.Module,
     dataset: Dataset,
@@ -114,7 +146,7 @@ def train(
     check_number("weight_decay", weight_decay, 0)
     check_bool("progress", progress)
     if seed is not None:
-        check_int("seed", seed)
+        check_seed(seed)
     for hook_name, hook in (("objective", objective), ("penalty", penalty), ("after_step", after_step)):
         if hook is not None and not callable(hook):
             raise TypeError(f"{hook_name} must be callable or None, got {type(hook).__name__}")
@@ -172,6 +204,7 @@ def train(
     return history
 
 
+@checked
 @torch.no_grad()
 def predict(model: nn.Module, dataset: Dataset, *, batch_size: int = 1024) -> torch.Tensor:
     """Logits of ``model`` on the whole dataset, in eval mode (the model's mode is restored)."""
@@ -183,6 +216,7 @@ def predict(model: nn.Module, dataset: Dataset, *, batch_size: int = 1024) -> to
         return torch.cat([model(x_all[i : i + batch_size].to(device)) for i in range(0, len(x_all), batch_size)])
 
 
+@checked
 def evaluate(model: nn.Module, dataset: Dataset) -> float:
     """Top-1 accuracy in [0, 1] of ``model`` on ``dataset``."""
     check_module("model", model)
@@ -205,6 +239,10 @@ class Recipe:
     batch_size: int = 64
     objective: Callable | None = None  # None: cross-entropy of the class
 
+    def __post_init__(self):
+        check_fields(self, epochs=(1, None), batch_size=(1, None))
+        check_number("Recipe.lr", self.lr, 0.0, low_open=True)
+
 
 RECIPES: dict[str, Recipe] = {
     "mlp": Recipe(models.mlp, 30, 1e-3),  # LeNet-300-100
@@ -220,6 +258,7 @@ RECIPES: dict[str, Recipe] = {
 """The workbook's baselines, shared by the chapters, the tests and the benchmarks."""
 
 
+@checked
 def fit_baseline(name: str, dataset: Dataset, *, seed: int = 0, progress: bool = True) -> nn.Module:
     """The baseline ``name`` (a key of ``RECIPES``) trained on ``dataset`` for ``seed``: ``set_seed(seed)``, build,
     train with the recipe's epochs and learning rate (minibatch order from the same seed). Deterministic.
@@ -247,6 +286,7 @@ SHIPPED: dict[str, tuple[str, str]] = {
 (``data/make_transformer.py`` trains and writes the transformer with ``fit_baseline``)."""
 
 
+@checked
 def shipped_baseline(name: str) -> nn.Module:
     """The trained baseline ``name`` (a key of ``SHIPPED``) read from ``data/``, checksum verified, in eval mode: the
     same weights bit for bit as ``fit_baseline(name, ...)`` with its recipe gives on the machine that made the file."""

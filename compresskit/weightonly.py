@@ -6,31 +6,37 @@ its own zero point (``bits`` bits). Smaller groups follow the weights more close
 ``bits + (16 + bits) / group_size`` bits per weight when affine.
 
 - ``quantize_groups`` / ``dequantize_groups``: round-to-nearest (RTN) per group.
-- ``gptq``: Frantar, Ashkboos, Hoefler & Alistarh, "GPTQ: Accurate Post-Training Quantization for Generative
-  Pre-trained Transformers" (ICLR 2023). Columns are quantized in order; the error of each is spread over the columns
-  not yet quantized, weighted by the inverse Hessian ``H = 2 X X^T / n`` of the layer's inputs (the OBS update), in the
-  Cholesky form with lazy blocks of the paper's Algorithm 1.
-- ``awq_scale``: Lin et al., "AWQ: Activation-aware Weight Quantization for LLM Compression and Acceleration" (MLSys
-  2024). Input channels with large activations matter most; multiplying their weight columns by ``s > 1`` (and
-  dividing the input by ``s``, folded into the layer before) gives them relatively finer levels. ``s = mean|x|^alpha``
-  with ``alpha`` found by a small grid search on calibration inputs.
+- ``gptq``: Frantar et al., "GPTQ" (ICLR 2023). Columns are quantized in order; the error of each is spread over the
+  columns not yet quantized, weighted by the inverse Hessian ``H = 2 X X^T / n`` of the layer's inputs (the OBS
+  update), in the Cholesky form with lazy blocks of the paper's Algorithm 1.
+- ``awq_scale``: Lin et al., "AWQ" (MLSys 2024). Weight columns of large-activation input channels times ``s > 1``
+  (the input divided by ``s``, folded into the layer before) get finer levels; ``s = mean|x|^alpha``, ``alpha`` by
+  a grid search on calibration inputs.
 - ``quantize_lm``: any of the three on every linear layer of a ``models.TransformerLM``'s blocks (embeddings,
-  LayerNorms and the output head stay float32), with one bit width or one per layer; ``lm_bytes`` prices the result;
-  ``layer_sensitivity`` and ``allocate_bits`` choose bits per layer under a byte budget.
+  LayerNorms and the head stay float32); ``lm_bytes`` prices it; ``layer_sensitivity`` and ``allocate_bits`` choose
+  bits per layer under a byte budget.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
-from compresskit.checks import check_bool, check_choice, check_int, check_module, check_number, check_tensor
-from compresskit.data import calibration_windows
+from compresskit.checks import (
+    check_bool,
+    check_choice,
+    check_int,
+    check_module,
+    check_number,
+    check_tensor,
+    checked,
+)
+from compresskit.data import calibration_windows, check_ids
 from compresskit.layers import copy_model, eval_mode, inputs_of, transformer_linears
 from compresskit.metrics import perplexity
 from compresskit.quantize import code_range
@@ -43,9 +49,6 @@ BITS = (2, 8)  # the bit widths weight-only quantization accepts
 SCALE_BITS = 16  # a float16 scale per group
 METHODS = ("rtn", "gptq", "awq")
 _TINY = torch.finfo(torch.float16).tiny  # the smallest normal float16: a scale below it would flush to zero
-
-
-# ------------------------------------------------------------------------------------------------ checks
 
 
 def _check_matrix(name: str, w) -> None:
@@ -71,6 +74,7 @@ def _check_setting(bits, group_size, columns: int, symmetric) -> int:
 # ------------------------------------------------------------------------------------------------ groups
 
 
+@checked
 def group_params(w: torch.Tensor, bits: int, symmetric: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """Scale and zero point of each row of ``w`` (one row = one group), both ``(rows, 1)``.
 
@@ -80,6 +84,8 @@ def group_params(w: torch.Tensor, bits: int, symmetric: bool) -> tuple[torch.Ten
     down would leave the group's largest weights past the top code, clipped by more than half a step), and kept at
     least float16's smallest normal number, so a group of zeros does not divide by zero.
     """
+    check_int("bits", bits, *BITS)
+    _check_matrix("w", w)
     q_min, q_max = code_range(bits, symmetric)
     lo = w.amin(dim=1, keepdim=True).clamp(max=0.0)
     hi = w.amax(dim=1, keepdim=True).clamp(min=0.0)
@@ -99,17 +105,13 @@ def _round(w: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor, bits: int, 
     return (torch.round(w * (1.0 / scale)) + zero).clamp(q_min, q_max)
 
 
+@checked
 def quantize_groups(w: torch.Tensor, bits: int, *, group_size: int | None = 64, symmetric: bool = False):
     """Round-to-nearest codes of a weight matrix, group by group: ``(q, scale, zero)``.
-
-    Args:
-        w: ``(rows, columns)`` float weights.
-        bits: 2..8.
-        group_size: columns per group, a divisor of ``columns``; None for one group per row.
-        symmetric: zero point 0 and signed codes; else affine (unsigned codes and a zero point per group).
-    Returns:
-        q ``(rows, columns)`` int32 codes; scale and zero ``(rows, columns / group_size)`` (float32 holding float16
-        values; zero points as float32 integers). ``w ~= dequantize_groups(q, scale, zero)``.
+    ``w``: ``(rows, columns)`` float weights; ``bits`` 2..8; ``group_size`` columns per group, a divisor of
+    ``columns`` (None: one group per row); ``symmetric``: zero point 0 and signed codes, else affine. Returns q
+    ``(rows, columns)`` int32 codes, scale and zero ``(rows, columns / group_size)`` (float32 holding float16 values;
+    zero points as float32 integers): ``w ~= dequantize_groups(q, scale, zero)``.
     """
     _check_matrix("w", w)
     g = _check_setting(bits, group_size, w.shape[1], symmetric)
@@ -120,6 +122,7 @@ def quantize_groups(w: torch.Tensor, bits: int, *, group_size: int | None = 64, 
     return q.reshape(rows, cols).to(torch.int32), scale.reshape(rows, -1), zero.reshape(rows, -1)
 
 
+@checked
 def dequantize_groups(q: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor) -> torch.Tensor:
     """``(q - z) * s`` with each group's parameters repeated over its ``columns / groups`` columns (float32)."""
     for name, t in (("q", q), ("scale", scale), ("zero", zero)):
@@ -132,6 +135,7 @@ def dequantize_groups(q: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor) 
     return (q.float() - zero.repeat_interleave(g, dim=1)) * scale.repeat_interleave(g, dim=1)
 
 
+@checked
 def fake_quantize_groups(w: torch.Tensor, bits: int, *, group_size: int | None = 64,
                          symmetric: bool = False) -> torch.Tensor:
     """Round-to-nearest: ``w`` replaced by its nearest representable value, group by group (w's dtype)."""
@@ -148,6 +152,7 @@ def _check_hessian(h, columns: int) -> None:
                          f"{tuple(h.shape)}")
 
 
+@checked
 def gptq(w: torch.Tensor, hessian: torch.Tensor, bits: int, *, group_size: int | None = 64, symmetric: bool = False,
          damp: float = 0.01, block_size: int = 128, act_order: bool = False,
          group_scales: str = "block start") -> torch.Tensor:
@@ -168,10 +173,7 @@ def gptq(w: torch.Tensor, hessian: torch.Tensor, bits: int, *, group_size: int |
             its first column: ``"block start"`` (default), the weights as they were when the current lazy block
             began (the reference code's ``find_params(W[:, i:i + groupsize])``, which reads the matrix the lazy
             updates refresh once per block); ``"updated"``, the weights as every earlier column's update has left
-            them (the result then does not depend on ``block_size``). Measured on the chapter 09 model (groups of
-            32, 8,192 test characters, calibration seeds 0-2): block start 3.86 / 3.03 / 2.944 perplexity at 2 / 3 /
-            4 bits, updated 3.91 / 3.04 / 2.946 (RTN 5.09 / 3.14 / 2.96); on random 32x128 layers the two are
-            within a few percent of each other, block start ahead at 2 bits.
+            them (independent of ``block_size``). On the chapter 09 model the two are within 1.3 % in perplexity.
     Columns whose input is always zero (``H_jj = 0``) carry no information: their weights become 0.
     """
     _check_matrix("w", w)
@@ -196,7 +198,10 @@ def gptq(w: torch.Tensor, hessian: torch.Tensor, bits: int, *, group_size: int |
     H += damp * torch.mean(torch.diagonal(H)) * torch.eye(cols, dtype=H.dtype)
     # row j of the upper Cholesky factor of H^-1, divided by its diagonal entry, is the OBS update that column j's
     # error makes to the columns after it once the columns before it are fixed (the paper's section 3.3)
-    Hinv = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(H)), upper=True)
+    try:
+        Hinv = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(H)), upper=True)
+    except torch.linalg.LinAlgError:
+        raise ValueError(f"H + damp * mean(diag H) is singular (damp={damp}): use damp > 0 (paper: 0.01)") from None
     # blocks hold whole groups, so a group's parameters come from weights every earlier column has updated
     block = g * max(1, block_size // g) if g <= block_size else g
     Q = torch.zeros_like(W)
@@ -223,15 +228,14 @@ def gptq(w: torch.Tensor, hessian: torch.Tensor, bits: int, *, group_size: int |
 # ------------------------------------------------------------------------------------------------ AWQ
 
 
+@checked
 def awq_scale(ws: Sequence[torch.Tensor], x: torch.Tensor, bits: int, *, group_size: int | None = 64,
               symmetric: bool = False, grid: int = 20) -> tuple[torch.Tensor, float]:
-    """AWQ's per-input-channel scale for the weights ``ws`` that all read the input ``x`` ``(n, columns)``.
-
-    For ``alpha`` in ``0, 1/grid, ..., (grid - 1)/grid``: ``s = mean|x|^alpha`` per channel (normalized so that
+    """AWQ's per-input-channel scale for the weights ``ws`` that all read the input ``x`` ``(n, columns)``. For
+    ``alpha`` in ``0, 1/grid, ..., (grid - 1)/grid``: ``s = mean|x|^alpha`` per channel (normalized so that
     ``sqrt(max s * min s) = 1``), each weight quantized as ``RTN(W * s) / s``, and the summed squared error of the
     outputs ``|| (RTN(W s) / s - W) x ||^2`` measured; the ``s`` with the smallest error is returned with its alpha.
-    ``alpha = 0`` is plain RTN, so on these inputs the chosen scale is never worse than RTN.
-    """
+    ``alpha = 0`` is plain RTN, so on these inputs the chosen scale is never worse than RTN."""
     if not isinstance(ws, (list, tuple)) or not ws:
         raise TypeError("ws must be a non-empty list of weight matrices that read the same input")
     check_tensor("x", x)
@@ -281,6 +285,9 @@ class Setting:
     group_size: int | None = 64
     symmetric: bool = False
 
+    def __post_init__(self):
+        _check_setting(self.bits, self.group_size, self.group_size or 1, self.symmetric)
+
 
 def _settings(layers: dict, bits, group_size, symmetric) -> dict[str, Setting]:
     """One ``Setting`` per layer from one bit width or a ``{layer name: bits}`` dict naming every layer."""
@@ -288,7 +295,7 @@ def _settings(layers: dict, bits, group_size, symmetric) -> dict[str, Setting]:
         unknown, missing = set(bits) - set(layers), set(layers) - set(bits)
         if unknown or missing:
             raise ValueError(f"bits must name every quantizable layer exactly: unknown {sorted(unknown)}, missing "
-                             f"{sorted(missing)}")
+                             f"{sorted(missing)}; got {bits!r:.80}")
         chosen = bits
     else:
         chosen = dict.fromkeys(layers, bits)
@@ -357,10 +364,12 @@ def _calibrated(target: nn.Module, windows: torch.Tensor, settings: dict[str, Se
 
 def _check_calibration(model, calibration, samples, seed) -> torch.Tensor:
     if calibration is None:
-        raise ValueError("gptq and awq need calibration token ids (training text)")
+        raise ValueError("gptq and awq need calibration token ids (training text), got calibration=None")
+    check_ids(calibration, "calibration")
     return calibration_windows(calibration, model.context, samples, seed=seed)
 
 
+@checked
 @torch.no_grad()
 def awq_fold(model: nn.Module, bits: int | dict[str, int], *, calibration: torch.Tensor, group_size: int | None = 64,
              symmetric: bool = False, samples: int = 32, seed: int = 0, grid: int = 20,
@@ -380,6 +389,7 @@ def awq_fold(model: nn.Module, bits: int | dict[str, int], *, calibration: torch
         return target, _calibrated(target, windows, settings, "fold", 0.0, False, grid)
 
 
+@checked
 @torch.no_grad()
 def quantize_lm(model: nn.Module, bits: int | dict[str, int], *, group_size: int | None = 64, symmetric: bool = False,
                 method: str = "rtn", calibration: torch.Tensor | None = None, samples: int = 32, seed: int = 0,
@@ -392,11 +402,9 @@ def quantize_lm(model: nn.Module, bits: int | dict[str, int], *, group_size: int
             row); None: one group per row.
         method: ``"rtn"`` round to nearest; ``"gptq"`` (block by block, each layer's Hessian from its inputs in the
             model quantized so far, as the paper does); ``"awq"`` (scales searched and folded, then RTN).
-        calibration: token ids of *training* text (gptq and awq need it): ``samples`` windows of the model's context
-            at offsets drawn with ``seed``.
-    Returns a copy (unless ``inplace``) whose weights hold their quantized values in float32; its real size is
-    ``lm_bytes(model, settings_for(...))``. Biases, embeddings, LayerNorms and the head are unchanged (AWQ rescales
-    the LayerNorms and v's bias so that the float function is the same).
+        calibration: token ids of *training* text (gptq and awq need it): ``samples`` windows at ``seed``'s offsets.
+    Returns a copy (unless ``inplace``) holding the quantized values in float32, of real size ``lm_bytes(model,
+    settings_for(...))``. Biases, embeddings, LayerNorms and the head are kept (AWQ rescales LayerNorms and v's bias).
     """
     layers = transformer_linears(model)
     check_choice("method", method, METHODS)
@@ -425,6 +433,7 @@ def _group(layer: nn.Linear, group_size: int | None) -> int | None:
     return group_size if group_size is None or layer.in_features >= group_size else None
 
 
+@checked
 def layer_bytes(layer: nn.Linear, setting: Setting) -> int:
     """Bytes of one layer's weight stored with ``setting``: codes, float16 scales, (affine) zero points."""
     rows, cols = layer.weight.shape
@@ -444,13 +453,17 @@ def _unpack_bits(data: bytes, count: int, bits: int) -> np.ndarray:
     return (planes.reshape(count, bits).astype(np.int64) << np.arange(bits)).sum(axis=1)
 
 
+@checked
 def pack_groups(q: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor, bits: int, *, symmetric: bool) -> bytes:
     """The bytes a file stores for one layer (``quantize_groups``'s output): the codes at ``bits`` each (symmetric
     codes offset by ``2**(bits - 1)``), then the float16 scales, then (affine) the zero points at ``bits`` each; each
-    part padded to a whole byte. ``len(pack_groups(...)) == layer_bytes(...)``: the sizes this module reports are
-    files, not estimates."""
+    part padded to a whole byte. ``len(pack_groups(...)) == layer_bytes(...)``: sizes reported are files."""
     check_int("bits", bits, *BITS)
     check_bool("symmetric", symmetric)
+    for name, t in (("q", q), ("scale", scale), ("zero", zero)):
+        if t.dim() != 2 or len(t) != len(q) or not t.numel():
+            raise ValueError(f"{name} must be a 2-d tensor with one row per row of q ({len(q) if q.dim() else 0}), as "
+                             f"quantize_groups returns it, got shape {tuple(t.shape)}")
     offset = 2 ** (bits - 1) if symmetric else 0
     codes = q.flatten().numpy().astype(np.int64) + offset
     if codes.min() < 0 or codes.max() >= 2**bits:
@@ -459,14 +472,18 @@ def pack_groups(q: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor, bits: 
     return blob if symmetric else blob + _pack_bits(zero.flatten().numpy().astype(np.int64), bits)
 
 
+@checked
 def unpack_groups(blob: bytes, rows: int, columns: int, bits: int, *, group_size: int | None,
                   symmetric: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``pack_groups`` read back: ``(q, scale, zero)`` exactly as ``quantize_groups`` returned them."""
+    check_int("rows", rows, 1)
+    check_int("columns", columns, 1)
     g = _check_setting(bits, group_size, columns, symmetric)
     n, groups = rows * columns, rows * (columns // g)
     sizes = [-(-n * bits // 8), 2 * groups, 0 if symmetric else -(-groups * bits // 8)]
     if len(blob) != sum(sizes):
-        raise ValueError(f"blob holds {len(blob)} bytes; {rows}x{columns} at {bits} bits in groups of {g} take "
+        raise ValueError(f"blob holds {len(blob)} bytes{' (empty)' if not blob else ''}; "
+                         f"{rows}x{columns} at {bits} bits in groups of {g} take "
                          f"{sum(sizes)}")
     offset = 2 ** (bits - 1) if symmetric else 0
     q = torch.from_numpy(_unpack_bits(blob[: sizes[0]], n, bits) - offset).reshape(rows, columns).to(torch.int32)
@@ -476,11 +493,10 @@ def unpack_groups(blob: bytes, rows: int, columns: int, bits: int, *, group_size
     return q, scale.reshape(rows, -1), zero.reshape(rows, -1)
 
 
+@checked
 def lm_bytes(model: nn.Module, settings: dict[str, Setting] | None = None) -> int:
-    """Bytes of a file of ``model`` with the layers of ``settings`` stored as group codes (``layer_bytes``: ``bits``
-    per weight, a float16 scale per group and, affine, a ``bits``-bit zero point per group, rounded up to whole
-    bytes); every other tensor (embeddings, biases, LayerNorms, the head, layers not in ``settings``) at its dtype's
-    size."""
+    """Bytes of a file of ``model`` with the layers of ``settings`` stored as group codes (``layer_bytes``), every
+    other tensor (embeddings, biases, LayerNorms, the head, layers not in ``settings``) at its dtype's size."""
     check_module("model", model)
     settings = settings or {}
     modules = dict(model.named_modules())
@@ -492,6 +508,7 @@ def lm_bytes(model: nn.Module, settings: dict[str, Setting] | None = None) -> in
     return total
 
 
+@checked
 def settings_for(model: nn.Module, bits: int | dict[str, int], *, group_size: int | None = 64,
                  symmetric: bool = False) -> dict[str, Setting]:
     """The ``Setting`` of every quantizable layer for ``quantize_lm``'s arguments (for ``lm_bytes``)."""
@@ -501,18 +518,15 @@ def settings_for(model: nn.Module, bits: int | dict[str, int], *, group_size: in
 # ------------------------------------------------------------------------------------------------ bits per layer
 
 
+@checked
 def layer_sensitivity(model: nn.Module, ids: torch.Tensor, bits: Sequence[int] = (2, 3, 4), *,
                       group_size: int | None = 64, symmetric: bool = False, around: int | None = None,
-                      progress=None) -> dict[str, dict]:
-    """Perplexity on ``ids`` (a text or windows, as ``metrics.perplexity`` takes them) when one layer at a time is
-    quantized (RTN) at each of ``bits`` while every other layer holds ``around`` bits (None: float32):
-    ``{layer: {bits: perplexity}}``, and the perplexity with no layer changed under the empty name (``{"": {around or
-    32: perplexity}}``).
-
-    Measuring around the operating point (``around=3`` for budgets near 3 bits per weight) catches what single-layer
-    rises from float32 miss: errors of several low-bit layers add up faster than their separate rises. Take ``ids``
-    from training or validation text, never from the test text the allocation is judged on; ``progress``: a wrapper
-    such as ``tqdm`` for the loop over layers."""
+                      progress: Callable | None = None) -> dict[str, dict]:
+    """Perplexity on ``ids`` (text or windows, as ``metrics.perplexity`` takes them) with one layer at a time at each
+    of ``bits`` (RTN), every other layer at ``around`` bits (None: float32): ``{layer: {bits: perplexity}}``, and
+    ``{"": {around or 32: perplexity}}`` with no layer changed. Measured around the operating point (``around=3``
+    near 3 bits per weight), low-bit layers' errors add up as they will; take ``ids`` from training or validation
+    text, never the test text. ``progress``: a wrapper such as ``tqdm`` for the loop over layers."""
     layers = transformer_linears(model)
     if not isinstance(bits, (list, tuple)) or not bits:
         raise TypeError(f"bits must be a non-empty list of bit widths, got {bits!r}")
@@ -541,20 +555,21 @@ def layer_sensitivity(model: nn.Module, ids: torch.Tensor, bits: Sequence[int] =
     return result
 
 
+@checked
 def allocate_bits(sensitivity: dict[str, dict], model: nn.Module, budget: int, *, group_size: int | None = 64,
                   symmetric: bool = False, unit: int = 16) -> dict[str, int] | None:
     """Bits per layer that minimize the summed perplexity rise (``layer_sensitivity``) within ``budget`` bytes of the
     whole file (``lm_bytes``), or None when even the fewest bits do not fit.
 
-    Exact for its model: a multiple-choice knapsack solved by dynamic programming over the budget in steps of ``unit``
-    bytes (each layer's size rounded up to a whole step, so an allocation found always fits). The model assumes the
-    layers' rises add up, which holds while each is small; the chapter measures the allocation it finds.
+    A multiple-choice knapsack solved exactly by dynamic programming over the budget in steps of ``unit`` bytes (sizes
+    rounded up: an allocation found always fits), assuming the layers' rises add up (true while each is small).
     """
     layers = transformer_linears(model)
     check_int("budget", budget, 1)
     check_int("unit", unit, 1)
     if not isinstance(sensitivity, dict) or set(sensitivity) != set(layers) | {""}:
-        raise ValueError("sensitivity must hold every quantizable layer of model (layer_sensitivity on this model)")
+        raise ValueError("sensitivity must hold every quantizable layer of model (layer_sensitivity on this model), "
+                         f"got {sensitivity!r:.80}")
     base = next(iter(sensitivity[""].values()))
     rest = lm_bytes(model) - sum(p.numel() * p.element_size() for p in (m.weight for m in layers.values()))
     room = (budget - rest) // unit

@@ -39,7 +39,7 @@ from IPython.display import display
 from matplotlib.figure import Figure
 
 from compresskit import claims
-from compresskit.checks import check_bool, check_number
+from compresskit.checks import check_bool, check_number, checked
 from compresskit.legible import fit_titles, problems
 from compresskit.plots import png, projector, projector_on
 
@@ -69,6 +69,7 @@ def collect_later() -> Iterator[None]:
             gc.enable()
 
 
+@checked
 def slider(value, low, high, step, description: str, *, fmt: str | None = None, continuous: bool = False):
     """A float or int slider with a wide label; ``continuous_update`` off unless asked (slow updates). ``value``
     must lie in ``[low, high]`` and ``step`` be > 0: ipywidgets would silently clamp the value instead."""
@@ -81,12 +82,18 @@ def slider(value, low, high, step, description: str, *, fmt: str | None = None, 
     if not 0 < step <= high - low:
         raise ValueError(f"step must be in (0, {high - low}] (high - low), got {step!r}")
     check_bool("continuous", continuous)
+    if fmt:
+        try:
+            format(1.5, fmt)
+        except ValueError:
+            raise ValueError(f"fmt must be a number format such as '.2f', got {fmt!r}") from None
     cls = widgets.IntSlider if all(isinstance(v, int) for v in (value, low, high, step)) else widgets.FloatSlider
     kw = {"readout_format": fmt} if fmt else {}
     return cls(value=value, min=low, max=high, step=step, description=description, continuous_update=continuous,
                style={"description_width": "initial"}, layout=widgets.Layout(width="460px"), **kw)
 
 
+@checked
 def choice_slider(value, options, description: str):
     """A slider over a few given values (``widgets.SelectionSlider``), laid out like ``slider``, updated on release:
     for settings that are precomputed once per option (widths trained, bit widths quantized). ``value`` must be one
@@ -105,6 +112,7 @@ def choice_slider(value, options, description: str):
 class Panel:
     """Controls + output area + the update that links them. Display it by leaving it last in a cell."""
 
+    @checked
     def __init__(self, update: Callable[..., Figure], controls: dict[str, widgets.ValueWidget], *,
                  main: bool = False, title: str = "", cache: bool = True):
         if not callable(update):
@@ -285,6 +293,7 @@ class Panel:
             self._first = None
 
 
+@checked
 def panel(update: Callable[..., Figure], *, main: bool = False, title: str = "", cache: bool = True,
           **controls) -> Panel:
     """Build a panel: ``panel(show, main=True, sparsity=slider(0.5, 0, 0.99, 0.01, "sparsity"))``. ``cache=False``

@@ -49,7 +49,7 @@ BOOL_ARGS = [
     ("magnitude_prune inplace", lambda v: prune.magnitude_prune(models.mlp(hidden=(8,)), sparsity=0.5, inplace=v),
      "inplace"),
     ("storage_kwargs per_channel", lambda v: quantize.storage_kwargs("uniform", 4, per_channel=v), "per_channel"),
-    ("measure timed", lambda v: metrics.measure(models.mlp(hidden=(8,)), data.load_digits(), timed=v), "timed"),
+    ("measure timed", lambda v: metrics.measure(models.mlp(hidden=(8,)), data.load_digits().test, timed=v), "timed"),
 ]
 
 
@@ -158,7 +158,7 @@ WRONG_TYPES = [
     (lambda: structured.prune_channels(None, 0.5), "model must be an nn.Module"),
     (lambda: qat.qat(None, data.load_digits().train, bits=4), "model must be an nn.Module"),
     (lambda: prune.sparsity_report(torch.randn(2)), "model must be an nn.Module"),
-    (lambda: train(models.mlp(), data.load_digits().train, epochs=1, lr=1e-3, penalty=3), "penalty must be callable"),
+    (lambda: train(models.mlp(), data.load_digits().train, epochs=1, lr=1e-3, penalty=3), "penalty must be a function"),
 ]
 
 

@@ -92,7 +92,7 @@ def test_a_function_that_changes_its_input_model_is_caught():
 def test_check_code_refuses_bad_arguments(capsys):
     with pytest.raises(ValueError, match="name must be one of"):
         check_code("99-code", lambda: None)
-    with pytest.raises(TypeError, match="expected a function"):
+    with pytest.raises(TypeError, match="fn must be a function"):
         check_code("03-code", 3)
     assert check_code("03-code", None) is False
     assert "not attempted" in capsys.readouterr().out

@@ -223,7 +223,7 @@ def test_gptq_without_dampening_is_refused_only_when_singular():
     x = correlated_inputs(0, n=16)  # 16 inputs: H of rank 16 < 64
     h = 2 * x.T @ x / len(x)
     w = torch.randn(8, 64)
-    with pytest.raises(torch.linalg.LinAlgError):
+    with pytest.raises(ValueError, match="singular.*damp=0.0"):
         wo.gptq(w, h, 4, group_size=16, damp=0.0)
     assert bool(torch.isfinite(wo.gptq(w, h, 4, group_size=16, damp=0.01)).all())
 

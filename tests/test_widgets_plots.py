@@ -32,7 +32,7 @@ def test_accuracy_vs_size_labels_axes_and_legend():
     xs = sorted(x for line in ax.get_lines()[:2] for x in line.get_xdata())
     assert xs == [2.0, 8.0]  # kilobytes
     plt.close(fig)
-    with pytest.raises(ValueError, match="records is empty"):
+    with pytest.raises(ValueError, match="records must hold at least one Record"):
         plots.accuracy_vs_size([])
 
 
@@ -186,7 +186,7 @@ def test_perplexity_vs_size_with_its_sample_stays_inside_the_canvas(projector):
         plt.close("all")
     finally:
         plots.projector(False)
-    with pytest.raises(ValueError, match="series is empty"):
+    with pytest.raises(ValueError, match="series must name at least one item"):
         plots.perplexity_vs_size({}, baseline=1.0)
 
 
@@ -244,7 +244,7 @@ def test_plots_refuse_bad_inputs_naming_them():
     images, labels = torch.rand(4, 1, 8, 8), torch.arange(4)
     with pytest.raises(ValueError, match=r"cols must be >= 1, got 0"):
         plots.digit_grid(images, labels, n=4, cols=0)
-    with pytest.raises(ValueError, match="labels holds 2 labels, fewer than the n=4 images"):
+    with pytest.raises(ValueError, match=r"labels must be a 1-d tensor of at least n=4 labels, got shape \(2,\)"):
         plots.digit_grid(images, labels[:2], n=4)
     with pytest.raises(TypeError, match="fig must be a matplotlib Figure, got NoneType"):
         plots.png(None)
@@ -252,7 +252,7 @@ def test_plots_refuse_bad_inputs_naming_them():
         plots.weight_histogram(torch.empty(0))
     with pytest.raises(ValueError, match=r"kept must be a mask of w's shape \(6, 8\), got \(3,\)"):
         plots.weight_histogram(torch.randn(6, 8), torch.ones(3, dtype=torch.bool))
-    with pytest.raises(ValueError, match="records is empty"):
+    with pytest.raises(ValueError, match="records must hold at least one Record"):
         plots.accuracy_vs_size([])
 
 
