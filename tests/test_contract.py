@@ -17,6 +17,7 @@ import math
 import pkgutil
 import re
 import types
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pytest
@@ -292,7 +293,7 @@ def _call(fn, kwargs: dict):
             else:
                 kw[p.name] = kwargs[p.name]
     result = fn(*args, **kw)
-    if isinstance(result, contextlib.AbstractContextManager):  # a context manager: enter and leave it
+    if isinstance(result, contextlib.AbstractContextManager) and not isinstance(result, Path):  # enter and leave
         with result:
             pass
     elif inspect.isgenerator(result):
