@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 
 import matplotlib
+import numpy as np
 from matplotlib import ticker
 from matplotlib.figure import Figure
 
@@ -168,7 +169,8 @@ def problems(fig: Figure) -> list[str]:
     """What makes ``fig`` hard to read, in words (empty when nothing): anything drawn past the canvas
     (``overflow``), any visible text smaller than the current style's floor (``min_points``: titles, axis and tick
     labels, legends, annotations), tick labels of one axis that overlap, an axes' title and axis labels that
-    overlap, labels written in a plot that overlap each other. A full draw: for tests and strict runs."""
+    overlap, labels written in a plot that overlap each other, a legend entry whose line shows no point in the axes,
+    a horizontal reference line lying on the frame. A full draw: for tests and strict runs."""
     past = overflow(fig)  # draws the figure: every text below is placed as shown
     found = [f"draws past its canvas ({past}, inches)"] if past else []
     renderer = fig.canvas.get_renderer()
@@ -191,9 +193,37 @@ def problems(fig: Figure) -> list[str]:
         for j, other in enumerate(fig.axes[i + 1:], i + 1):  # an axes' texts over a neighbour's (a colour bar's)
             if any(a.overlaps(b) for a in own for b in _frame_texts(other, renderer)):
                 found.append(f"axes {i} and {j}: their titles, axis or tick labels overlap")
+        found += [f"axes {i}: {p}" for p in _unseen(ax)]
         named = {"title": ax.title, "x label": ax.xaxis.label, "y label": ax.yaxis.label}
         boxes = {n: t.get_window_extent(renderer) for n, t in named.items() if t.get_visible() and t.get_text().strip()}
         for a, b in (("title", "y label"), ("title", "x label"), ("x label", "y label")):
             if a in boxes and b in boxes and boxes[a].overlaps(boxes[b]):
                 found.append(f"axes {i}: its {a} and {b} overlap")
     return found
+
+
+def _unseen(ax) -> list[str]:
+    """Lines a reader is told about but cannot see: a legend entry whose line has no point inside the axes' view,
+    a horizontal reference line (``axhline``) on the top or bottom edge, hidden by the frame."""
+    found = []
+    (x0, x1), (y0, y1) = sorted(ax.get_xlim()), sorted(ax.get_ylim())
+    legend = ax.get_legend()
+    shown = {t.get_text() for t in legend.get_texts()} if legend is not None else set()
+    for line in ax.get_lines():
+        label = line.get_label()
+        x, y = (np.asarray(v, dtype=float) for v in line.get_data()) if not _is_hline(line) else (None, None)
+        if _is_hline(line):
+            level = float(np.asarray(line.get_ydata(), dtype=float)[0])
+            if min(abs(level - y0), abs(level - y1)) <= 0.005 * (y1 - y0):
+                found.append(f"the reference line {label!r} at {level:g} lies on the frame (widen the y limits)")
+        elif label in shown and x.size and not np.any((x >= x0) & (x <= x1) & (y >= y0) & (y <= y1)):
+            found.append(f"the legend names {label!r}, whose line has no point inside the axes")
+    return found
+
+
+def _is_hline(line) -> bool:
+    """A line from ``axhline``: x from 0 to 1 in axes coordinates (not data), at one data y."""
+    x = np.asarray(line.get_xdata(), dtype=float)
+    y = np.asarray(line.get_ydata(), dtype=float)
+    return x.size == 2 and x.tolist() == [0.0, 1.0] and y.size == 2 and y[0] == y[1] and \
+        line.get_transform() != line.axes.transData

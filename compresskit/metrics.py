@@ -35,8 +35,8 @@ from compresskit.timing import latency
 from compresskit.train import evaluate
 
 __all__ = ["count_params", "count_nonzero", "Format", "relative_index_entries", "FORMATS", "tensor_bits",
-           "storage_bytes", "macs", "Record", "measure", "torch_file_bytes", "LMScore", "perplexity", "sample_text",
-           "sparse_lm_bytes"]
+           "storage_bytes", "macs", "Record", "measure", "torch_file_bytes", "LMScore", "perplexity", "Fidelity",
+           "fidelity", "sample_text", "sparse_lm_bytes"]
 
 # ---------------------------------------------------------------------------------------------- tensors
 
@@ -386,6 +386,23 @@ def perplexity(model: nn.Module, ids: torch.Tensor, *, context: int | None = Non
     window is scored (``context`` and ``stride`` must not be given).
     """
     check_module("model", model)
+    windows, context, stride, first_all = _windows(model, ids, context, stride, batch_size)
+    total, count = 0.0, 0
+    with eval_mode(model):
+        for i, chunk in _chunks(model, windows, batch_size):
+            logits = model(chunk[:, :-1])  # (b, context, vocab)
+            nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), chunk[:, 1:], reduction="none")
+            keep = _scored(nll, i, first_all, stride)
+            if not bool(torch.isfinite(keep).all()):
+                raise ValueError("the model's loss is not finite on this text (NaN or inf weights or logits?)")
+            total += float(keep.double().sum())
+            count += keep.numel()
+    return LMScore(total / count, count, context, stride)
+
+
+def _windows(model: nn.Module, ids, context, stride, batch_size) -> tuple[torch.Tensor, int, int, bool]:
+    """The windows ``(N, context + 1)`` a score reads, their context and stride, and whether the first window scores
+    every prediction (a text) or each window all of its own (windows given)."""
     if not isinstance(ids, torch.Tensor) or ids.dim() not in (1, 2) or ids.dtype != torch.int64:
         raise TypeError("ids must be a 1-d int64 tensor of token ids (a text) or a 2-d one (windows)")
     model_context = getattr(model, "context", None)
@@ -393,38 +410,84 @@ def perplexity(model: nn.Module, ids: torch.Tensor, *, context: int | None = Non
     if ids.dim() == 2:
         if context is not None or stride is not None:
             raise ValueError("context and stride are set by the windows' width when ids is 2-d")
-        windows, context = ids, ids.shape[1] - 1
+        context = ids.shape[1] - 1
         check_int("the windows' width - 1", context, 1, model_context)
-        stride = context
-        first_all = False
-    else:
-        context = model_context if context is None else context
-        if context is None:
-            raise ValueError("context must be given for a model without a `context` attribute")
-        check_int("context", context, 1, model_context)
-        stride = context if stride is None else stride
-        check_int("stride", stride, 1, context)
-        if len(ids) < context + 1:
-            raise ValueError(f"ids holds {len(ids)} tokens: the text must hold at least context + 1 = {context + 1}")
-        starts = torch.arange(0, len(ids) - context, stride)
-        windows = ids[starts[:, None] + torch.arange(context + 1)]  # (N, context + 1)
-        first_all = True
+        return ids, context, context, False
+    context = model_context if context is None else context
+    if context is None:
+        raise ValueError("context must be given for a model without a `context` attribute")
+    check_int("context", context, 1, model_context)
+    stride = context if stride is None else stride
+    check_int("stride", stride, 1, context)
+    if len(ids) < context + 1:
+        raise ValueError(f"ids holds {len(ids)} tokens: the text must hold at least context + 1 = {context + 1}")
+    starts = torch.arange(0, len(ids) - context, stride)
+    return ids[starts[:, None] + torch.arange(context + 1)], context, stride, True
+
+
+def _chunks(model: nn.Module, windows: torch.Tensor, batch_size: int):
+    """(first row's index, batch of windows on the model's device)."""
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
-    total, count = 0.0, 0
-    with eval_mode(model):
-        for i in range(0, len(windows), batch_size):
-            chunk = windows[i:i + batch_size].to(device)
-            logits = model(chunk[:, :-1])  # (b, context, vocab)
-            nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), chunk[:, 1:], reduction="none")
-            if first_all and i == 0:  # the text's first window scores every prediction, later ones their last stride
-                keep = torch.cat([nll[:1].flatten(), nll[1:, -stride:].flatten()])
-            else:
-                keep = nll[:, -stride:]
-            if not bool(torch.isfinite(keep).all()):
-                raise ValueError("the model's loss is not finite on this text (NaN or inf weights or logits?)")
-            total += float(keep.double().sum())
-            count += keep.numel()
-    return LMScore(total / count, count, context, stride)
+    for i in range(0, len(windows), batch_size):
+        yield i, windows[i:i + batch_size].to(device)
+
+
+def _scored(values: torch.Tensor, i: int, first_all: bool, stride: int) -> torch.Tensor:
+    """The per-position ``values`` ``(b, context, ...)`` of the predictions scored: all of the text's first window,
+    the last ``stride`` of every other window."""
+    if first_all and i == 0:
+        return torch.cat([values[:1].flatten(0, 1), values[1:, -stride:].flatten(0, 1)])
+    return values[:, -stride:].flatten(0, 1)
+
+
+@dataclass(frozen=True)
+class Fidelity:
+    """How far a compressed language model's next-token distributions are from the original's on the same tokens
+    (llama.cpp's KL-divergence statistics): KL(p_reference || p_model) per token in nats (mean, median, 99th and
+    99.9th percentile), the fraction of tokens whose most likely next token both models agree on, and
+    ln(PPL_model / PPL_reference)."""
+
+    kl_mean: float
+    kl_median: float
+    kl_p99: float
+    kl_p999: float
+    top1: float
+    log_ppl_ratio: float
+    tokens: int
+
+    def __post_init__(self):
+        check_fields(self, kl_mean=(0.0, None), kl_median=(0.0, None), kl_p99=(0.0, None), kl_p999=(0.0, None),
+                     top1=(0.0, 1.0), tokens=(1, None))
+
+    def __str__(self) -> str:
+        return (f"KL mean {self.kl_mean:.4f} (median {self.kl_median:.4f}, 99.9 % {self.kl_p999:.3f}) nats, top-1 "
+                f"agreement {self.top1:.2%}, ln(PPL ratio) {self.log_ppl_ratio:+.4f} over {self.tokens:,} tokens")
+
+
+@checked
+@torch.no_grad()
+def fidelity(reference: nn.Module, model: nn.Module, ids: torch.Tensor, *, context: int | None = None,
+             stride: int | None = None, batch_size: int = 64) -> Fidelity:
+    """``model`` (compressed) against ``reference`` (the original) on the tokens ``perplexity`` scores with the same
+    ``context`` and ``stride``: per-token KL(p_reference || p_model) from float64 log-softmaxes, top-1 agreement, and
+    the log perplexity ratio. A perplexity can stay put while single tokens change a lot; the KL tail says so."""
+    windows, context, stride, first_all = _windows(reference, ids, context, stride, batch_size)
+    kls, agree, nll_ref, nll_model = [], 0, 0.0, 0.0
+    with eval_mode(reference, model):
+        for i, chunk in _chunks(reference, windows, batch_size):
+            targets = _scored(chunk[:, 1:, None], i, first_all, stride).squeeze(-1)
+            log_p = _scored(torch.log_softmax(reference(chunk[:, :-1]).double(), -1), i, first_all, stride)
+            log_q = _scored(torch.log_softmax(model(chunk[:, :-1]).double(), -1), i, first_all, stride)
+            if not (bool(torch.isfinite(log_p).all()) and bool(torch.isfinite(log_q).all())):
+                raise ValueError("a model's logits are not finite on this text (NaN or inf weights?)")
+            kls.append((log_p.exp() * (log_p - log_q)).sum(-1).clamp_min(0.0))
+            agree += int((log_p.argmax(-1) == log_q.argmax(-1)).sum())
+            nll_ref -= float(log_p.gather(-1, targets[:, None]).sum())
+            nll_model -= float(log_q.gather(-1, targets[:, None]).sum())
+    kl = torch.cat(kls)
+    q = torch.quantile(kl, torch.tensor([0.5, 0.99, 0.999], dtype=kl.dtype)).tolist()
+    n = len(kl)
+    return Fidelity(float(kl.mean()), q[0], q[1], q[2], agree / n, (nll_model - nll_ref) / n, n)
 
 
 @checked

@@ -357,6 +357,7 @@ def pixel_map(values: torch.Tensor, *, ax: Axes | None = None, title: str = "", 
         raise ValueError(f"fmt must format one number, as '{{:.0f}}', got {fmt!r}") from None
     if "{" not in fmt:
         raise ValueError(f"fmt must format one number, as '{{:.0f}}', got {fmt!r}")
+    check_tensor("values", values, floating=False)
     fig, ax = _axes(ax)
     v = values.detach().float().cpu()
     if v.dim() != 2:
@@ -393,6 +394,10 @@ def curves(series: dict[str, tuple[Sequence[float], Sequence[float]]], *, xlabel
         ax.plot(list(xs), list(ys), marker=marker, lw=_z(2), ms=_z(6), label=name, color=COLORS[i % len(COLORS)])
     if hline is not None:
         ax.axhline(hline, color="0.3", ls="--", lw=_z(1.5), label=hline_label or None)
+        low, high = ax.get_ylim()
+        pad = 0.04 * (high - low)
+        if not logy and not low + pad <= hline <= high - pad:  # in view, off the frame
+            ax.set_ylim(min(low, hline - pad), max(high, hline + pad))
     return _finish(fig, ax, xlabel, ylabel, title, logx, logy)
 
 

@@ -81,11 +81,10 @@ def qparams(w: torch.Tensor, bits: int, *, symmetric: bool = True, per_channel: 
     set the range (pruned weights are not data; the range includes 0 anyway, so 0 stays exactly representable).
     """
     q_min, q_max = code_range(bits, symmetric)
+    check_tensor("w", w)
     if w.numel() == 0:
         raise ValueError(f"w is empty (shape {tuple(w.shape)}): there is nothing to quantize")
-    if mask is not None and (mask.dtype != torch.bool or mask.shape != w.shape):
-        raise ValueError(f"mask must be a bool tensor of w's shape {tuple(w.shape)}, got {mask.dtype} of shape "
-                         f"{tuple(mask.shape)}")
+    mask = _check_kept(w, mask)
     w = w.detach().float()
     if mask is not None:
         w = torch.where(mask, w, torch.zeros((), device=w.device))

@@ -15,7 +15,15 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from compresskit.checks import check_choice, check_fraction, check_int, check_module, checked, dataset_tensors
+from compresskit.checks import (
+    check_choice,
+    check_fraction,
+    check_int,
+    check_module,
+    check_tensor,
+    checked,
+    dataset_tensors,
+)
 from compresskit.layers import (
     GATES,
     copy_model,
@@ -45,6 +53,7 @@ def _check_norm(norm) -> None:
 def channel_scores(weight: torch.Tensor, norm: int = 1) -> torch.Tensor:
     """L-``norm`` of each output unit: a row of a Linear weight, a whole filter of a Conv weight."""
     _check_norm(norm)
+    check_tensor("weight", weight)
     if weight.dim() < 2 or weight.numel() == 0:
         raise ValueError(f"weight must be a Linear or Conv weight (at least 2-d, not empty), got shape "
                          f"{tuple(weight.shape)}")

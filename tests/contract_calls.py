@@ -393,6 +393,10 @@ CALLS = {
     "metrics.torch_file_bytes": lambda tmp: {"model": mlp()},
     "metrics.LMScore": lambda tmp: {"nll": 1.5, "tokens": 100, "context": 16, "stride": 8},
     "metrics.perplexity": lambda tmp: {"model": lm(), "ids": ids(200), "context": 16, "stride": 8, "batch_size": 8},
+    "metrics.Fidelity": lambda tmp: {"kl_mean": 0.01, "kl_median": 0.005, "kl_p99": 0.1, "kl_p999": 0.3, "top1": 0.95,
+                                     "log_ppl_ratio": 0.01, "tokens": 100},
+    "metrics.fidelity": lambda tmp: {"reference": lm(), "model": lm(), "ids": ids(200), "context": 16, "stride": 8,
+                                     "batch_size": 8},
     "metrics.sample_text": lambda tmp: {"model": lm(), "prompt": "The ", "length": 8, "seed": 0, "temperature": 0.8},
     "metrics.sparse_lm_bytes": lambda tmp: {"model": lm(), "format": "bitmask", "value_bits": 32},
     # ---------------------------------------------------------------------------------------------- models

@@ -251,6 +251,13 @@ ACCEPTED: list[tuple[str, str, tuple[str, ...], str]] = [
     ("metrics.relative_index_entries|metrics.tensor_bits", "w", ("an empty tensor",), "no entries, no bits"),
     ("metrics.tensor_bits", "w", ("a 0-d tensor",), "a dense scalar: its value bits"),
     ("metrics.storage_bytes", "value_bits", ("an empty dict",), "no layer named: every tensor at 32 bits"),
+    ("layers.device_dtype|layers.is_compressible", "w|tensor", ("a NaN tensor",),
+     "only its device, dtype and kind are read"),
+    ("metrics.relative_index_entries|metrics.tensor_bits", "w", ("a NaN tensor",),
+     "a size depends on which entries are zero, not on the others' values"),
+    ("metrics.Fidelity", "kl_mean|kl_median|kl_p99|kl_p999|top1|log_ppl_ratio", ("zero",),
+     "measured: identical models, or none agreeing"),
+    ("metrics.Fidelity", "log_ppl_ratio", ("a negative",), "a compressed model may score a lower perplexity"),
 ]
 
 

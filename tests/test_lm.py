@@ -165,6 +165,50 @@ def test_perplexity_is_the_formula_written_out(seed, text):
     assert math.isclose(s4.nll, total / s4.tokens, rel_tol=1e-5)
 
 
+@pytest.mark.parametrize("seed", (0, 1, 2))
+@pytest.mark.parametrize("stride", (16, 4))
+def test_fidelity_is_kl_div_written_out_on_the_tokens_perplexity_scores(seed, stride, text):
+    torch.manual_seed(seed)
+    reference = models.transformer_lm(context=16, d_model=32, n_layer=1, n_head=2)
+    model = models.transformer_lm(context=16, d_model=32, n_layer=1, n_head=2)
+    with torch.no_grad():  # a perturbed copy: close to the reference, not equal
+        model.load_state_dict(reference.state_dict())
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    ids = text.val[seed * 1000: seed * 1000 + 300]
+    got = metrics.fidelity(reference, model, ids, stride=stride)
+    kls, agree, targets_nll = [], 0, [0.0, 0.0]
+    with torch.no_grad():
+        for j, start in enumerate(range(0, len(ids) - 16, stride)):
+            window = ids[None, start:start + 16]
+            p, q = (F.log_softmax(m(window)[0].double(), -1) for m in (reference, model))
+            keep = slice(None) if j == 0 else slice(-stride, None)
+            p, q, y = p[keep], q[keep], ids[start + 1:start + 17][keep]
+            kls.append(F.kl_div(q, p, log_target=True, reduction="none").sum(-1))  # KL(p || q), torch's own
+            agree += int((p.argmax(-1) == q.argmax(-1)).sum())
+            targets_nll[0] += float(F.nll_loss(p, y, reduction="sum"))
+            targets_nll[1] += float(F.nll_loss(q, y, reduction="sum"))
+    kl = torch.cat(kls)
+    assert got.tokens == len(kl) == metrics.perplexity(model, ids, stride=stride).tokens
+    assert math.isclose(got.kl_mean, float(kl.mean()), rel_tol=1e-9)
+    assert math.isclose(got.kl_median, float(torch.quantile(kl, 0.5)), rel_tol=1e-9)
+    assert math.isclose(got.kl_p999, float(torch.quantile(kl, 0.999)), rel_tol=1e-9)
+    assert got.kl_median <= got.kl_p99 <= got.kl_p999 <= float(kl.max()) + 1e-12
+    assert got.top1 == agree / len(kl)
+    ratio = math.log(metrics.perplexity(model, ids, stride=stride).perplexity /
+                     metrics.perplexity(reference, ids, stride=stride).perplexity)
+    assert math.isclose(got.log_ppl_ratio, (targets_nll[1] - targets_nll[0]) / len(kl), rel_tol=1e-9)
+    assert math.isclose(got.log_ppl_ratio, ratio, rel_tol=1e-4, abs_tol=1e-6)
+
+
+def test_fidelity_of_a_model_with_itself_is_perfect(text):
+    torch.manual_seed(0)
+    model = models.transformer_lm(context=16, d_model=32, n_layer=1, n_head=2)
+    same = metrics.fidelity(model, model, text.val[:300])
+    assert same.kl_mean == same.kl_p999 == 0.0 and same.top1 == 1.0 and same.log_ppl_ratio == 0.0
+    assert "top-1 agreement 100.00%" in str(same)
+
+
 def test_perplexity_refusals_and_mode_restore(text):
     model = models.transformer_lm(context=16, d_model=32, n_layer=1, n_head=2)
     model.train()
