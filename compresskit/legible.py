@@ -216,7 +216,8 @@ def _unseen(ax) -> list[str]:
             level = float(np.asarray(line.get_ydata(), dtype=float)[0])
             if min(abs(level - y0), abs(level - y1)) <= 0.005 * (y1 - y0):
                 found.append(f"the reference line {label!r} at {level:g} lies on the frame (widen the y limits)")
-        elif label in shown and x.size and not np.any((x >= x0) & (x <= x1) & (y >= y0) & (y <= y1)):
+        elif label in shown and x.size and line.get_transform() == ax.transData and \
+                not np.any((x >= x0) & (x <= x1) & (y >= y0) & (y <= y1)):  # (axvline's y is in axes units)
             found.append(f"the legend names {label!r}, whose line has no point inside the axes")
     return found
 

@@ -49,8 +49,8 @@ from compresskit.metrics import Record
 
 __all__ = ["STANDARD", "PROJECTOR_SCALE", "PROJECTOR_ENV", "projector", "projector_on", "FIGSIZE", "COLORS",
            "MIN_POINTS", "min_points", "accuracy_vs_size", "label_points", "digit_grid", "bars", "vlines", "png",
-           "figure",
-           "weight_histogram", "pixel_map", "curves", "errorbars", "pareto", "sample_box", "perplexity_vs_size"]
+           "figure", "weight_histogram", "pixel_map", "curves", "errorbars", "dodged", "pareto", "sample_box",
+           "perplexity_vs_size"]
 
 
 @checked
@@ -419,14 +419,29 @@ def _finish(fig, ax, xlabel: str, ylabel: str, title: str, logx: bool, logy: boo
 
 
 @checked
+def dodged(xs: Sequence[float], index: int, count: int, dodge: float) -> list[float]:
+    """``xs`` of the ``index``-th of ``count`` series moved aside by the factor ``1 + dodge * (index - (count - 1) /
+    2)`` (the same on a log axis at any x): draw a series' extra marks (a seed's crosses) at these x too."""
+    check_int("count", count, 1)
+    check_int("index", index, 0, count - 1)
+    check_number("dodge", dodge, 0.0, 0.2)
+    for i, x in enumerate(xs):
+        check_number(f"xs[{i}]", x)
+    return [float(x) * (1 + dodge * (index - (count - 1) / 2)) for x in xs]
+
+
+@checked
 def errorbars(series: dict[str, tuple[Sequence[float], Sequence[float], Sequence[float]]], *, xlabel: str,
               ylabel: str, title: str = "", ax: Axes | None = None, logx: bool = False,
-              styles: dict[str, dict] | None = None) -> Figure:
+              styles: dict[str, dict] | None = None, dodge: float = 0.0) -> Figure:
     """Named (x, mean, spread) series drawn as lines with error bars, e.g. accuracy over seeds against size.
 
     ``styles`` maps a series' name to matplotlib keywords that override its defaults (e.g. the same ``color`` for
     one method and a ``linestyle`` per model family, so that pairs read at a glance); unknown names are an error.
+    ``dodge`` moves the i-th of n series aside by the factor ``dodged`` gives, so that series measured at the same
+    x do not hide each other's markers. A series of one point is drawn as its marker alone (its legend too).
     """
+    check_number("dodge", dodge, 0.0, 0.2)
     _check_series(series, 3)
     styles = styles or {}
     unknown = set(styles) - set(series)
@@ -436,7 +451,10 @@ def errorbars(series: dict[str, tuple[Sequence[float], Sequence[float], Sequence
     for i, (name, (xs, means, spreads)) in enumerate(series.items()):
         kwargs = {"marker": "o", "lw": _z(2), "ms": _z(6), "capsize": _z(5), "color": COLORS[i % len(COLORS)],
                   **styles.get(name, {})}
-        ax.errorbar(list(xs), list(means), yerr=list(spreads), label=name, **kwargs)
+        if len(xs) == 1:  # no line to draw: the legend must not show one
+            kwargs["ls"] = "none"
+            kwargs.pop("linestyle", None)
+        ax.errorbar(dodged(xs, i, len(series), dodge), list(means), yerr=list(spreads), label=name, **kwargs)
     return _finish(fig, ax, xlabel, ylabel, title, logx, False)
 
 

@@ -526,3 +526,33 @@ def test_texts_of_neighbouring_axes_that_overlap_are_reported():
             plt.close(fig)
         finally:
             plots.projector(False)
+
+
+def test_problems_names_a_legend_entry_with_nothing_drawn_and_a_reference_line_on_the_frame():
+    from compresskit import legible
+
+    fig, (ax,) = plots.figure()
+    ax.plot([1, 2, 3], [1, 2, 3], label="seen")
+    ax.plot([10, 11], [10, 11], label="out of view")
+    ax.axhline(4.0, label="float32")
+    ax.axvline(2.5, label="budget")  # a vertical line: its y runs in axes units, it is in view
+    ax.set_xlim(0, 4)
+    ax.set_ylim(0, 4)
+    ax.set_xlabel("x (units)")
+    ax.set_ylabel("y (units)")
+    ax.legend()
+    found = " | ".join(legible.problems(fig))
+    assert "the legend names 'out of view', whose line has no point inside the axes" in found
+    assert "the reference line 'float32' at 4 lies on the frame" in found
+    assert "'seen'" not in found and "budget" not in found
+    plt.close(fig)
+
+
+def test_errorbars_dodges_series_at_one_x_and_draws_a_single_point_without_a_line():
+    fig = plots.errorbars({"a": ([2.0], [90.0], [1.0]), "b": ([2.0], [91.0], [1.0])}, xlabel="size (KB)",
+                          ylabel="accuracy (%)", logx=True, dodge=0.04)
+    data_lines = [container.lines[0] for container in fig.axes[0].containers]  # (data line, caps, bars) each
+    assert sorted(float(line.get_xdata()[0]) for line in data_lines) == pytest.approx([2.0 * 0.98, 2.0 * 1.02])
+    assert plots.dodged([2.0], 0, 2, 0.04) == pytest.approx([1.96])
+    assert all(line.get_linestyle() == "None" for line in data_lines)  # one point: its marker, no line
+    plt.close(fig)
