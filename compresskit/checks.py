@@ -284,12 +284,6 @@ def _rule(annotation, names: dict | None = None) -> Callable | None:
                 raise TypeError(f"{name} must be a torch.Tensor, got {_kind(value)}")
     elif core in ("nn.Module", "nn.Sequential"):  # which modules a function takes, it says itself
         rule = check_module
-    elif core in _CLASSES:
-        kind = _CLASSES[core]
-
-        def rule(name, value):
-            if not isinstance(value, kind):
-                raise TypeError(f"{name} must be {_article(core)}, got {_kind(value)}")
     elif core.startswith("tuple[int,...]"):
         rule = check_sizes
     elif core.startswith("tuple[int,int]"):
@@ -330,7 +324,8 @@ def _rule(annotation, names: dict | None = None) -> Callable | None:
         def rule(name, value):
             if isinstance(value, (str, bytes, dict)) or not hasattr(value, "__iter__"):
                 raise TypeError(f"{name} must be a list{of}, got {_kind(value)}")
-    elif re.fullmatch(r"[A-Za-z_][\w.]*", core) and inspect.isclass(kind := _resolve(core, names or {})):
+    elif inspect.isclass(kind := _CLASSES.get(core) or _resolve(core, names or {})):
+
         def rule(name, value):
             if not isinstance(value, kind):
                 raise TypeError(f"{name} must be {_article(core)}, got {_kind(value)}")
@@ -361,6 +356,9 @@ def _article(core: str) -> str:
 
 
 def _resolve(dotted: str, names: dict):
+    """The object a (dotted) name in an annotation means in ``names``, or None."""
+    if not re.fullmatch(r"[A-Za-z_][\w.]*", dotted):
+        return None
     first, *rest = dotted.split(".")
     value = names.get(first)
     for part in rest:

@@ -90,9 +90,9 @@ def mask_of(module: nn.Module, name: str) -> torch.Tensor | None:
 @checked
 def effective_weight(module: nn.Module, name: str = "weight") -> torch.Tensor:
     """``module.<name>`` as the next forward will use it: ``orig * mask`` computed now (with autograd) when pruned."""
-    stored_tensor(module, name)  # refuses a name that is no tensor of module
+    stored = stored_tensor(module, name)  # refuses a name that is no tensor of module
     mask = mask_of(module, name)
-    return stored_tensor(module, name) * mask if mask is not None else getattr(module, name)
+    return stored * mask if mask is not None else getattr(module, name)
 
 
 @checked

@@ -211,20 +211,17 @@ def _unseen(ax) -> list[str]:
     shown = {t.get_text() for t in legend.get_texts()} if legend is not None else set()
     for line in ax.get_lines():
         label = line.get_label()
-        x, y = (np.asarray(v, dtype=float) for v in line.get_data()) if not _is_hline(line) else (None, None)
-        if _is_hline(line):
-            level = float(np.asarray(line.get_ydata(), dtype=float)[0])
-            if min(abs(level - y0), abs(level - y1)) <= 0.005 * (y1 - y0):
-                found.append(f"the reference line {label!r} at {level:g} lies on the frame (widen the y limits)")
+        x, y = (np.asarray(v, dtype=float) for v in line.get_data())
+        if _is_hline(line, x, y):
+            if min(abs(y[0] - y0), abs(y[0] - y1)) <= 0.005 * (y1 - y0):
+                found.append(f"the reference line {label!r} at {y[0]:g} lies on the frame (widen the y limits)")
         elif label in shown and x.size and line.get_transform() == ax.transData and \
                 not np.any((x >= x0) & (x <= x1) & (y >= y0) & (y <= y1)):  # (axvline's y is in axes units)
             found.append(f"the legend names {label!r}, whose line has no point inside the axes")
     return found
 
 
-def _is_hline(line) -> bool:
-    """A line from ``axhline``: x from 0 to 1 in axes coordinates (not data), at one data y."""
-    x = np.asarray(line.get_xdata(), dtype=float)
-    y = np.asarray(line.get_ydata(), dtype=float)
+def _is_hline(line, x: np.ndarray, y: np.ndarray) -> bool:
+    """A line from ``axhline`` (data ``x``, ``y``): x from 0 to 1 in axes coordinates (not data), at one data y."""
     return x.size == 2 and x.tolist() == [0.0, 1.0] and y.size == 2 and y[0] == y[1] and \
         line.get_transform() != line.axes.transData

@@ -80,11 +80,16 @@ def qparams(w: torch.Tensor, bits: int, *, symmetric: bool = True, per_channel: 
     broadcast against w); a 1-d tensor per channel has one scale per entry. With a ``mask``, only the kept entries
     set the range (pruned weights are not data; the range includes 0 anyway, so 0 stays exactly representable).
     """
-    q_min, q_max = code_range(bits, symmetric)
+    code_range(bits, symmetric)  # refuses bits outside [1, 32] by name
     check_tensor("w", w)
     if w.numel() == 0:
         raise ValueError(f"w is empty (shape {tuple(w.shape)}): there is nothing to quantize")
-    mask = _check_kept(w, mask)
+    return _qparams(w, bits, symmetric, per_channel, axis, _check_kept(w, mask))
+
+
+def _qparams(w: torch.Tensor, bits: int, symmetric: bool, per_channel: bool, axis: int, mask) -> tuple:
+    """``qparams`` of arguments already checked (by it, or by ``_check_uniform``)."""
+    q_min, q_max = code_range(bits, symmetric)
     w = w.detach().float()
     if mask is not None:
         w = torch.where(mask, w, torch.zeros((), device=w.device))
@@ -133,7 +138,7 @@ def quantize_tensor(w: torch.Tensor, bits: int, *, symmetric: bool = True, per_c
         ``axis`` and 1 elsewhere.
     """
     kept = _check_uniform(w, bits, symmetric, per_channel, axis, mask)
-    scale, zero_point = qparams(w, bits, symmetric=symmetric, per_channel=per_channel, axis=axis, mask=kept)
+    scale, zero_point = _qparams(w, bits, symmetric, per_channel, axis, kept)
     q_min, q_max = code_range(bits, symmetric)
     q = _codes(w, scale, zero_point).clamp(q_min, q_max).to(torch.int32)
     if kept is not None:
@@ -172,7 +177,7 @@ def ste_fake_quantize(w: torch.Tensor, bits: int, *, symmetric: bool = True, per
     in ``[q_min, q_max]`` and is 0 where it was clamped (so a weight half a step beyond the range still learns).
     With a ``mask``, pruned entries are 0 forward and get no gradient."""
     kept = _check_uniform(w, bits, symmetric, per_channel, axis, mask)
-    scale, zero_point = qparams(w, bits, symmetric=symmetric, per_channel=per_channel, axis=axis, mask=kept)
+    scale, zero_point = _qparams(w, bits, symmetric, per_channel, axis, kept)
     q_min, q_max = code_range(bits, symmetric)
     codes = _codes(w, scale, zero_point)
     inside = (codes >= q_min) & (codes <= q_max)

@@ -1,20 +1,17 @@
 """Weight-only quantization of a language model's linear layers: group-wise round-to-nearest, GPTQ, AWQ, bits per layer.
 
 A weight matrix ``W`` (rows = outputs, columns = inputs) is cut along each row into groups of ``group_size``
-consecutive columns; each group gets its own scale (float16, as GPTQ and AWQ checkpoints store it) and, when affine,
-its own zero point (``bits`` bits). Smaller groups follow the weights more closely and cost more parameters:
-``bits + (16 + bits) / group_size`` bits per weight when affine.
-
-- ``quantize_groups`` / ``dequantize_groups``: round-to-nearest (RTN) per group.
+columns, each with its own float16 scale (as GPTQ and AWQ checkpoints store it) and, affine, a ``bits``-bit zero
+point: ``bits + (16 + bits) / group_size`` bits per weight. ``quantize_groups`` / ``dequantize_groups``: round to
+nearest (RTN) per group.
 - ``gptq``: Frantar et al., "GPTQ" (ICLR 2023). Columns are quantized in order; the error of each is spread over the
   columns not yet quantized, weighted by the inverse Hessian ``H = 2 X X^T / n`` of the layer's inputs (the OBS
   update), in the Cholesky form with lazy blocks of the paper's Algorithm 1.
 - ``awq_scale``: Lin et al., "AWQ" (MLSys 2024). Weight columns of large-activation input channels times ``s > 1``
   (the input divided by ``s``, folded into the layer before) get finer levels; ``s = mean|x|^alpha``, ``alpha`` by
   a grid search on calibration inputs.
-- ``quantize_lm``: any of the three on every linear layer of a ``models.TransformerLM``'s blocks (embeddings,
-  LayerNorms and the head stay float32); ``lm_bytes`` prices it; ``layer_sensitivity`` and ``allocate_bits`` choose
-  bits per layer under a byte budget.
+- ``quantize_lm``: any of the three on every linear of a ``models.TransformerLM``'s blocks; ``lm_bytes`` prices it;
+  ``layer_sensitivity`` and ``allocate_bits`` choose bits per layer under a byte budget.
 """
 
 from __future__ import annotations
@@ -86,7 +83,11 @@ def group_params(w: torch.Tensor, bits: int, symmetric: bool) -> tuple[torch.Ten
     """
     check_int("bits", bits, *BITS)
     _check_matrix("w", w)
-    q_min, q_max = code_range(bits, symmetric)
+    return _group_params(w, bits, symmetric)
+
+
+def _group_params(w: torch.Tensor, bits: int, symmetric: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    q_min, q_max = code_range(bits, symmetric)  # group_params of a matrix its caller checked (GPTQ's inner loop)
     lo = w.amin(dim=1, keepdim=True).clamp(max=0.0)
     hi = w.amax(dim=1, keepdim=True).clamp(min=0.0)
     span = torch.maximum(-lo, hi) * 2 if symmetric else hi - lo
@@ -117,7 +118,7 @@ def quantize_groups(w: torch.Tensor, bits: int, *, group_size: int | None = 64, 
     g = _check_setting(bits, group_size, w.shape[1], symmetric)
     rows, cols = w.shape
     groups = w.detach().float().reshape(rows * cols // g, g)  # one group per row of this view
-    scale, zero = group_params(groups, bits, symmetric)
+    scale, zero = _group_params(groups, bits, symmetric)
     q = _round(groups, scale, zero, bits, symmetric)
     return q.reshape(rows, cols).to(torch.int32), scale.reshape(rows, -1), zero.reshape(rows, -1)
 
@@ -192,7 +193,7 @@ def gptq(w: torch.Tensor, hessian: torch.Tensor, bits: int, *, group_size: int |
     static = None
     perm = torch.arange(cols)
     if act_order:  # every group's parameters from the original weights, before any update
-        static = [group_params(W[:, j:j + g].float(), bits, symmetric) for j in range(0, cols, g)]
+        static = [_group_params(W[:, j:j + g].float(), bits, symmetric) for j in range(0, cols, g)]
         perm = torch.argsort(torch.diagonal(H), descending=True, stable=True)
         W, H = W[:, perm], H[perm][:, perm]
     H += damp * torch.mean(torch.diagonal(H)) * torch.eye(cols, dtype=H.dtype)
@@ -214,7 +215,7 @@ def gptq(w: torch.Tensor, hessian: torch.Tensor, bits: int, *, group_size: int |
                 scale, zero = static[int(perm[i1 + i]) // g]
             elif (i1 + i) % g == 0:  # a new group: its parameters from the weights as the updates have left them
                 start = W1 if group_scales == "updated" else W[:, i1:i2]  # or as they were when the block began
-                scale, zero = group_params(start[:, i:i + g].float(), bits, symmetric)
+                scale, zero = _group_params(start[:, i:i + g].float(), bits, symmetric)
             w_col = W1[:, i]
             q = ((_round(w_col.float()[:, None], scale, zero, bits, symmetric) - zero) * scale)[:, 0].double()
             Q[:, i1 + i] = q

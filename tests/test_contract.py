@@ -270,13 +270,14 @@ VERDICTS = [("exercises.check", "answer", "the learner's answer: None is 'not at
             ("exercises.check_code", "fn", "the learner's function: None is 'not attempted'")]
 
 
-def _verdict(fn: str, param: str) -> bool:
-    return any(fn == f and param == p for f, p, _ in VERDICTS)
+def _verdict(fn: str, param: str) -> str | None:
+    """Why ``param`` of ``fn`` is a learner's answer, judged rather than checked (None: it is not)."""
+    return next((reason for f, p, reason in VERDICTS if f == fn and p == param), None)
 
 
 def _accepted(fn: str, param: str, label: str) -> str | None:
-    if _verdict(fn, param):
-        return VERDICTS[[f for f, *_ in VERDICTS].index(fn)][2]
+    if reason := _verdict(fn, param):
+        return reason
     for names, params, labels, reason in ACCEPTED:
         if any(fnmatch.fnmatchcase(fn, n) for n in names.split("|")) and param in params.split("|") and \
                 label in labels:
