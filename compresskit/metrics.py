@@ -31,6 +31,7 @@ from compresskit.checks import (
 )
 from compresskit.data import TEXT_VOCAB, Split, decode_text, encode_text
 from compresskit.layers import GATES, effective_weight, eval_mode, is_compressible, named_tensors, transformer_linears
+from compresskit.models import KVCache, TransformerLM
 from compresskit.timing import latency
 from compresskit.train import evaluate
 
@@ -507,10 +508,16 @@ def sample_text(model: nn.Module, prompt: str, length: int = 200, *, seed: int =
     gen = torch.Generator().manual_seed(seed)
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     out = idx.tolist()
+    incremental = isinstance(model, TransformerLM)  # a KV cache: each step computes the new position only
+    cache, fed = KVCache(), 0  # the tokens of ``out`` the cache has seen
     with eval_mode(model):
         for _ in range(length):
-            window = torch.tensor(out[-context:], device=device)[None]
-            logits = model(window)[0, -1].float().cpu()
+            if incremental and len(out) <= context:
+                logits = model(torch.tensor(out[fed:], device=device)[None], cache)[0, -1].float().cpu()
+                fed = len(out)
+            else:  # past the context the window slides: every position moves, so the window is recomputed
+                window = torch.tensor(out[-context:], device=device)[None]
+                logits = model(window)[0, -1].float().cpu()
             if logits.shape[0] != len(TEXT_VOCAB) or not bool(torch.isfinite(logits).all()):
                 raise ValueError("the model's logits must be finite, one per character of data.TEXT_VOCAB")
             probs = torch.softmax(logits / temperature, dim=0)

@@ -10,7 +10,7 @@ from torch import nn
 
 from compresskit.checks import check_choice, check_int, checked
 
-__all__ = ["RNN_CELLS", "mlp", "lenet", "ResidualBlock", "ResidualMLP", "residual_mlp", "RNNClassifier",
+__all__ = ["RNN_CELLS", "KVCache", "mlp", "lenet", "ResidualBlock", "ResidualMLP", "residual_mlp", "RNNClassifier",
            "rnn_classifier", "Attention", "Block", "TransformerLM", "transformer_lm"]
 
 RNN_CELLS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
@@ -181,10 +181,18 @@ class Attention(nn.Module):
         self.proj = nn.Linear(inner, d_model)
         self.head_mask: torch.Tensor | None = None  # (n_head,) multiplies each head's output when set (chapter 10)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
         b, t, _ = x.shape  # (B, T, C)
         q, k, v = (lin(x).view(b, t, self.n_head, self.head_dim).transpose(1, 2) for lin in (self.q, self.k, self.v))
-        y = nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, nh, T, hd)
+        past = 0
+        if cache is not None:  # the keys and values of the tokens before these, then these appended for the next call
+            past = cache.length
+            k, v = cache.extend(layer, k, v)
+        if past == 0:
+            y = nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, nh, T, hd)
+        else:  # new token i sees every cached token and the new ones up to itself
+            mask = torch.ones(t, past + t, dtype=torch.bool, device=x.device).tril(past)
+            y = nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         if self.head_mask is not None:
             y = y * self.head_mask.view(1, -1, 1, 1)
         return self.proj(y.transpose(1, 2).reshape(b, t, self.n_head * self.head_dim))
@@ -203,15 +211,19 @@ class Block(nn.Module):
         self.fc = nn.Linear(d_model, mlp_ratio * d_model)
         self.out = nn.Linear(mlp_ratio * d_model, d_model)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.ln1(x))
+    def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
+        x = x + self.attn(self.ln1(x), cache, layer)
         return x + self.out(nn.functional.gelu(self.fc(self.ln2(x))))
 
 
 class TransformerLM(nn.Module):
     """A decoder-only character language model (GPT-style, after nanoGPT): token and position embeddings, ``n_layer``
     pre-LN blocks, a final LayerNorm and an untied output head. Input ``(B, T)`` token ids with ``T <= context``;
-    output ``(B, T, vocab)`` logits of the next token at every position."""
+    output ``(B, T, vocab)`` logits of the next token at every position.
+
+    ``forward(idx, cache)`` with a ``KVCache`` reads ``idx`` as the tokens that follow the ``cache.length`` already
+    seen (positions from there on) and appends their keys and values to the cache: generating one token at a time
+    then costs one position's work per token instead of the whole window's (``metrics.sample_text``)."""
 
     @checked
     def __init__(self, vocab: int, context: int, d_model: int, n_layer: int, n_head: int):
@@ -225,14 +237,46 @@ class TransformerLM(nn.Module):
         self.ln = nn.LayerNorm(d_model)
         self.head = nn.Linear(d_model, vocab, bias=False)
 
-    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+    def forward(self, idx: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+        if cache is not None and not isinstance(cache, KVCache):
+            raise TypeError(f"cache must be a models.KVCache or None, got {type(cache).__name__}")
         t = idx.shape[-1]
-        if t > self.context:
-            raise ValueError(f"the input holds {t} tokens, more than the model's context of {self.context}")
-        x = self.tok(idx) + self.pos(torch.arange(t, device=idx.device))  # (B, T, C)
-        for block in self.blocks:
-            x = block(x)
+        start = 0 if cache is None else cache.length
+        if start + t > self.context:
+            raise ValueError(f"the input holds {t} tokens{f' after {start} cached' if start else ''}, more than the "
+                             f"model's context of {self.context}")
+        x = self.tok(idx) + self.pos(torch.arange(start, start + t, device=idx.device))  # (B, T, C)
+        for layer, block in enumerate(self.blocks):
+            x = block(x, cache, layer)
+        if cache is not None:
+            cache.length += t
         return self.head(self.ln(x))
+
+
+class KVCache:
+    """The keys and values a ``TransformerLM`` computed for the tokens it has seen, per block, shape
+    ``(B, n_head, length, head_dim)``: pass the same cache to successive ``model(idx, cache)`` calls to feed a
+    sequence a piece at a time. ``length`` counts the tokens seen; ``bytes()`` is what the cache holds."""
+
+    def __init__(self):
+        self.keys: list[torch.Tensor] = []
+        self.values: list[torch.Tensor] = []
+        self.length = 0
+
+    @checked
+    def extend(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Append block ``layer``'s new keys and values; return all of that block's keys and values so far."""
+        check_int("layer", layer, 0, len(self.keys))
+        if layer == len(self.keys):
+            self.keys.append(k)
+            self.values.append(v)
+        else:
+            self.keys[layer] = torch.cat([self.keys[layer], k], dim=2)
+            self.values[layer] = torch.cat([self.values[layer], v], dim=2)
+        return self.keys[layer], self.values[layer]
+
+    def bytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in (*self.keys, *self.values))
 
 
 @checked

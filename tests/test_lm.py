@@ -229,6 +229,43 @@ def test_perplexity_refusals_and_mode_restore(text):
         metrics.perplexity(model, text.val[:100])
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_kv_cache_gives_the_full_windows_logits_piece_by_piece(seed):
+    """Feeding a sequence in pieces through a KVCache (a prompt, single tokens, a run of several) gives the logits
+    of one full forward, with removed heads too (chapter 10's shapes), and counts its tokens and bytes."""
+    torch.manual_seed(seed)
+    model = models.transformer_lm(context=32, d_model=32, n_layer=2, n_head=4).eval()
+    model.blocks[1].attn.head_mask = torch.tensor([1.0, 0.0, 1.0, 1.0])
+    x = torch.randint(0, 96, (2, 32))
+    cache = models.KVCache()
+    with torch.no_grad():
+        full = model(x)
+        pieces = [model(x[:, a:b], cache) for a, b in ((0, 7), (7, 8), (8, 9), (9, 20), (20, 32))]
+    assert torch.allclose(torch.cat(pieces, 1), full, atol=1e-5)
+    assert cache.length == 32 and cache.bytes() == 2 * 2 * (2 * 4 * 32 * 8) * 4  # k and v, 2 blocks, float32
+    with pytest.raises(ValueError, match="after 32 cached"):
+        model(x[:, :1], cache)
+
+
+def test_sample_text_with_the_cache_equals_recomputing_every_window():
+    """``sample_text`` uses a KV cache on a TransformerLM while the text fits the context and recomputes the sliding
+    window after that: the text equals the one a model without the cache support writes (the same logits)."""
+    torch.manual_seed(0)
+    model = models.transformer_lm(context=16, d_model=32, n_layer=2, n_head=2)
+
+    class Plain(torch.nn.Module):  # the same model, called without a cache
+        def __init__(self, inner):
+            super().__init__()
+            self.inner, self.context = inner, inner.context
+
+        def forward(self, idx):
+            return self.inner(idx)
+
+    for seed in range(3):
+        assert metrics.sample_text(model, "def f(", 30, seed=seed) == metrics.sample_text(Plain(model), "def f(", 30,
+                                                                                           seed=seed)
+
+
 def test_sample_text_is_deterministic_for_a_seed():
     torch.manual_seed(0)
     model = models.transformer_lm(context=16, d_model=32, n_layer=1, n_head=2)
