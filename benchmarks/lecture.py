@@ -4,7 +4,7 @@
 
 For each chapter: a lecture server without warm kernels, the page opened once (cold: the chapter runs while the
 page waits); then a server started with ``--warm NN``, given the chapter's cold time plus a margin to pre-run it, and
-the page opened (warm). Target: warm under 5 s. Headless Chromium at 1280x720, like tests/browser/test_lecture.py.
+the page opened (warm). Target: warm under 5 s. Headless Chromium at 1280x720, like tests/browser/lecture_pages.py.
 """
 
 import sys
@@ -17,7 +17,7 @@ from _common import table  # noqa: E402
 
 from compresskit.widgets import MAIN_CLASS  # noqa: E402
 from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
-from tests.browser.test_lecture import NOTEBOOKS, LectureServer  # noqa: E402
+from tests.browser.lecture_pages import NOTEBOOKS, LectureServer  # noqa: E402
 
 
 def first_plot_seconds(browser, server, notebook: str) -> float:

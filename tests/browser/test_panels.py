@@ -2,7 +2,7 @@
 
 - Every chapter, opened as a learner opens it: its worked solutions collapsed, its exercise stub there. The chapters
   are not executed here: CI executes each chapter twice, under nbval (every cell, strict claims, panels checked in
-  both plot styles) and as a lecture page in the browser (`test_lecture.py`: the chapter's main panel renders and
+  both plot styles) and as a lecture page in the browser (`lecture_pages.py`: the chapter's main panel renders and
   its slider redraws the plot, in the same ipywidgets a learner's JupyterLab uses).
 - A notebook built like a chapter (`tests/probe.py`), run top to bottom in JupyterLab: no errors, the exercise cell
   says "not attempted yet", the main panel renders, moving its main control (class ``ck-main-control``, see

@@ -1,6 +1,10 @@
 """Every chapter's lecture page (python -m compresskit.lecture, Voilà) in headless Chromium at 1280x720, as a
 lecturer uses it: the page renders with no code visible and no exercise or solution, and moving the main slider
-changes the plot. PARALLEL chapters open at a time (one kernel per core, shared with the other pytest-xdist worker)."""
+changes the plot. PARALLEL chapters open at a time (one kernel per core, shared with the other pytest-xdist worker).
+
+The chapters are split between two test files (``test_lecture_even.py``, ``test_lecture_odd.py``: chapters 00, 02, ...
+and 01, 03, ...), each with a lecture server of its own, so that the two pytest-xdist workers share the lecture pass
+instead of one worker running every chapter while the other runs out of work."""
 
 from __future__ import annotations
 
@@ -20,8 +24,12 @@ from .conftest import ARTIFACTS, ROOT, _free_port, _leftover_processes, stop_ser
 
 NOTEBOOKS = sorted(p.name for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 RENDER_TIMEOUT_MS = 180_000
-# the fixture opens every chapter in the first test: its budget is the chapters', not pytest's 600 s default
-pytestmark = [pytest.mark.browser, pytest.mark.timeout(120 + len(NOTEBOOKS) * RENDER_TIMEOUT_MS // 1000 // PARALLEL)]
+
+
+def marks(notebooks: list[str]) -> list:
+    """A test file's marks: browser, and a timeout for its fixture, which opens every chapter of the file in the
+    first test (the chapters' budget, not pytest's 600 s default)."""
+    return [pytest.mark.browser, pytest.mark.timeout(120 + len(notebooks) * RENDER_TIMEOUT_MS // 1000 // PARALLEL)]
 
 _CODE_VISIBLE = """() => document.querySelectorAll(
     '.jp-CodeCell .jp-InputArea, .cm-editor, .CodeMirror, .jp-InputPrompt').length"""
@@ -62,38 +70,44 @@ class LectureServer:
         stop_server(self.proc, self.log, self.base)
 
 
-@pytest.fixture(scope="module")
-def lecture_pages(browser, tmp_path_factory, request):
-    base = tmp_path_factory.mktemp("lecture")
-    server = LectureServer(base)
-    context = browser.new_context(viewport={"width": 1280, "height": 720})
-    # last chapter first: the JupyterLab test, which starts at the same time on the other xdist worker, runs them
-    # first to last, so each chapter's trainings run once and the other test loads them (compresskit.cache)
-    selected = [n for n in reversed(NOTEBOOKS) if any(
-        getattr(i, "callspec", None) and i.callspec.params.get("notebook") == n for i in request.session.items)]
-    pages: dict[str, tuple] = {}
-    try:
-        for start in range(0, len(selected), PARALLEL):
-            batch = selected[start:start + PARALLEL]
-            opened = {}
-            for notebook in batch:
-                page = context.new_page()
-                page.goto(f"{server.url}/voila/render/{notebook}", wait_until="commit")
-                opened[notebook] = (page, time.monotonic())
-            for notebook, (page, started) in opened.items():
-                try:
-                    page.wait_for_selector(f".{MAIN_CLASS} img", timeout=RENDER_TIMEOUT_MS)
-                    print(f"{notebook}: lecture page with its plot in {time.monotonic() - started:.0f} s")
-                    pages[notebook] = (page, None)
-                except Exception as error:
-                    pages[notebook] = (page, error)
-            _check_batch(batch, pages)  # each batch checked and closed before the next starts its kernels
-        yield pages
-    finally:
-        context.close()
-        server.stop()
-        left = _leftover_processes(str(base))
-        assert not left, f"processes still running after the lecture server stopped: {left}"
+def lecture_fixture(notebooks: list[str]):
+    """A module-scoped fixture that serves ``notebooks`` as lecture pages, opens and checks them PARALLEL at a time,
+    and records each outcome in RESULTS for its test."""
+
+    @pytest.fixture(scope="module")
+    def lecture_pages(browser, tmp_path_factory, request):
+        base = tmp_path_factory.mktemp("lecture")
+        server = LectureServer(base)
+        context = browser.new_context(viewport={"width": 1280, "height": 720})
+        # last chapter first: nbval runs the chapters first to last, so each chapter's trainings run once and the
+        # other pass loads them (compresskit.cache)
+        selected = [n for n in reversed(notebooks) if any(
+            getattr(i, "callspec", None) and i.callspec.params.get("notebook") == n for i in request.session.items)]
+        pages: dict[str, tuple] = {}
+        try:
+            for start in range(0, len(selected), PARALLEL):
+                batch = selected[start:start + PARALLEL]
+                opened = {}
+                for notebook in batch:
+                    page = context.new_page()
+                    page.goto(f"{server.url}/voila/render/{notebook}", wait_until="commit")
+                    opened[notebook] = (page, time.monotonic())
+                for notebook, (page, started) in opened.items():
+                    try:
+                        page.wait_for_selector(f".{MAIN_CLASS} img", timeout=RENDER_TIMEOUT_MS)
+                        print(f"{notebook}: lecture page with its plot in {time.monotonic() - started:.0f} s")
+                        pages[notebook] = (page, None)
+                    except Exception as error:
+                        pages[notebook] = (page, error)
+                _check_batch(batch, pages)  # each batch checked and closed before the next starts its kernels
+            yield pages
+        finally:
+            context.close()
+            server.stop()
+            left = _leftover_processes(str(base))
+            assert not left, f"processes still running after the lecture server stopped: {left}"
+
+    return lecture_pages
 
 
 RESULTS: dict[str, str | None] = {}
@@ -138,7 +152,7 @@ def _check_batch(batch, pages) -> None:
             page.close()
 
 
-@pytest.mark.parametrize("notebook", NOTEBOOKS)
-def test_lecture_page_hides_code_and_its_slider_redraws(lecture_pages, notebook):
+def check_recorded(notebook: str) -> None:
+    """The test of one chapter: its page was opened and passed every check."""
     assert notebook in RESULTS, f"{notebook} was not opened"
     assert RESULTS[notebook] is None, RESULTS[notebook]

@@ -1,0 +1,17 @@
+"""The lecture pages of the even-numbered chapters (00, 02, 04, 06, 08, 10, ...):
+see ``lecture_pages.py``; the odd-numbered ones are in ``test_lecture_odd.py``."""
+
+from __future__ import annotations
+
+import pytest
+
+from .lecture_pages import NOTEBOOKS, check_recorded, lecture_fixture, marks
+
+CHAPTERS = NOTEBOOKS[0::2]
+pytestmark = marks(CHAPTERS)
+lecture_pages = lecture_fixture(CHAPTERS)
+
+
+@pytest.mark.parametrize("notebook", CHAPTERS)
+def test_lecture_page_hides_code_and_its_slider_redraws(lecture_pages, notebook):
+    check_recorded(notebook)
