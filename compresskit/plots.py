@@ -124,8 +124,8 @@ def _check_series(series: dict, parts: int, length: int | None = None) -> None:
         if len(sizes) != 1 or (length is not None and sizes != {length}):
             raise ValueError(f"series[{name!r}] must hold lists of one length{f' ({length})' if length else ''}, got "
                              f"lengths {sorted(sizes)}")
-        for c in columns[1:] if parts > 1 else columns:  # x may be categories (strings)
-            for v in c:
+        for c in columns[1:2] if parts == 3 else columns[1:] if parts > 1 else columns:  # x: categories allowed;
+            for v in c:  # errors: numbers or intervals, checked by errorbars
                 check_number(f"series[{name!r}]", float(v) if isinstance(v, torch.Tensor) else v)
 
 
@@ -392,13 +392,19 @@ def curves(series: dict[str, tuple[Sequence[float], Sequence[float]]], *, xlabel
     fig, ax = _axes(ax)
     for i, (name, (xs, ys)) in enumerate(series.items()):
         ax.plot(list(xs), list(ys), marker=marker, lw=_z(2), ms=_z(6), label=name, color=COLORS[i % len(COLORS)])
-    if hline is not None:
-        ax.axhline(hline, color="0.3", ls="--", lw=_z(1.5), label=hline_label or None)
-        low, high = ax.get_ylim()
-        pad = 0.04 * (high - low)
-        if not logy and not low + pad <= hline <= high - pad:  # in view, off the frame
-            ax.set_ylim(min(low, hline - pad), max(high, hline + pad))
+    _reference(ax, hline, hline_label, logy)
     return _finish(fig, ax, xlabel, ylabel, title, logx, logy)
+
+
+def _reference(ax, hline: float | None, label: str, logy: bool) -> None:
+    """A dashed horizontal reference line at ``hline`` (none for None), kept in view and off the frame."""
+    if hline is None:
+        return
+    ax.axhline(hline, color="0.3", ls="--", lw=_z(1.5), label=label or None)
+    low, high = ax.get_ylim()
+    pad = 0.04 * (high - low)
+    if not logy and not low + pad <= hline <= high - pad:
+        ax.set_ylim(min(low, hline - pad), max(high, hline + pad))
 
 
 def _finish(fig, ax, xlabel: str, ylabel: str, title: str, logx: bool, logy: bool) -> Figure:
@@ -431,10 +437,14 @@ def dodged(xs: Sequence[float], index: int, count: int, dodge: float) -> list[fl
 
 
 @checked
-def errorbars(series: dict[str, tuple[Sequence[float], Sequence[float], Sequence[float]]], *, xlabel: str,
+def errorbars(series: dict[str, tuple[Sequence[float], Sequence[float], Sequence]], *, xlabel: str,
               ylabel: str, title: str = "", ax: Axes | None = None, logx: bool = False,
-              styles: dict[str, dict] | None = None, dodge: float = 0.0) -> Figure:
-    """Named (x, mean, spread) series drawn as lines with error bars, e.g. accuracy over seeds against size.
+              styles: dict[str, dict] | None = None, dodge: float = 0.0, hline: float | None = None,
+              hline_label: str = "") -> Figure:
+    """Named (x, y, error) series drawn as lines with error bars, e.g. accuracy over seeds against size. Each error is
+    a number (bars from y - error to y + error, e.g. a standard deviation) or an interval ``(low, high)`` that holds y
+    (e.g. a speed-up's confidence interval, ``timing.SpeedComparison.interval``). ``hline``: a dashed reference line
+    (labelled ``hline_label``), kept in view.
 
     ``styles`` maps a series' name to matplotlib keywords that override its defaults (e.g. the same ``color`` for
     one method and a ``linestyle`` per model family, so that pairs read at a glance); unknown names are an error.
@@ -443,6 +453,7 @@ def errorbars(series: dict[str, tuple[Sequence[float], Sequence[float], Sequence
     """
     check_number("dodge", dodge, 0.0, 0.2)
     _check_series(series, 3)
+    bars = {name: _error_bars(name, ys, errors) for name, (_, ys, errors) in series.items()}
     styles = styles or {}
     unknown = set(styles) - set(series)
     if unknown:
@@ -454,8 +465,31 @@ def errorbars(series: dict[str, tuple[Sequence[float], Sequence[float], Sequence
         if len(xs) == 1:  # no line to draw: the legend must not show one
             kwargs["ls"] = "none"
             kwargs.pop("linestyle", None)
-        ax.errorbar(dodged(xs, i, len(series), dodge), list(means), yerr=list(spreads), label=name, **kwargs)
+        ax.errorbar(dodged(xs, i, len(series), dodge), list(means), yerr=bars[name], label=name, **kwargs)
+    _reference(ax, hline, hline_label, False)
     return _finish(fig, ax, xlabel, ylabel, title, logx, False)
+
+
+def _error_bars(name: str, ys: Sequence[float], errors: Sequence) -> list[list[float]]:
+    """matplotlib's ``yerr`` rows (below, above) from numbers (symmetric) or ``(low, high)`` intervals around y."""
+    below, above = [], []
+    for i, (y, e) in enumerate(zip(ys, errors)):
+        where = f"series[{name!r}] error {i}"
+        if isinstance(e, (tuple, list)):
+            if len(e) != 2:
+                raise ValueError(f"{where} must be a number or a (low, high) interval, got {e!r}")
+            for v in e:
+                check_number(where, v)
+            low, high = float(e[0]), float(e[1])
+            if not low <= float(y) <= high:
+                raise ValueError(f"{where}: the interval ({low:g}, {high:g}) must hold its value {float(y):g}")
+            below.append(float(y) - low)
+            above.append(high - float(y))
+        else:
+            check_number(where, e, 0)
+            below.append(float(e))
+            above.append(float(e))
+    return [below, above]
 
 
 @checked

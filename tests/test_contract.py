@@ -217,7 +217,7 @@ ACCEPTED: list[tuple[str, str, tuple[str, ...], str]] = [
     ("metrics.tensor_bits", "codebook_bits", ("zero",), "no codebook (uniform levels)"),
     ("plots.accuracy_vs_size", "highlight", ("zero", "a negative int"), "an index into records; -1 the last"),
     ("plots.curves", "marker", ("an empty string",), "lines without markers"),
-    ("plots.curves", "hline", ANY_NUMBER, "a reference line at any level"),
+    ("plots.curves|plots.errorbars", "hline", ANY_NUMBER, "a reference line at any level"),
     ("plots.vlines", "ymin|ymax", ANY_NUMBER, "any level"),
     ("plots.vlines|plots.label_points|plots.pareto", "xs|labels|front", ("an empty list",), "nothing to draw there"),
     ("plots.errorbars", "styles", ("an empty dict",), "every series in its default style"),

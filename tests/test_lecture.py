@@ -1,5 +1,5 @@
 """The lecture view's pieces that need no server: which cells a lecture shows, its configuration, the projector
-style. tests/browser/test_lecture_even.py and _odd.py open every chapter's lecture page in Chromium."""
+style. tests/browser/test_lecture_a.py and _b.py open every chapter's lecture page in Chromium."""
 
 import ast
 import json

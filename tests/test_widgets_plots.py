@@ -63,6 +63,27 @@ def test_errorbars_draws_means_spreads_and_styles():
         plots.errorbars(series, xlabel="x", ylabel="y", styles={"b": {}})
 
 
+def test_errorbars_draws_an_interval_where_one_is_given_and_a_reference_line_in_view():
+    """A speed-up's confidence interval is not symmetric: (low, high) errors draw bars from low to high exactly;
+    an interval that does not hold its value, or a malformed one, is refused by name; hline stays in view."""
+    series = {"speed-up": ([1, 2], [1.5, 2.0], [(1.2, 1.8), (1.9, 2.6)]), "other": ([1, 2], [3.0, 3.5], [0.5, 0.1])}
+    fig = plots.errorbars(series, xlabel="blocks removed", ylabel="speed-up (x)", hline=0.5, hline_label="same")
+    ax = fig.axes[0]
+    bars = ax.containers[0].lines[2][0].get_segments()
+    assert [(float(seg[0][1]), float(seg[1][1])) for seg in bars] == pytest.approx([(1.2, 1.8), (1.9, 2.6)])
+    bars = ax.containers[1].lines[2][0].get_segments()
+    assert [(float(seg[0][1]), float(seg[1][1])) for seg in bars] == pytest.approx([(2.5, 3.5), (3.4, 3.6)])
+    low, high = ax.get_ylim()
+    assert low < 0.5 < high and "same" in [t.get_text() for t in ax.get_legend().get_texts()]
+    plt.close(fig)
+    for errors, message in (([(1.6, 1.8), (1.9, 2.6)], "must hold its value 1.5"),
+                            ([(1.2, 1.8, 2.0), (1.9, 2.6)], "a number or a \\(low, high\\) interval"),
+                            ([(1.2, float("nan")), (1.9, 2.6)], "finite"), ([-0.1, 0.1], ">= 0")):
+        with pytest.raises(ValueError, match=message):
+            plots.errorbars({"a": ([1, 2], [1.5, 2.0], errors)}, xlabel="x", ylabel="y")
+    plt.close("all")
+
+
 def test_vlines_is_one_line_through_each_x():
     fig, ax = plt.subplots()
     ax.set_yscale("log")

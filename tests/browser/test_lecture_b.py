@@ -1,13 +1,13 @@
-"""The lecture pages of the odd-numbered chapters (01, 03, 05, 07, 09, 11, ...):
-see ``lecture_pages.py``; the even-numbered ones are in ``test_lecture_even.py``."""
+"""The lecture pages of every chapter not in FIRST_HALF (see ``lecture_pages.py``); the others are in
+``test_lecture_a.py``."""
 
 from __future__ import annotations
 
 import pytest
 
-from .lecture_pages import NOTEBOOKS, check_recorded, lecture_fixture, marks
+from .lecture_pages import FIRST_HALF, NOTEBOOKS, check_recorded, lecture_fixture, marks
 
-CHAPTERS = NOTEBOOKS[1::2]
+CHAPTERS = [n for n in NOTEBOOKS if n[:2] not in FIRST_HALF]
 pytestmark = marks(CHAPTERS)
 lecture_pages = lecture_fixture(CHAPTERS)
 

@@ -1,13 +1,13 @@
-"""The lecture pages of the even-numbered chapters (00, 02, 04, 06, 08, 10, ...):
-see ``lecture_pages.py``; the odd-numbered ones are in ``test_lecture_odd.py``."""
+"""The lecture pages of the chapters in FIRST_HALF (see ``lecture_pages.py``); the others are in
+``test_lecture_b.py``."""
 
 from __future__ import annotations
 
 import pytest
 
-from .lecture_pages import NOTEBOOKS, check_recorded, lecture_fixture, marks
+from .lecture_pages import FIRST_HALF, NOTEBOOKS, check_recorded, lecture_fixture, marks
 
-CHAPTERS = NOTEBOOKS[0::2]
+CHAPTERS = [n for n in NOTEBOOKS if n[:2] in FIRST_HALF]
 pytestmark = marks(CHAPTERS)
 lecture_pages = lecture_fixture(CHAPTERS)
 
