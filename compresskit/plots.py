@@ -459,7 +459,7 @@ def errorbars(series: dict[str, tuple[Sequence[float], Sequence[float], Sequence
     if unknown:
         raise ValueError(f"styles names series that are not plotted: {sorted(unknown)}; series: {list(series)}")
     fig, ax = _axes(ax)
-    for i, (name, (xs, means, spreads)) in enumerate(series.items()):
+    for i, (name, (xs, means, _)) in enumerate(series.items()):
         kwargs = {"marker": "o", "lw": _z(2), "ms": _z(6), "capsize": _z(5), "color": COLORS[i % len(COLORS)],
                   **styles.get(name, {})}
         if len(xs) == 1:  # no line to draw: the legend must not show one
