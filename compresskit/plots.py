@@ -40,12 +40,12 @@ from compresskit.checks import (
     check_bool,
     check_int,
     check_items,
-    check_named,
     check_number,
     check_tensor,
     checked,
 )
 from compresskit.metrics import Record
+from compresskit.plotdata import check_points, check_series, error_bars
 
 __all__ = ["STANDARD", "PROJECTOR_SCALE", "PROJECTOR_ENV", "projector", "projector_on", "FIGSIZE", "COLORS",
            "MIN_POINTS", "min_points", "accuracy_vs_size", "label_points", "digit_grid", "bars", "vlines", "png",
@@ -102,31 +102,6 @@ def _plain_log(axis) -> None:
         return f"{v:g}" if low > 0 and high / low <= 100 else ""
 
     axis.set_minor_formatter(ticker.FuncFormatter(minor))
-
-
-def _check_points(name: str, points, *, empty: bool = True) -> None:
-    """Recipes (``pipeline.Point``, or anything with a name, a group, an accuracy and a byte count)."""
-    for i, p in enumerate(check_items(name, points, object, empty=empty)):
-        if not all(hasattr(p, a) for a in ("name", "group", "accuracy", "bytes", "latency_ms")):
-            raise TypeError(f"{name}[{i}] must be a pipeline.Point, got {type(p).__name__} {p!r:.40}")
-
-
-def _check_series(series: dict, parts: int, length: int | None = None) -> None:
-    """``{name: (xs, ys[, errors])}`` (or ``{name: values}`` with ``parts=1``): at least one, of lists of one length,
-    the values finite numbers (xs may be category names)."""
-    check_named("series", series, (tuple, list) if parts > 1 else (tuple, list, torch.Tensor))
-    for name, value in series.items():
-        columns = value if parts > 1 else (value,)
-        if len(columns) != parts:
-            raise ValueError(f"series[{name!r}] must hold {parts} lists (x, y{', errors' if parts == 3 else ''}), got "
-                             f"{len(columns)}")
-        sizes = {len(c) for c in columns}
-        if len(sizes) != 1 or (length is not None and sizes != {length}):
-            raise ValueError(f"series[{name!r}] must hold lists of one length{f' ({length})' if length else ''}, got "
-                             f"lengths {sorted(sizes)}")
-        for c in columns[1:2] if parts == 3 else columns[1:] if parts > 1 else columns:  # x: categories allowed;
-            for v in c:  # errors: numbers or intervals, checked by errorbars
-                check_number(f"series[{name!r}]", float(v) if isinstance(v, torch.Tensor) else v)
 
 
 def _axes(ax, figsize=FIGSIZE):
@@ -238,7 +213,7 @@ def bars(labels: Sequence[str], series: dict[str, Sequence[float]], *, ylabel: s
          ax: Axes | None = None, log: bool = False) -> Figure:
     """Grouped bars: one group per label, one bar per series (e.g. params / saved bytes / storage bytes)."""
     labels = check_items("labels", labels, str, empty=False)
-    _check_series(series, 1, len(labels))
+    check_series(series, 1, len(labels))
     fig, ax = _axes(ax)
     width = 0.8 / max(len(series), 1)
     for si, (name, values) in enumerate(series.items()):
@@ -388,7 +363,7 @@ def curves(series: dict[str, tuple[Sequence[float], Sequence[float]]], *, xlabel
            hline: float | None = None,
            hline_label: str = "") -> Figure:
     """Several named (x, y) lines on one axes, e.g. accuracy against sparsity per method."""
-    _check_series(series, 2)
+    check_series(series, 2)
     fig, ax = _axes(ax)
     for i, (name, (xs, ys)) in enumerate(series.items()):
         ax.plot(list(xs), list(ys), marker=marker, lw=_z(2), ms=_z(6), label=name, color=COLORS[i % len(COLORS)])
@@ -452,8 +427,8 @@ def errorbars(series: dict[str, tuple[Sequence[float], Sequence[float], Sequence
     x do not hide each other's markers. A series of one point is drawn as its marker alone (its legend too).
     """
     check_number("dodge", dodge, 0.0, 0.2)
-    _check_series(series, 3)
-    bars = {name: _error_bars(name, ys, errors) for name, (_, ys, errors) in series.items()}
+    check_series(series, 3)
+    bars = {name: error_bars(name, ys, errors) for name, (_, ys, errors) in series.items()}
     styles = styles or {}
     unknown = set(styles) - set(series)
     if unknown:
@@ -470,28 +445,6 @@ def errorbars(series: dict[str, tuple[Sequence[float], Sequence[float], Sequence
     return _finish(fig, ax, xlabel, ylabel, title, logx, False)
 
 
-def _error_bars(name: str, ys: Sequence[float], errors: Sequence) -> list[list[float]]:
-    """matplotlib's ``yerr`` rows (below, above) from numbers (symmetric) or ``(low, high)`` intervals around y."""
-    below, above = [], []
-    for i, (y, e) in enumerate(zip(ys, errors)):
-        where = f"series[{name!r}] error {i}"
-        if isinstance(e, (tuple, list)):
-            if len(e) != 2:
-                raise ValueError(f"{where} must be a number or a (low, high) interval, got {e!r}")
-            for v in e:
-                check_number(where, v)
-            low, high = float(e[0]), float(e[1])
-            if not low <= float(y) <= high:
-                raise ValueError(f"{where}: the interval ({low:g}, {high:g}) must hold its value {float(y):g}")
-            below.append(float(y) - low)
-            above.append(high - float(y))
-        else:
-            check_number(where, e, 0)
-            below.append(float(e))
-            above.append(float(e))
-    return [below, above]
-
-
 @checked
 def pareto(points, *, cost: str = "bytes", front=None, highlight=None, budget: float | None = None,
            ax: Axes | None = None, title: str = "") -> Figure:
@@ -500,11 +453,11 @@ def pareto(points, *, cost: str = "bytes", front=None, highlight=None, budget: f
     vertical line. The legend sits outside the axes, so it covers no point."""
     if cost not in ("bytes", "latency_ms"):
         raise ValueError(f"cost must be 'bytes' or 'latency_ms' (as in pipeline.pareto_front), got {cost!r}")
-    _check_points("points", points, empty=False)
+    check_points("points", points, empty=False)
     if front is not None:
-        _check_points("front", front)
+        check_points("front", front)
     if highlight is not None:
-        _check_points("highlight", [highlight])
+        check_points("highlight", [highlight])
     if budget is not None:
         check_number("budget", budget, 0.0, low_open=True)
     if ax is None:  # fixed margins (constrained layout measures the outside legend on every draw: slider hot path)
@@ -577,7 +530,7 @@ def perplexity_vs_size(series: dict[str, tuple[Sequence[float], Sequence[float]]
     perplexity as a dashed line, ``highlight`` (bytes, perplexity) ringed in red. With ``sample``, the generated text
     of the highlighted model sits in a box to the right (``sample_box``). Perplexities above ``ymax`` are drawn at
     the top edge as open triangles, so a broken setting does not squash the others."""
-    _check_series(series, 2)
+    check_series(series, 2)
     check_number("baseline", baseline, 0.0, low_open=True)
     if ymax is not None:
         check_number("ymax", ymax, 0.0, low_open=True)
