@@ -35,6 +35,7 @@ import torch
 from matplotlib import ticker
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.transforms import Bbox
 
 from compresskit.checks import (
     check_bool,
@@ -160,8 +161,9 @@ _OFFSETS = ((6, 5), (6, -14), (-6, 5), (-6, -14), (6, 16), (6, -26), (-6, 16), (
 @checked
 def label_points(ax: Axes, labels: list[tuple[str, float, float]], *, fontsize: float, color: str = "black") -> list:
     """Write each ``(text, x, y)`` next to its point, trying a few places around the point (right or left, above or
-    below) and taking the first that stays inside the axes and overlaps no label placed before it; a label that fits
-    nowhere is left out rather than written over another. Returns the annotations drawn."""
+    below) and taking the first that stays inside the axes and overlaps no label placed before it and no other
+    labelled point; a label that fits nowhere is left out rather than written over another. Returns the annotations
+    drawn."""
     check_number("fontsize", fontsize, 0.0, low_open=True)
     renderer = ax.figure.canvas.get_renderer()
     engine = ax.figure.get_layout_engine()
@@ -170,13 +172,17 @@ def label_points(ax: Axes, labels: list[tuple[str, float, float]], *, fontsize: 
         ax.set_ylim(ax.get_ylim())
         engine.execute(ax.figure)
     placed, boxes = [], []
-    for text, x, y in labels:
+    r = 0.4 * fontsize * ax.figure.dpi / 72  # about a marker's radius in pixels: no label covers another's point
+    marks = [Bbox.from_extents(px - r, py - r, px + r, py + r)
+             for px, py in (ax.transData.transform((x, y)) for _, x, y in labels)]
+    for i, (text, x, y) in enumerate(labels):
         for dx, dy in _OFFSETS:
             note = ax.annotate(text, (x, y), textcoords="offset points", xytext=(dx, dy), fontsize=fontsize,
                                color=color, ha="left" if dx > 0 else "right")
             box = note.get_window_extent(renderer)
             inside = ax.bbox.x0 <= box.x0 and box.x1 <= ax.bbox.x1 and ax.bbox.y0 <= box.y0 and box.y1 <= ax.bbox.y1
-            if inside and not any(box.overlaps(b) for b in boxes):
+            if inside and not any(box.overlaps(b) for b in boxes) and \
+                    not any(box.overlaps(m) for j, m in enumerate(marks) if j != i):
                 break
             note.remove()
         else:  # nowhere free: the label is left out (the point keeps its colour and the legend its group)
