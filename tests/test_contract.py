@@ -234,6 +234,7 @@ ACCEPTED: list[tuple[str, str, tuple[str, ...], str]] = [
     ("rnn.UnrolledRNN", "dropout", ("zero",), "no dropout: torch's default"),
     ("sparsify.*", "threshold", ("zero",), "no shrinkage: the identity"),
     ("sparsify.soft_threshold", "w", ("an empty tensor", "a 0-d tensor"), "elementwise: any shape"),
+    ("formats.e2m1_round|formats.e4m3_round", "x", ("an empty tensor", "a 0-d tensor"), "elementwise: any shape"),
     ("structured.remove_heads", "heads", ("an empty dict",), "no head removed: a copy"),
     ("timing.SpeedComparison", "drift", ("zero",), "no drift between rounds allowed"),
     ("train.train", "weight_decay", ("zero",), "no weight decay: the default"),

@@ -28,6 +28,10 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
                  "--disable-background-timer-throttling", "--disable-renderer-backgrounding",
                  "--disable-backgrounding-occluded-windows"]
 ARTIFACTS = ROOT / "test-artifacts" / "browser"
+STILL = "setInterval(() => { for (const a of document.getAnimations()) a.cancel(); }, 250);"
+"""An init script for the test pages: no spinner keeps the headless browser drawing 60 frames a second while a
+chapter runs (measured on chapter 09's lecture page: Chromium's CPU time 13 s -> 7 s of a 40 s render, with
+polling a condition every 0.5 s instead of at every frame)."""
 INSTALL_HINT = "install it with `apt-get install -y chromium chromium-driver` (Debian) or set COMPRESSKIT_CHROMIUM"
 
 

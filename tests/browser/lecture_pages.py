@@ -24,7 +24,7 @@ import pytest
 from compresskit.widgets import MAIN_CLASS, MAIN_CONTROL_CLASS
 
 from ..kernels import PARALLEL  # chapters open at once: one kernel per core
-from .conftest import ARTIFACTS, ROOT, _free_port, _leftover_processes, stop_server
+from .conftest import ARTIFACTS, ROOT, STILL, _free_port, _leftover_processes, stop_server
 
 NOTEBOOKS = sorted(p.name for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 FIRST_HALF = ("00", "03", "05", "06", "10")  # about half of the pass's cost (see above)
@@ -39,6 +39,7 @@ def marks(notebooks: list[str]) -> list:
 _CODE_VISIBLE = """() => document.querySelectorAll(
     '.jp-CodeCell .jp-InputArea, .cm-editor, .CodeMirror, .jp-InputPrompt').length"""
 _TEXT = "() => document.body.innerText"
+_PLOT_SHOWN = f"() => !!document.querySelector('.{MAIN_CLASS} img')"
 _PLOT_SRC = f"() => {{ const img = document.querySelector('.{MAIN_CLASS} img'); return img ? img.src : null; }}"
 _CONTROL_SIZES = f"""() => {{ const c = document.querySelector('.{MAIN_CONTROL_CLASS}');
     const label = c.querySelector('.widget-readout') || c.querySelector('.widget-label');
@@ -84,6 +85,7 @@ def lecture_fixture(notebooks: list[str]):
         base = tmp_path_factory.mktemp("lecture")
         server = LectureServer(base)
         context = browser.new_context(viewport={"width": 1280, "height": 720})
+        context.add_init_script(STILL)
         # last chapter first: nbval runs the chapters first to last, so each chapter's trainings run once and the
         # other pass loads them (compresskit.cache)
         selected = [n for n in reversed(notebooks) if any(
@@ -99,7 +101,7 @@ def lecture_fixture(notebooks: list[str]):
                     opened[notebook] = (page, time.monotonic())
                 for notebook, (page, started) in opened.items():
                     try:
-                        page.wait_for_selector(f".{MAIN_CLASS} img", timeout=RENDER_TIMEOUT_MS)
+                        page.wait_for_function(_PLOT_SHOWN, timeout=RENDER_TIMEOUT_MS, polling=500)
                         print(f"{notebook}: lecture page with its plot in {time.monotonic() - started:.0f} s")
                         pages[notebook] = (page, None)
                     except Exception as error:

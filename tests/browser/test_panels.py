@@ -21,7 +21,7 @@ import pytest
 from compresskit.widgets import MAIN_CLASS, MAIN_CONTROL_CLASS
 
 from .. import probe
-from .conftest import ARTIFACTS, ROOT
+from .conftest import ARTIFACTS, ROOT, STILL
 
 NOTEBOOKS = sorted(p.name for p in (ROOT / "notebooks").glob("*.ipynb"))
 RUN_TIMEOUT_MS = 90_000  # the probe notebook, top to bottom, in a kernel started by the test
@@ -106,6 +106,7 @@ def _close(page) -> None:
 @pytest.fixture(scope="module")
 def context(lab, browser):
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    context.add_init_script(STILL)
     try:
         yield context
     finally:
