@@ -41,8 +41,9 @@ def main() -> None:
     rows = [["float32", 32.0, other + 4 * n, 0.0, f"{base:.3f}", 0.0, 0.0, 1.0]]
     for name, (q, size) in candidates.items():
         qlin = layers.transformer_linears(q)
-        err = sum(float(((qlin[k].weight - w.weight) ** 2).sum()) for k, w in linears.items()) / sum(
-            float((w.weight ** 2).sum()) for w in linears.values())
+        with torch.no_grad():
+            err = sum(float(((qlin[k].weight - w.weight) ** 2).sum()) for k, w in linears.items()) / sum(
+                float((w.weight ** 2).sum()) for w in linears.values())
         fid = metrics.fidelity(model, q, test)
         ppl = metrics.perplexity(q, test).perplexity
         rows.append([name, 8 * (size - other) / n, size, err, f"{ppl:.3f}", fid.kl_mean, fid.kl_p999, fid.top1])
