@@ -79,7 +79,8 @@ REVIEWED = {
            ("* **Huffman tables larger than what they save.**", GENERAL)],
     "09": [("Round-to-nearest (RTN) with one scale per row lets one large weight", ARITHMETIC),
            ("On other text it helps only as far as the calibration", GENERAL),
-           ("GPTQ's gain is the part of RTN's rounding error", GENERAL)],
+           ("GPTQ's gain is the part of RTN's rounding error", GENERAL),
+           ("Two models can have the same perplexity while single predictions change", GENERAL)],
     "10": [("One expects the pattern to cost more than 50 % unstructured sparsity", EXPECTATION),
            ("But a layer computes", GENERAL)],
 }
