@@ -49,14 +49,16 @@ _ERRORS = f"""() => {{ const cells = {_NOTEBOOK}.content.model.cells; const foun
         for (let j = 0; j < c.outputs.length; j++) {{ const o = c.outputs.get(j).toJSON();
             if (o.output_type === 'error') found.push(`cell ${{i}}: ${{o.ename}}: ${{o.evalue}}`); }} }}
     return found; }}"""
-# per cell: is it a solution (tag), and is its input collapsed in the notebook JupyterLab opened
 # per cell: is it a solution (tag), and is its input collapsed in the notebook JupyterLab opened (a markdown cell is
-# scrolled into view first: JupyterLab renders only the cells near the view)
+# scrolled into view first and given time to render: JupyterLab renders only the cells near the view, and on a busy
+# machine the first one took longer than a fixed 100 ms wait once)
 _SOLUTIONS = f"""async () => {{ const nb = {_NOTEBOOK}; const found = [];
     for (let i = 0; i < nb.content.widgets.length; i++) {{ const w = nb.content.widgets[i];
         const tags = w.model.getMetadata('tags') || [];
-        if (w.model.type === 'markdown' && tags.includes('solution')) {{
-            await nb.content.scrollToItem(i, 'center'); await new Promise(r => setTimeout(r, 100)); }}
+        if (w.model.type === 'markdown' && tags.includes('solution')) {{  // rendered once in view: wait up to 10 s
+            await nb.content.scrollToItem(i, 'center');
+            for (let k = 0; k < 200 && !w.node.querySelector('details'); k++) {{
+                await new Promise(r => setTimeout(r, 50)); }} }}
         found.push({{index: i, solution: tags.includes('solution'), exercise: tags.includes('exercise'),
                      markdown: w.model.type === 'markdown',
                      hidden: w.model.type === 'markdown' ? !!w.node.querySelector('details:not([open])')
