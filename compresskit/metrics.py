@@ -508,7 +508,8 @@ def sample_text(model: nn.Module, prompt: str, length: int = 200, *, seed: int =
     gen = torch.Generator().manual_seed(seed)
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     out = idx.tolist()
-    incremental = isinstance(model, TransformerLM)  # a KV cache: each step computes the new position only
+    incremental = isinstance(model, TransformerLM) and not any(  # a KV cache: each step computes the new position
+        getattr(m, "kv_quant", None) is not None for m in model.modules())  # only (a quantized one is simulated)
     cache, fed = KVCache(), 0  # the tokens of ``out`` the cache has seen
     with eval_mode(model):
         for _ in range(length):

@@ -180,17 +180,21 @@ class Attention(nn.Module):
         self.q, self.k, self.v = (nn.Linear(d_model, inner) for _ in range(3))
         self.proj = nn.Linear(inner, d_model)
         self.head_mask: torch.Tensor | None = None  # (n_head,) multiplies each head's output when set (chapter 10)
+        self.kv_quant: nn.Module | None = None  # attention through a quantized KV cache when set (kvquant, chapter 11)
 
     def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
         b, t, _ = x.shape  # (B, T, C)
         q, k, v = (lin(x).view(b, t, self.n_head, self.head_dim).transpose(1, 2) for lin in (self.q, self.k, self.v))
-        past = 0
-        if cache is not None:  # the keys and values of the tokens before these, then these appended for the next call
-            past = cache.length
-            k, v = cache.extend(layer, k, v)
-        if past == 0:
+        if self.kv_quant is not None:  # a quantized cache, simulated over the whole window (kvquant)
+            if cache is not None:
+                raise ValueError("a quantized KV cache (kvquant.quantize_kv) is simulated over whole windows: call the "
+                                 "model without a KVCache")
+            y = self.kv_quant(q, k, v)
+        elif cache is None:
             y = nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, nh, T, hd)
-        else:  # new token i sees every cached token and the new ones up to itself
+        else:  # the keys and values of the tokens before these, these appended; new token i sees every cached token
+            past = cache.length  # and the new ones up to itself
+            k, v = cache.extend(layer, k, v)
             mask = torch.ones(t, past + t, dtype=torch.bool, device=x.device).tril(past)
             y = nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         if self.head_mask is not None:
