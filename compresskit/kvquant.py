@@ -23,8 +23,8 @@ from torch import nn
 from compresskit.checks import check_bool, check_choice, check_int, check_tensor, checked
 from compresskit.layers import copy_model
 
-__all__ = ["SCALE_BITS", "FLOAT_BITS", "KEY_AXES", "minmax_quantize", "quantize_keys", "quantize_values", "KIVIQuantizer",
-           "quantize_kv", "kv_bytes"]
+__all__ = ["SCALE_BITS", "FLOAT_BITS", "KEY_AXES", "minmax_quantize", "quantize_keys", "quantize_values",
+           "KIVIQuantizer", "quantize_kv", "kv_bytes"]
 
 SCALE_BITS = 16  # a float16 scale and a float16 zero point (KIVI stores both in half precision)
 FLOAT_BITS = 16  # the float cache a deployment keeps (float16), against which the quantized one is priced

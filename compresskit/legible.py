@@ -16,10 +16,10 @@ import numpy as np
 from matplotlib import ticker
 from matplotlib.figure import Figure
 
-from compresskit.checks import check_number, checked
+from compresskit.checks import check_int, check_number, checked
 from compresskit.plots import min_points
 
-__all__ = ["fit_titles", "overflow", "problems"]
+__all__ = ["fit_titles", "overflow", "problems", "legend_below"]
 
 
 def _wrap_once(text) -> bool:
@@ -142,7 +142,116 @@ def fit_titles(fig: Figure, *, margin: float = 4.0) -> Figure:
         if changed:  # smaller texts need less room: place the axes for them
             engine.execute(fig)
         fig.set_layout_engine("none")  # the places just computed stay; a draw would compute them again
+    _place_legends(fig, renderer)
     return fig
+
+
+LEGEND_PLACES = ("best", "upper left", "upper right", "lower left", "lower right", "center left", "center right",
+                 "upper center", "lower center", "center")
+
+
+def _place_legends(fig: Figure, renderer) -> None:
+    """An axes' legend that lies over data points or labels (``_covers``) is moved to the first of
+    ``LEGEND_PLACES`` inside its axes where it covers nothing, in its own columns, then in two (wider and flatter,
+    if that fits the axes); where every place covers something, under its axes' x label, the figure growing by its
+    height (``_grow_below``). A legend its author anchored elsewhere stays where it is."""
+    under = []
+    for ax in fig.axes:
+        legend = ax.get_legend()
+        if legend is None or not legend.get_visible() or legend._bbox_to_anchor is not None or \
+                not any(_covers(legend, fig, renderer)):
+            continue
+        texts = legend.get_texts()
+        entries = {"handles": legend.legend_handles, "labels": [t.get_text() for t in texts],
+                   "fontsize": texts[0].get_fontsize()}
+        for ncol in [legend._ncols] + ([2] if legend._ncols == 1 and len(texts) >= 3 else []):
+            if ncol != legend._ncols:  # a legend's columns are fixed when it is made: make it again
+                legend = ax.legend(ncol=ncol, **entries)
+            if legend.get_window_extent(renderer).width > ax.bbox.width:
+                continue
+            if _free_place(legend, fig, renderer):
+                break
+        else:  # under the axes, in two columns if they are no wider than the axes
+            legend = ax.legend(ncol=2 if len(texts) >= 3 else 1, loc="upper center", **entries)
+            if legend.get_window_extent(renderer).width > ax.bbox.width:
+                legend = ax.legend(ncol=1, loc="upper center", **entries)
+            under.append(legend)
+    if under:  # each under its axes' x label, centred on the axes; the figure grows until the lowest fits
+        gap = 0.06 * fig.dpi  # pixels between the x label and the legend, and below the legend
+        for _ in range(3):
+            for legend in under:
+                box = legend.axes.get_position()
+                legend.set_bbox_to_anchor(((box.x0 + box.x1) / 2, (_frame_bottom(legend.axes, renderer) - gap)
+                                           / fig.bbox.height), transform=fig.transFigure)
+            short = gap - min(legend.get_window_extent(renderer).y0 for legend in under)
+            if short <= 0.5:
+                break
+            _grow_below(fig, short / fig.dpi)
+
+
+def _free_place(legend, fig: Figure, renderer) -> bool:
+    """Move ``legend`` to the first of ``LEGEND_PLACES`` where it covers nothing; False if there is none."""
+    for place in LEGEND_PLACES:
+        legend.set_loc(place)
+        if not any(_covers(legend, fig, renderer)):
+            return True
+    return False
+
+
+def _frame_bottom(ax, renderer) -> float:
+    """The lowest pixel (from the figure's bottom) of an axes' frame, x tick labels and x label (the axis places its
+    label for this measurement, as a draw would)."""
+    axis = ax.xaxis.get_tightbbox(renderer)
+    return min(ax.bbox.y0, axis.y0 if axis is not None else ax.bbox.y0)
+
+
+def _grow_below(fig: Figure, extra: float) -> None:
+    """Add ``extra`` inches at the bottom of ``fig``; every axes keeps its size and its place above."""
+    width, height = fig.get_size_inches()
+    places = [(ax, ax.get_position()) for ax in fig.axes]
+    fig.set_size_inches(width, height + extra)
+    for ax, box in places:
+        ax.set_position([box.x0, (box.y0 * height + extra) / (height + extra), box.width,
+                         box.height * height / (height + extra)])
+
+
+@checked
+def legend_below(fig: Figure, handles: list | None = None, labels: list | None = None, *, ncol: int = 3,
+                 gap: float = 0.08):
+    """One legend for the whole figure, in ``ncol`` columns under its axes, instead of a legend inside each axes
+    (which, in projector style, has nowhere to go that hides no point); fewer columns if they would be wider than
+    the figure. The figure grows by the legend's height and the axes keep their size. ``handles`` and ``labels``:
+    the legend's entries (default: every axes' labelled artists, each label once); the axes' own legends are
+    removed. ``gap``: inches between the x labels and the legend. For figures with fixed margins
+    (``plots.figure(fit=False)``). Returns the legend."""
+    check_int("ncol", ncol, 1, 12)
+    check_number("gap", gap, 0.0, 2.0)
+    if fig.get_layout_engine() is not None:
+        raise ValueError("legend_below needs fixed margins (plots.figure(fit=False)): a layout engine would move it")
+    if handles is None:
+        found = {}
+        for ax in fig.axes:
+            for handle, label in zip(*ax.get_legend_handles_labels()):
+                found.setdefault(label, handle)
+        handles, labels = list(found.values()), list(found)
+    if not isinstance(handles, list) or not all(isinstance(h, matplotlib.artist.Artist) for h in handles):
+        raise TypeError(f"handles must be a list of matplotlib artists (lines, patches), got {handles!r:.60}")
+    if not isinstance(labels, list) or not all(isinstance(t, str) and t for t in labels):
+        raise TypeError(f"labels must be a list of non-empty strings, got {labels!r:.60}")
+    if len(labels) != len(handles) or not handles:
+        raise ValueError(f"handles and labels must be non-empty lists of one length, got {len(handles)} handles and "
+                         f"{None if labels is None else len(labels)} labels")
+    for ax in fig.axes:
+        if ax.get_legend() is not None:
+            ax.get_legend().remove()
+    renderer = fig.canvas.get_renderer()
+    for columns in range(ncol, 0, -1):  # fewer columns while the legend is wider than the figure
+        legend = fig.legend(handles, labels, loc="lower center", ncol=columns, frameon=False, bbox_to_anchor=(0.5, 0.0))
+        if columns == 1 or legend.get_window_extent(renderer).width <= fig.bbox.width:
+            break
+        legend.remove()
+    _grow_below(fig, legend.get_window_extent(renderer).height / fig.dpi + gap)
+    return legend
 
 
 def overflow(fig: Figure) -> dict | None:
@@ -170,7 +279,8 @@ def problems(fig: Figure) -> list[str]:
     (``overflow``), any visible text smaller than the current style's floor (``min_points``: titles, axis and tick
     labels, legends, annotations), tick labels of one axis that overlap, an axes' title and axis labels that
     overlap, labels written in a plot that overlap each other, a legend entry whose line shows no point in the axes,
-    a horizontal reference line lying on the frame. A full draw: for tests and strict runs."""
+    a horizontal reference line lying on the frame, a legend over labels or data points. A full draw: for tests and
+    strict runs."""
     past = overflow(fig)  # draws the figure: every text below is placed as shown
     found = [f"draws past its canvas ({past}, inches)"] if past else []
     renderer = fig.canvas.get_renderer()
@@ -194,12 +304,58 @@ def problems(fig: Figure) -> list[str]:
             if any(a.overlaps(b) for a in own for b in _frame_texts(other, renderer)):
                 found.append(f"axes {i} and {j}: their titles, axis or tick labels overlap")
         found += [f"axes {i}: {p}" for p in _unseen(ax)]
+        found += [f"axes {i}: {p}" for p in _covered(ax.get_legend(), fig, renderer)]
         named = {"title": ax.title, "x label": ax.xaxis.label, "y label": ax.yaxis.label}
         boxes = {n: t.get_window_extent(renderer) for n, t in named.items() if t.get_visible() and t.get_text().strip()}
         for a, b in (("title", "y label"), ("title", "x label"), ("x label", "y label")):
             if a in boxes and b in boxes and boxes[a].overlaps(boxes[b]):
                 found.append(f"axes {i}: its {a} and {b} overlap")
+    for legend in fig.legends:
+        found += [f"the figure's {p[4:]}" for p in _covered(legend, fig, renderer)]
     return found
+
+
+def _covered(legend, fig: Figure, renderer) -> list[str]:
+    """What ``legend`` (an axes' or the figure's) lies over, in words (``_covers``)."""
+    if legend is None or not legend.get_visible():
+        return []
+    labels, hidden = _covers(legend, fig, renderer)
+    found = ["its legend covers a title, axis or tick label"] if labels else []
+    if hidden:
+        found.append("its legend covers data points (" + ", ".join(f"{n} of {k!r}" for k, n in hidden.items()) + ")")
+    return found
+
+
+def _covers(legend, fig: Figure, renderer) -> tuple[bool, dict[str, int]]:
+    """Whether ``legend`` lies over any axes' title, axis or tick labels, and how many data points of each line (by
+    label) it hides: line vertices and scatter points inside an axes' view. Reference lines (``axhline``,
+    ``axvline``: not in data coordinates) do not count."""
+    box = legend.get_window_extent(renderer).padded(-2.0)  # a point grazing the edge is still seen
+    labels = any(box.overlaps(text) for ax in fig.axes for text in _frame_texts(ax, renderer))
+    hidden: dict[str, int] = {}
+    def count(ax, label: str, xy: np.ndarray) -> None:
+        n = int(np.sum(_inside(box, xy) & _inside(ax.bbox, xy)))  # points clipped by the view are not drawn
+        if n:
+            hidden[label] = hidden.get(label, 0) + n
+
+    for ax in fig.axes:
+        for line in ax.get_lines():
+            x, y = (np.asarray(v, dtype=float) for v in line.get_data())
+            if x.size and line.get_visible() and line.get_transform() == ax.transData:
+                label = line.get_label()
+                count(ax, "unlabelled" if label.startswith("_") else label,
+                      ax.transData.transform(np.column_stack([x, y])))
+        for collection in ax.collections:
+            offsets = np.asarray(collection.get_offsets(), dtype=float)
+            if collection.get_visible() and offsets.ndim == 2 and len(offsets) and \
+                    collection.get_offset_transform() == ax.transData:
+                count(ax, "points", ax.transData.transform(offsets))
+    return labels, hidden
+
+
+def _inside(bbox, xy: np.ndarray) -> np.ndarray:
+    """Which display points ``xy`` (n x 2) lie inside ``bbox`` (edges included)."""
+    return (xy[:, 0] >= bbox.x0) & (xy[:, 0] <= bbox.x1) & (xy[:, 1] >= bbox.y0) & (xy[:, 1] <= bbox.y1)
 
 
 def _unseen(ax) -> list[str]:

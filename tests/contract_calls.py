@@ -13,6 +13,7 @@ import math
 from pathlib import Path
 
 import torch
+from matplotlib.lines import Line2D
 from torch import nn
 from torch.utils.data import TensorDataset
 
@@ -22,7 +23,6 @@ from compresskit import (
     encode,
     exercises,
     formats,
-    kvquant,
     layers,
     metrics,
     models,
@@ -360,6 +360,8 @@ CALLS = {
     "legible.fit_titles": lambda tmp: {"fig": figure(), "margin": 4.0},
     "legible.overflow": lambda tmp: {"fig": figure()},
     "legible.problems": lambda tmp: {"fig": figure()},
+    "legible.legend_below": lambda tmp: {"fig": figure(), "handles": [Line2D([], [])], "labels": ["a line"],
+                                         "ncol": 2, "gap": 0.1},
     # ---------------------------------------------------------------------------------------------- LM exercises
     "lm_exercise_cases.obs_update": lambda tmp: {"w": seeded(0, 4, 6), "q": seeded(1, 4), "j": 1,
                                                  "hinv": torch.linalg.cholesky(torch.linalg.inv(hessian(6) +

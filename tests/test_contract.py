@@ -226,7 +226,8 @@ ACCEPTED: list[tuple[str, str, tuple[str, ...], str]] = [
     ("plots.dodged", "xs", ("an empty list",), "no point to move"),
     ("plots.weight_histogram", "w", ("a 0-d tensor",), "one weight, one bar"),
     ("quantize.*", "axis", ("zero", "a negative int"), "an axis index; -1 the last"),
-    ("outliers.absmax_quantize|kvquant.minmax_quantize", "dim", ("zero", "a negative int"), "an axis index; -1 the last"),
+    ("outliers.absmax_quantize|kvquant.minmax_quantize", "dim", ("zero", "a negative int"),
+     "an axis index; -1 the last"),
     ("outliers.plant_outliers", "channels", ("a list holding 0",), "channel 0 is a channel like any other"),
     ("kvquant.kv_bytes", "tokens", ("zero",), "an empty cache holds no bytes"),
     ("outliers.smooth|outliers.smooth_scales", "alpha", ("zero",), "s = 1 / max|W|: all the difficulty on the weights"),
@@ -251,6 +252,7 @@ ACCEPTED: list[tuple[str, str, tuple[str, ...], str]] = [
     ("layers.unique_sites|lecture.voila_config|train.History", "found|warm|losses", ("an empty list",),
      "no sites; no pre-heated chapter; no epochs yet"),
     ("legible.fit_titles", "margin", ("zero",), "texts may touch the canvas' edge"),
+    ("legible.legend_below", "gap", ("zero",), "the legend may touch the x labels' box"),
     ("lm_exercise_cases.obs_update", "j", ("zero",), "the first column"),
     ("weightonly.gptq|weightonly.quantize_lm", "damp", ("zero",), "no dampening: refused by name only when the "
                                                                   "Hessian is singular"),

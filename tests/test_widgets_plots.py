@@ -5,6 +5,7 @@ import matplotlib
 matplotlib.use("Agg")
 import ipywidgets  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
@@ -577,3 +578,82 @@ def test_errorbars_dodges_series_at_one_x_and_draws_a_single_point_without_a_lin
     assert plots.dodged([2.0], 0, 2, 0.04) == pytest.approx([1.96])
     assert all(line.get_linestyle() == "None" for line in data_lines)  # one point: its marker, no line
     plt.close(fig)
+
+
+def test_problems_names_a_legend_over_points_and_fit_titles_moves_it_where_it_hides_none():
+    from compresskit import legible
+
+    for projector in (False, True):
+        plots.projector(projector)
+        try:
+            fig, (ax,) = plots.figure()
+            for i, name in enumerate("abcd"):
+                ax.plot(range(10), [v * 0.3 * (i + 1) + 5 * (i % 2) for v in range(10)], "o-", label=name)
+            ax.set(xlabel="x (units)", ylabel="y (units)")
+            ax.legend(loc="center")
+            found = legible.problems(fig)
+            assert any("its legend covers data points (" in p for p in found), found
+            legible.fit_titles(fig)
+            assert legible.problems(fig) == []
+            assert ax.get_legend().get_texts()[0].get_text() == "a"  # the same entries, moved
+            plt.close(fig)
+        finally:
+            plots.projector(False)
+
+
+def test_legend_below_serves_two_axes_without_covering_anything_in_both_styles():
+    from matplotlib.lines import Line2D
+
+    from compresskit import legible
+
+    for projector in (False, True):
+        plots.projector(projector)
+        try:
+            fig, axes = plots.figure(2)
+            for ax in axes:
+                ax.plot([1, 2, 3], [1, 3, 2], "o-", color="C3", label="blocks")
+                ax.plot([1, 2, 3], [2, 1, 3], "o-", color="C0", label="neurons")
+                ax.legend(loc="center")
+                ax.set(xlabel="size (KB)", ylabel="accuracy (%)")
+            size = [ax.bbox.height for ax in axes]
+            height = fig.get_size_inches()[1]
+            legend = legible.legend_below(fig, ncol=2)
+            assert [t.get_text() for t in legend.get_texts()] == ["blocks", "neurons"]  # each label once
+            assert all(ax.get_legend() is None for ax in axes)
+            assert fig.get_size_inches()[1] > height
+            assert [ax.bbox.height for ax in axes] == pytest.approx(size, rel=1e-6)  # the axes keep their size
+            legible.fit_titles(fig)
+            assert legible.problems(fig) == []
+            plt.close(fig)
+            fig, (ax,) = plots.figure()
+            with pytest.raises(ValueError, match="handles and labels"):
+                legible.legend_below(fig, [Line2D([], [])], ["a", "b"])
+            plt.close(fig)
+        finally:
+            plots.projector(False)
+
+
+def test_a_legend_with_no_free_place_in_its_axes_goes_under_them_and_the_figure_grows():
+    from compresskit import legible
+
+    for projector in (False, True):
+        plots.projector(projector)
+        try:
+            fig, (ax, other) = plots.figure(2)
+            rng = np.random.default_rng(0)
+            for name in ("first series", "second series", "third", "fourth"):  # points everywhere
+                ax.plot(np.linspace(0, 10, 40), rng.uniform(0, 10, 40), "o-", label=name)
+            ax.set(xlabel="x (units)", ylabel="y (units)")
+            ax.legend(loc="center")
+            other.plot([0, 1], [0, 1], label="free")
+            other.set(xlabel="x (units)", ylabel="y (units)")
+            other.legend()
+            height, size = fig.get_size_inches()[1], ax.bbox.height
+            legible.fit_titles(fig)
+            assert legible.problems(fig) == []
+            assert fig.get_size_inches()[1] > height and ax.bbox.height == pytest.approx(size)
+            assert ax.get_legend().get_window_extent().y1 < ax.bbox.y0  # under its axes
+            assert other.get_legend().get_window_extent().y0 > other.bbox.y0  # the other stays inside
+            plt.close(fig)
+        finally:
+            plots.projector(False)
