@@ -275,6 +275,6 @@ def check_code(name: str, fn) -> bool:
 
 CODING: dict[str, CodingExercise] = {name: CodingExercise(**fields)
                                      for name, fields in {**EXERCISES, **LM_EXERCISES}.items()}
-"""The coding exercises of chapters 01-10, by name (their material is in ``compresskit.exercise_cases`` and, for the
+"""The coding exercises of chapters 01-11, by name (their material is in ``compresskit.exercise_cases`` and, for the
 language-model chapters' central methods, ``compresskit.lm_exercise_cases``)."""
 

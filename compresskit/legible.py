@@ -15,6 +15,7 @@ import matplotlib
 import numpy as np
 from matplotlib import ticker
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 
 from compresskit.checks import check_int, check_number, checked
 from compresskit.plots import min_points
@@ -146,13 +147,13 @@ def fit_titles(fig: Figure, *, margin: float = 4.0) -> Figure:
     return fig
 
 
-LEGEND_PLACES = ("best", "upper left", "upper right", "lower left", "lower right", "center left", "center right",
+_LEGEND_PLACES = ("best", "upper left", "upper right", "lower left", "lower right", "center left", "center right",
                  "upper center", "lower center", "center")
 
 
 def _place_legends(fig: Figure, renderer) -> None:
     """An axes' legend that lies over data points or labels (``_covers``) is moved to the first of
-    ``LEGEND_PLACES`` inside its axes where it covers nothing, in its own columns, then in two (wider and flatter,
+    ``_LEGEND_PLACES`` inside its axes where it covers nothing, in its own columns, then in two (wider and flatter,
     if that fits the axes); where every place covers something, under its axes' x label, the figure growing by its
     height (``_grow_below``). A legend its author anchored elsewhere stays where it is."""
     under = []
@@ -190,8 +191,8 @@ def _place_legends(fig: Figure, renderer) -> None:
 
 
 def _free_place(legend, fig: Figure, renderer) -> bool:
-    """Move ``legend`` to the first of ``LEGEND_PLACES`` where it covers nothing; False if there is none."""
-    for place in LEGEND_PLACES:
+    """Move ``legend`` to the first of ``_LEGEND_PLACES`` where it covers nothing; False if there is none."""
+    for place in _LEGEND_PLACES:
         legend.set_loc(place)
         if not any(_covers(legend, fig, renderer)):
             return True
@@ -320,19 +321,20 @@ def _covered(legend, fig: Figure, renderer) -> list[str]:
     if legend is None or not legend.get_visible():
         return []
     labels, hidden = _covers(legend, fig, renderer)
-    found = ["its legend covers a title, axis or tick label"] if labels else []
+    found = ["its legend covers a title, axis, tick or point label"] if labels else []
     if hidden:
         found.append("its legend covers data points (" + ", ".join(f"{n} of {k!r}" for k, n in hidden.items()) + ")")
     return found
 
 
 def _covers(legend, fig: Figure, renderer) -> tuple[bool, dict[str, int]]:
-    """Whether ``legend`` lies over any axes' title, axis or tick labels, and how many data points of each line (by
-    label) it hides: line vertices and scatter points inside an axes' view. Reference lines (``axhline``,
-    ``axvline``: not in data coordinates) do not count."""
+    """Whether ``legend`` lies over any axes' title, axis or tick labels or a label written in the plot, and how many
+    data points of each line (by label) it hides: line vertices, scatter points and the tops of bars inside an axes'
+    view. Reference lines (``axhline``, ``axvline``: not in data coordinates) do not count."""
     box = legend.get_window_extent(renderer).padded(-2.0)  # a point grazing the edge is still seen
     labels = any(box.overlaps(text) for ax in fig.axes for text in _frame_texts(ax, renderer))
     hidden: dict[str, int] = {}
+
     def count(ax, label: str, xy: np.ndarray) -> None:
         n = int(np.sum(_inside(box, xy) & _inside(ax.bbox, xy)))  # points clipped by the view are not drawn
         if n:
@@ -345,6 +347,13 @@ def _covers(legend, fig: Figure, renderer) -> tuple[bool, dict[str, int]]:
                 label = line.get_label()
                 count(ax, "unlabelled" if label.startswith("_") else label,
                       ax.transData.transform(np.column_stack([x, y])))
+        tops = [(p.get_x() + p.get_width() / 2, p.get_y() + p.get_height()) for p in ax.patches
+                if isinstance(p, Rectangle) and p.get_visible() and p.get_data_transform() == ax.transData]
+        if tops:  # a bar's data point is the middle of its top edge
+            count(ax, "bars", ax.transData.transform(np.asarray(tops, dtype=float)))
+        notes = [t.get_window_extent(renderer) for t in ax.texts if t.get_visible() and t.get_text().strip()]
+        if any(box.overlaps(note) for note in notes):
+            labels = True
         for collection in ax.collections:
             offsets = np.asarray(collection.get_offsets(), dtype=float)
             if collection.get_visible() and offsets.ndim == 2 and len(offsets) and \

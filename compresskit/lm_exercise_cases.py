@@ -1,7 +1,7 @@
-"""The coding exercises on the language-model chapters' central methods: one GPTQ column step (chapter 09) and Wanda's
-per-row mask (chapter 10). Like ``compresskit.exercise_cases``: cases (keyword arguments and a ``"what"``), the
-package's answer, how a result is judged (``compresskit.answer_checks``), and the classic mistakes with what each gets
-wrong; ``compresskit.exercises.CODING`` runs them.
+"""The coding exercises on the language-model chapters' central methods: one GPTQ column step (chapter 09), Wanda's
+per-row mask (chapter 10) and SmoothQuant's scales (chapter 11). Like ``compresskit.exercise_cases``: cases (keyword
+arguments and a ``"what"``), the package's answer, how a result is judged (``compresskit.answer_checks``), and the
+classic mistakes with what each gets wrong; ``compresskit.exercises.CODING`` runs them.
 """
 
 from __future__ import annotations
@@ -10,9 +10,10 @@ import torch
 
 from compresskit.answer_checks import keep_mask_differs, seeded_randn, tensor_differs
 from compresskit.checks import check_int, check_tensor
+from compresskit.outliers import smooth_scales
 from compresskit.prune import row_mask
 
-__all__ = ["LM_EXERCISES", "OBS_MISTAKES", "WANDA_MISTAKES", "obs_update"]
+__all__ = ["LM_EXERCISES", "OBS_MISTAKES", "WANDA_MISTAKES", "SMOOTH_MISTAKES", "obs_update"]
 
 
 # --- 09: one column of GPTQ -----------------------------------------------------------------------------------------
@@ -130,6 +131,42 @@ def _wanda_cases():
              "sparsity": 0.75}]
 
 
+# --- 11: SmoothQuant's scales ---------------------------------------------------------------------------------------
+
+
+def _smooth(x_max, w, alpha):
+    return smooth_scales(x_max, [w], alpha)
+
+
+SMOOTH_MISTAKES = {
+    "the weights' maximum over each row": (lambda x_max, w, alpha: x_max ** alpha / w.abs().amax(1) ** (1 - alpha),
+                                           "channel j's weights are column j of w (every output reads input j): "
+                                           "the maximum over dim 0"),
+    "the exponents swapped": (lambda x_max, w, alpha: x_max ** (1 - alpha) / w.abs().amax(0) ** alpha,
+                              "alpha is the activations' share: max|X_j|^alpha over max|W_j|^(1 - alpha)"),
+    "no exponent on the weights": (lambda x_max, w, alpha: x_max ** alpha / w.abs().amax(0),
+                                   "the weights' maximum is raised to 1 - alpha: at alpha = 1 it drops out"),
+    "a product instead of a ratio": (lambda x_max, w, alpha: x_max ** alpha * w.abs().amax(0) ** (1 - alpha),
+                                     "s divides the activations and multiplies the weights: large activations and "
+                                     "small weights both ask for a larger s"),
+    "the weights' mean": (lambda x_max, w, alpha: x_max ** alpha / w.abs().mean(0) ** (1 - alpha),
+                          "the scale balances the largest values, the ones that set the rounding's range"),
+}
+
+
+def _smooth_cases():
+    wide = seeded_randn(11, 6, 4)
+    wide[2, 1] = -5.0  # the largest weight of channel 1 is negative
+    x_max = seeded_randn(12, 4).abs() + 0.2
+    x_max[3] = 30.0  # an outlier channel
+    return [{"what": "6 outputs x 4 channels, alpha 0.5, an outlier channel", "x_max": x_max, "w": wide,
+             "alpha": 0.5},
+            {"what": "3 x 8, alpha 0.85", "x_max": seeded_randn(13, 8).abs() + 0.1, "w": seeded_randn(14, 3, 8),
+             "alpha": 0.85},
+            {"what": "5 x 5 (square), alpha 0.25", "x_max": seeded_randn(15, 5).abs() + 0.5,
+             "w": seeded_randn(16, 5, 5), "alpha": 0.25}]
+
+
 LM_EXERCISES: dict[str, dict] = {
     "09-gptq": {"signature": "obs_update(w, q, j, hinv) -> updated weights", "cases": _obs_cases, "solve": obs_update,
                 "differs": lambda g, e, c: tensor_differs(g, e, c, atol=1e-5),
@@ -139,5 +176,10 @@ LM_EXERCISES: dict[str, dict] = {
                  "differs": keep_mask_differs,
                  "hint": "score = |w| * norms (one norm per input column); in each row drop the round(sparsity * in) "
                          "smallest scores", "mistakes": WANDA_MISTAKES},
+    "11-smooth": {"signature": "smooth_scales(x_max, w, alpha) -> one scale per input channel",
+                  "cases": _smooth_cases, "solve": _smooth,
+                  "differs": lambda g, e, c: tensor_differs(g, e, c, atol=1e-5),
+                  "hint": "balance each channel's largest activation against the largest weight that reads it, "
+                          "alpha setting the activations' share", "mistakes": SMOOTH_MISTAKES},
 }
-"""The coding exercises on chapters 09 and 10's central methods, by name (fields of ``exercises.CodingExercise``)."""
+"""The coding exercises on chapters 09-11's central methods, by name (fields of ``exercises.CodingExercise``)."""

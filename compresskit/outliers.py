@@ -30,7 +30,7 @@ from compresskit.data import calibration_windows, check_ids
 from compresskit.layers import copy_model, eval_mode, transformer_linears
 
 __all__ = ["input_absmax", "kurtosis", "plant_outliers", "smooth_scales", "smooth", "hadamard", "RMSNorm",
-           "RotatedInput", "rotate", "absmax_quantize", "WAQuantLinear", "quantize_wa"]
+           "RotatedInput", "rotate", "absmax_quantize", "WAQuantLinear", "quantize_wa", "SCALE_FLOOR"]
 
 SCALE_FLOOR = 1e-5  # SmoothQuant's clamp on both maxima and on the scales
 

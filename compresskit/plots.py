@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from matplotlib import ticker
 from matplotlib.axes import Axes
+from matplotlib.axis import Axis
 from matplotlib.figure import Figure
 from matplotlib.transforms import Bbox
 
@@ -51,7 +52,7 @@ from compresskit.plotdata import check_points, check_series, error_bars
 __all__ = ["STANDARD", "PROJECTOR_SCALE", "PROJECTOR_ENV", "projector", "projector_on", "FIGSIZE", "COLORS",
            "MIN_POINTS", "min_points", "accuracy_vs_size", "label_points", "digit_grid", "bars", "vlines", "png",
            "figure", "weight_histogram", "pixel_map", "curves", "errorbars", "dodged", "pareto", "sample_box",
-           "perplexity_vs_size"]
+           "perplexity_vs_size", "plain_log"]
 
 
 @checked
@@ -88,12 +89,16 @@ FIGSIZE = (9, 5.2)
 COLORS = plt.rcParams["axes.prop_cycle"].by_key()["color"]
 
 
-def _plain_log(axis) -> None:
-    """Log scale with plain-number labels (1, 10, 100) and unlabelled minor ticks at 2x and 5x.
+def plain_log(axis) -> None:
+    """Put ``axis`` (an axes' ``xaxis`` or ``yaxis``) on a log scale with plain-number labels (1, 10, 100) and minor
+    ticks at 2x and 5x, labelled only on short axes.
 
     Matplotlib's default mathtext labels and dense minor ticks cost most of a redraw (measured: ~60 % of a
     three-panel slider update); plain labels also read better from the back of a room.
     """
+    if not isinstance(axis, Axis) or axis.axes is None:
+        raise TypeError(f"axis must be a matplotlib axis (ax.xaxis or ax.yaxis), got {type(axis).__name__}")
+    (axis.axes.set_xscale if axis.axis_name == "x" else axis.axes.set_yscale)("log")
     axis.set_major_locator(ticker.LogLocator(base=10))
     axis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
     axis.set_minor_locator(ticker.LogLocator(base=10, subs=(2.0, 5.0)))
@@ -142,7 +147,7 @@ def accuracy_vs_size(
         r = records[highlight]
         ax.plot([r.kb], [100 * r.accuracy], "o", ms=_z(18), mfc="none", mec="red", mew=_z(2.5), label="current")
     ax.set_xscale("log")
-    _plain_log(ax.xaxis)
+    plain_log(ax.xaxis)
     ax.set_xlabel("size on disk (KB, log scale)")
     ax.set_ylabel("test accuracy (%)")
     if ylim is not None:
@@ -171,6 +176,7 @@ def label_points(ax: Axes, labels: list[tuple[str, float, float]], *, fontsize: 
         ax.set_xlim(ax.get_xlim())  # and the limits as the points set them, before the labels are counted in
         ax.set_ylim(ax.get_ylim())
         engine.execute(ax.figure)
+    ax.get_xlim(), ax.get_ylim()  # the limits autoscaled now: the points' pixels below depend on them
     placed, boxes = [], []
     r = 0.4 * fontsize * ax.figure.dpi / 72  # about a marker's radius in pixels: no label covers another's point
     marks = [Bbox.from_extents(px - r, py - r, px + r, py + r)
@@ -229,7 +235,7 @@ def bars(labels: Sequence[str], series: dict[str, Sequence[float]], *, ylabel: s
     ax.set_ylabel(ylabel)
     if log:
         ax.set_yscale("log")
-        _plain_log(ax.yaxis)
+        plain_log(ax.yaxis)
     if title:
         ax.set_title(title)
     ax.grid(True, axis="y", alpha=0.3)
@@ -313,7 +319,7 @@ def weight_histogram(w: torch.Tensor, kept: torch.Tensor | None = None, *, ax: A
                   label=f"kept ({keep.sum():,})")
     if log:
         ax.set_yscale("log")
-        _plain_log(ax.yaxis)
+        plain_log(ax.yaxis)
         ax.set_ylim(0.7, ax.get_ylim()[1] * 8)  # headroom for the legend above the peak
     else:
         ax.set_ylim(0, ax.get_ylim()[1] * 1.25)
@@ -392,10 +398,10 @@ def _finish(fig, ax, xlabel: str, ylabel: str, title: str, logx: bool, logy: boo
     """Labels, log axes with plain numbers, grid and legend: the common end of the line plots."""
     if logx:
         ax.set_xscale("log")
-        _plain_log(ax.xaxis)
+        plain_log(ax.xaxis)
     if logy:
         ax.set_yscale("log")
-        _plain_log(ax.yaxis)
+        plain_log(ax.yaxis)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     if title:
@@ -566,7 +572,7 @@ def perplexity_vs_size(series: dict[str, tuple[Sequence[float], Sequence[float]]
         ax.plot([highlight[0] / 1024], [min(highlight[1], top)], "o", ms=_z(16), mfc="none", mec="red", mew=_z(2.5),
                 label="current")
     ax.set_xscale("log")
-    _plain_log(ax.xaxis)
+    plain_log(ax.xaxis)
     ax.set_ylim(baseline * 0.97, top)
     ax.set_xlabel("file size (KB, log scale)")
     ax.set_ylabel("perplexity (lower is better)")

@@ -83,6 +83,10 @@ REVIEWED = {
            ("Two models can have the same perplexity while single predictions change", GENERAL)],
     "10": [("One expects the pattern to cost more than 50 % unstructured sparsity", EXPECTATION),
            ("But a layer computes", GENERAL)],
+    "11": [("To run a matrix product in integers", GENERAL),
+           ("Perplexity averages the loss over the test tokens", GENERAL),
+           ("Per-token quantization gives each token", ARITHMETIC),
+           ("each LayerNorm's weight and bias folded into the layers that read it", DEFINITION)],
 }
 
 

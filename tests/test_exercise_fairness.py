@@ -906,6 +906,50 @@ def _wanda_flat(w, norms, sparsity):
 
 # ------------------------------------------------------------------------------------------------ the table
 
+# --- 11-smooth: SmoothQuant's scales ----------------------------------------------------------------------------------
+
+
+def _smooth_pow(x_max, w, alpha):
+    return x_max.pow(alpha) / w.abs().max(dim=0).values.pow(1 - alpha)
+
+
+def _smooth_log(x_max, w, alpha):
+    return torch.exp(alpha * torch.log(x_max) - (1 - alpha) * torch.log(w.abs().amax(0)))
+
+
+def _smooth_numpy(x_max, w, alpha):
+    a, m = x_max.numpy(), np.abs(w.numpy()).max(axis=0)
+    return torch.from_numpy(a ** alpha / m ** (1 - alpha))
+
+
+def _smooth_loop(x_max, w, alpha):
+    return torch.stack([x_max[j] ** alpha / w[:, j].abs().max() ** (1 - alpha) for j in range(w.shape[1])])
+
+
+def _smooth_rows(x_max, w, alpha):
+    return x_max ** alpha / w.abs().amax(1) ** (1 - alpha)
+
+
+def _smooth_swapped(x_max, w, alpha):
+    return x_max ** (1 - alpha) / w.abs().amax(0) ** alpha
+
+
+def _smooth_product(x_max, w, alpha):
+    return x_max ** alpha * w.abs().amax(0) ** (1 - alpha)
+
+
+def _smooth_mean(x_max, w, alpha):
+    return x_max ** alpha / w.abs().mean(0) ** (1 - alpha)
+
+
+def _smooth_in_place(x_max, w, alpha):
+    return x_max.pow_(alpha).div_(w.abs().amax(0) ** (1 - alpha))
+
+
+def _smooth_no_weight_exponent(x_max, w, alpha):
+    return x_max ** alpha / w.abs().amax(0)
+
+
 CORRECT = {
     "01-code": [_mask_argsort, _mask_topk, _mask_numpy, _mask_float64_sorted],
     "02-code": [_neurons_new_layers, _neurons_new_parameters, _neurons_topk_unsorted, _neurons_numpy],
@@ -920,6 +964,7 @@ CORRECT = {
     "10-code": [_two_four_topk, _two_four_argsort_bool, _two_four_numpy, _two_four_threshold],
     "09-gptq": [_obs_outer, _obs_float64, _obs_numpy, _obs_loop],
     "10-wanda": [_wanda_scatter, _wanda_topk, _wanda_numpy, _wanda_threshold_per_row],
+    "11-smooth": [_smooth_pow, _smooth_log, _smooth_numpy, _smooth_loop],
 }
 
 WRONG = {
@@ -942,6 +987,8 @@ WRONG = {
                 _two_four_prunes_scores],
     "09-gptq": [_obs_no_division, _obs_added, _obs_column, _obs_in_place, _obs_after_j_only, _obs_returns_error],
     "10-wanda": [_wanda_magnitude, _wanda_global, _wanda_norm_per_row, _wanda_int, _wanda_prunes_w, _wanda_flat],
+    "11-smooth": [_smooth_rows, _smooth_swapped, _smooth_product, _smooth_mean, _smooth_in_place,
+                  _smooth_no_weight_exponent],
 }
 
 
