@@ -156,11 +156,13 @@ def _place_legends(fig: Figure, renderer) -> None:
     ``_LEGEND_PLACES`` inside its axes where it covers nothing, in its own columns, then in two (wider and flatter,
     if that fits the axes); where every place covers something, under its axes' x label, the figure growing by its
     height (``_grow_below``). A legend its author anchored elsewhere stays where it is."""
-    under = []
+    under, frames = [], []
     for ax in fig.axes:
         legend = ax.get_legend()
-        if legend is None or not legend.get_visible() or legend._bbox_to_anchor is not None or \
-                not any(_covers(legend, fig, renderer)):
+        if legend is None or not legend.get_visible() or legend._bbox_to_anchor is not None:
+            continue
+        frames = frames or [text for each in fig.axes for text in _frame_texts(each, renderer)]
+        if not any(_covers(legend, fig, renderer, frames)):
             continue
         texts = legend.get_texts()
         entries = {"handles": legend.legend_handles, "labels": [t.get_text() for t in texts],
@@ -170,7 +172,7 @@ def _place_legends(fig: Figure, renderer) -> None:
                 legend = ax.legend(ncol=ncol, **entries)
             if legend.get_window_extent(renderer).width > ax.bbox.width:
                 continue
-            if _free_place(legend, fig, renderer):
+            if _free_place(legend, fig, renderer, frames):
                 break
         else:  # under the axes, in two columns if they are no wider than the axes
             legend = ax.legend(ncol=2 if len(texts) >= 3 else 1, loc="upper center", **entries)
@@ -190,11 +192,11 @@ def _place_legends(fig: Figure, renderer) -> None:
             _grow_below(fig, short / fig.dpi)
 
 
-def _free_place(legend, fig: Figure, renderer) -> bool:
+def _free_place(legend, fig: Figure, renderer, frames: list) -> bool:
     """Move ``legend`` to the first of ``_LEGEND_PLACES`` where it covers nothing; False if there is none."""
     for place in _LEGEND_PLACES:
         legend.set_loc(place)
-        if not any(_covers(legend, fig, renderer)):
+        if not any(_covers(legend, fig, renderer, frames)):
             return True
     return False
 
@@ -327,12 +329,15 @@ def _covered(legend, fig: Figure, renderer) -> list[str]:
     return found
 
 
-def _covers(legend, fig: Figure, renderer) -> tuple[bool, dict[str, int]]:
+def _covers(legend, fig: Figure, renderer, frames: list | None = None) -> tuple[bool, dict[str, int]]:
     """Whether ``legend`` lies over any axes' title, axis or tick labels or a label written in the plot, and how many
     data points of each line (by label) it hides: line vertices, scatter points and the tops of bars inside an axes'
-    view. Reference lines (``axhline``, ``axvline``: not in data coordinates) do not count."""
+    view. Reference lines (``axhline``, ``axvline``: not in data coordinates) do not count. ``frames``: the axes'
+    label boxes, when the caller has measured them already (they do not move with a legend)."""
     box = legend.get_window_extent(renderer).padded(-2.0)  # a point grazing the edge is still seen
-    labels = any(box.overlaps(text) for ax in fig.axes for text in _frame_texts(ax, renderer))
+    if frames is None:  # every axes' title, axis and tick labels (measured once by a caller that moves legends)
+        frames = [text for ax in fig.axes for text in _frame_texts(ax, renderer)]
+    labels = any(box.overlaps(text) for text in frames)
     hidden: dict[str, int] = {}
 
     def count(ax, label: str, xy: np.ndarray) -> None:
