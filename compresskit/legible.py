@@ -161,9 +161,9 @@ def _place_legends(fig: Figure, renderer) -> None:
         legend = ax.get_legend()
         if legend is None or not legend.get_visible() or legend._bbox_to_anchor is not None:
             continue
-        frames = frames or [text for each in fig.axes for text in _frame_texts(each, renderer)]
-        if not any(_covers(legend, fig, renderer, frames)):
+        if not any(_covers(legend, fig, renderer)):  # (inside its axes, the labels are not measured)
             continue
+        frames = frames or [text for each in fig.axes for text in _frame_texts(each, renderer)]
         texts = legend.get_texts()
         entries = {"handles": legend.legend_handles, "labels": [t.get_text() for t in texts],
                    "fontsize": texts[0].get_fontsize()}
@@ -335,9 +335,14 @@ def _covers(legend, fig: Figure, renderer, frames: list | None = None) -> tuple[
     view. Reference lines (``axhline``, ``axvline``: not in data coordinates) do not count. ``frames``: the axes'
     label boxes, when the caller has measured them already (they do not move with a legend)."""
     box = legend.get_window_extent(renderer).padded(-2.0)  # a point grazing the edge is still seen
-    if frames is None:  # every axes' title, axis and tick labels (measured once by a caller that moves legends)
-        frames = [text for ax in fig.axes for text in _frame_texts(ax, renderer)]
-    labels = any(box.overlaps(text) for text in frames)
+    inside = legend.axes is not None and legend.axes.bbox.x0 <= box.x0 and box.x1 <= legend.axes.bbox.x1 and \
+        legend.axes.bbox.y0 <= box.y0 and box.y1 <= legend.axes.bbox.y1
+    if inside:  # within its axes' frame no title, axis or tick label can lie (axes do not overlap): not measured
+        labels = False
+    else:
+        if frames is None:  # every axes' title, axis and tick labels (measured once by a caller that moves legends)
+            frames = [text for ax in fig.axes for text in _frame_texts(ax, renderer)]
+        labels = any(box.overlaps(text) for text in frames)
     hidden: dict[str, int] = {}
 
     def count(ax, label: str, xy: np.ndarray) -> None:
