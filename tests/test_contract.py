@@ -230,6 +230,7 @@ ACCEPTED: list[tuple[str, str, tuple[str, ...], str]] = [
      "an axis index; -1 the last"),
     ("outliers.plant_outliers", "channels", ("a list holding 0",), "channel 0 is a channel like any other"),
     ("kvquant.kv_bytes", "tokens", ("zero",), "an empty cache holds no bytes"),
+    ("sparsegpt.sparsegpt|sparsegpt.prune_lm", "sparsity", ("zero",), "nothing pruned: the updates are zero"),
     ("outliers.smooth|outliers.smooth_scales", "alpha", ("zero",), "s = 1 / max|W|: all the difficulty on the weights"),
     ("quantize.dequantize", "q|scale|zero_point", ("a 0-d tensor",), "one scale and zero point per tensor are 0-d"),
     ("quantize.dequantize", "q", ("an empty tensor",), "no codes, no values"),
@@ -254,8 +255,8 @@ ACCEPTED: list[tuple[str, str, tuple[str, ...], str]] = [
     ("legible.fit_titles", "margin", ("zero",), "texts may touch the canvas' edge"),
     ("legible.legend_below", "gap", ("zero",), "the legend may touch the x labels' box"),
     ("lm_exercise_cases.obs_update", "j", ("zero",), "the first column"),
-    ("weightonly.gptq|weightonly.quantize_lm", "damp", ("zero",), "no dampening: refused by name only when the "
-                                                                  "Hessian is singular"),
+    ("weightonly.gptq|weightonly.quantize_lm|sparsegpt.sparsegpt|sparsegpt.prune_lm", "damp", ("zero",),
+     "no dampening: refused by name only when the Hessian is singular"),
     ("lowrank.tucker2|lowrank.tucker_conv", "hooi_iters", ("zero",), "HOSVD alone, no HOOI refinement"),
     ("lowrank.cp_als", "tol", ("zero",), "run every iteration"),
     ("metrics.relative_index_entries|metrics.tensor_bits", "w", ("an empty tensor",), "no entries, no bits"),
