@@ -465,6 +465,27 @@ class Fidelity:
                 f"agreement {self.top1:.2%}, ln(PPL ratio) {self.log_ppl_ratio:+.4f} over {self.tokens:,} tokens")
 
 
+_REFERENCE: list = []  # (key, log-probabilities): the last reference scored, reused while nothing in its key changes
+
+
+def _reference_log_probs(reference: nn.Module, windows: torch.Tensor, batch_size: int, first_all: bool,
+                         stride: int) -> list[torch.Tensor]:
+    """The reference model's scored float64 log-softmaxes, chunk by chunk. A chapter compares many compressed models
+    with one reference on one text: the last reference's are kept and reused while its key holds: the same module,
+    submodules, every tensor they hold the same at the same in-place version, the same windows."""
+    modules = list(reference.modules())  # their tensors: parameters, buffers and plain attributes (a head mask)
+    tensors = [t for m in modules for t in (*m.parameters(recurse=False), *m.buffers(recurse=False),
+                                            *(v for v in vars(m).values() if isinstance(v, torch.Tensor)))]
+    key = (tuple(map(id, modules)), tuple((t.data_ptr(), t._version) for t in tensors), windows.shape,
+           hash(windows.cpu().numpy().tobytes()), batch_size, first_all, stride)
+    if _REFERENCE and _REFERENCE[0][0] == key:
+        return _REFERENCE[0][1]
+    found = [_scored(torch.log_softmax(reference(chunk[:, :-1]).double(), -1), i, first_all, stride)
+             for i, chunk in _chunks(reference, windows, batch_size)]
+    _REFERENCE[:] = [(key, found)]
+    return found
+
+
 @checked
 @torch.no_grad()
 def fidelity(reference: nn.Module, model: nn.Module, ids: torch.Tensor, *, context: int | None = None,
@@ -474,10 +495,10 @@ def fidelity(reference: nn.Module, model: nn.Module, ids: torch.Tensor, *, conte
     the log perplexity ratio. A perplexity can stay put while single tokens change a lot; the KL tail says so."""
     windows, context, stride, first_all = _windows(reference, ids, context, stride, batch_size)
     kls, agree, nll_ref, nll_model = [], 0, 0.0, 0.0
-    with eval_mode(reference, model):
-        for i, chunk in _chunks(reference, windows, batch_size):
+    with eval_mode(reference, model):  # (the reference's log-probabilities: computed once for many models)
+        references = _reference_log_probs(reference, windows, batch_size, first_all, stride)
+        for (i, chunk), log_p in zip(_chunks(reference, windows, batch_size), references):
             targets = _scored(chunk[:, 1:, None], i, first_all, stride).squeeze(-1)
-            log_p = _scored(torch.log_softmax(reference(chunk[:, :-1]).double(), -1), i, first_all, stride)
             log_q = _scored(torch.log_softmax(model(chunk[:, :-1]).double(), -1), i, first_all, stride)
             if not (bool(torch.isfinite(log_p).all()) and bool(torch.isfinite(log_q).all())):
                 raise ValueError("a model's logits are not finite on this text (NaN or inf weights?)")

@@ -1,5 +1,6 @@
 """The language-model foundation of chapters 09-10: the text corpus, the transformer, perplexity and sample text."""
 
+import copy
 import gzip
 import hashlib
 import math
@@ -207,6 +208,31 @@ def test_fidelity_of_a_model_with_itself_is_perfect(text):
     same = metrics.fidelity(model, model, text.val[:300])
     assert same.kl_mean == same.kl_p999 == 0.0 and same.top1 == 1.0 and same.log_ppl_ratio == 0.0
     assert "top-1 agreement 100.00%" in str(same)
+
+
+def test_fidelity_reuses_the_reference_only_while_nothing_in_it_changed(text):
+    """The reference's log-probabilities are kept between calls (a chapter scores many models against one): a
+    second call gives the same numbers, and any change to the reference (a weight in place, a head mask, a new
+    submodule) or to the text is seen."""
+    torch.manual_seed(0)
+    reference = models.transformer_lm(context=16, d_model=32, n_layer=1, n_head=2)
+    model = models.transformer_lm(context=16, d_model=32, n_layer=1, n_head=2)
+    ids = text.val[:300]
+    first = metrics.fidelity(reference, model, ids)
+    assert metrics.fidelity(reference, model, ids) == first
+    fresh = copy.deepcopy(reference)  # another module, same weights: computed anew, same numbers
+    assert metrics.fidelity(fresh, model, ids) == first
+    changes = [lambda r: r.blocks[0].fc.weight.data.mul_(1.5),
+               lambda r: setattr(r.blocks[0].attn, "head_mask", torch.tensor([1.0, 0.0])),
+               lambda r: setattr(r.blocks[0], "fc", torch.nn.Linear(32, 128))]
+    for change in changes:
+        with torch.no_grad():
+            change(reference)
+        again = metrics.fidelity(reference, model, ids)
+        uncached = metrics.fidelity(copy.deepcopy(reference), model, ids)
+        assert again == uncached and again != first
+        first = again
+    assert metrics.fidelity(reference, model, text.val[300:600]) != first
 
 
 def test_perplexity_refusals_and_mode_restore(text):
