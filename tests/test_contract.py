@@ -230,6 +230,8 @@ ACCEPTED: list[tuple[str, str, tuple[str, ...], str]] = [
      "an axis index; -1 the last"),
     ("outliers.plant_outliers", "channels", ("a list holding 0",), "channel 0 is a channel like any other"),
     ("kvquant.kv_bytes", "tokens", ("zero",), "an empty cache holds no bytes"),
+    ("recovery.lowrank_correction|recovery.correct_lm", "damp", ("zero",),
+     "no damping: exact when x^T x is invertible"),
     ("sparsegpt.sparsegpt|sparsegpt.prune_lm", "sparsity", ("zero",), "nothing pruned: the updates are zero"),
     ("outliers.smooth|outliers.smooth_scales", "alpha", ("zero",), "s = 1 / max|W|: all the difficulty on the weights"),
     ("quantize.dequantize", "q|scale|zero_point", ("a 0-d tensor",), "one scale and zero point per tensor are 0-d"),
