@@ -34,12 +34,12 @@ from compresskit.layers import (
     replace_module,
     require_sites,
 )
-from compresskit.models import ResidualBlock
+from compresskit.models import Block, ResidualBlock
 from compresskit.rnn import UnrolledRNN
 
 __all__ = ["NORMS", "channel_scores", "prune_channels", "prune_units", "remove_blocks", "BLOCK_SCORES",
-           "block_importance", "prune_blocks", "thin_blocks", "HEAD_SCORES", "head_importance", "remove_heads",
-           "prune_heads"]
+           "block_importance", "block_influence", "prune_blocks", "thin_blocks", "HEAD_SCORES", "head_importance",
+           "remove_heads", "prune_heads"]
 
 NORMS = (1, 2)
 
@@ -242,10 +242,11 @@ def _blocks(model: nn.Module) -> nn.ModuleList:
     """The residual blocks of ``model``, refused with what is expected when there are none."""
     check_module("model", model)
     blocks = getattr(model, "blocks", None)
-    if not isinstance(blocks, nn.ModuleList) or not all(isinstance(b, ResidualBlock) for b in blocks):
+    if not isinstance(blocks, nn.ModuleList) or not all(isinstance(b, (ResidualBlock, Block)) for b in blocks):
         raise TypeError(f"model must keep its residual blocks in `model.blocks`, an nn.ModuleList of "
-                        f"models.ResidualBlock (e.g. models.residual_mlp()); a {type(model).__name__} has none: "
-                        f"only a block that computes x + f(x) can be removed without breaking the network")
+                        f"models.ResidualBlock or models.Block (models.residual_mlp(), models.transformer_lm()); a "
+                        f"{type(model).__name__} has none: only a block that computes x + f(x) can be removed "
+                        f"without breaking the network")
     if len(blocks) == 0:
         raise ValueError("model has no residual blocks left (model.blocks is empty): nothing to remove")
     return blocks
@@ -271,6 +272,41 @@ def remove_blocks(model: nn.Module, indices) -> nn.Module:
 
 
 BLOCK_SCORES = ("skip", "norm")
+
+
+@checked
+@torch.no_grad()
+def block_influence(model: nn.Module, windows: torch.Tensor) -> torch.Tensor:
+    """ShortGPT's block influence (Men et al. 2024) of each block of a ``models.TransformerLM``: ``1 - cos(x_in,
+    x_out)`` between the hidden state a block reads and the one it writes, averaged over every token of ``windows``
+    (``(B, T)`` token ids of *training* text, ``data.calibration_windows``). A block that barely turns the residual
+    stream scores near 0 and is the first to drop (``remove_blocks``). Eval mode here; the model's mode comes back."""
+    blocks = _blocks(model)
+    if not all(isinstance(b, Block) for b in blocks):
+        raise TypeError("model must be a models.TransformerLM: block influence compares hidden states of tokens")
+    if not isinstance(windows, torch.Tensor) or windows.dim() != 2 or windows.dtype != torch.int64 or \
+            not windows.numel():
+        raise TypeError(f"windows must be a non-empty (B, T) int64 tensor of token ids, got "
+                        f"{getattr(windows, 'dtype', type(windows).__name__)} of shape "
+                        f"{tuple(getattr(windows, 'shape', ()))}")
+    vocab = model.tok.num_embeddings
+    if int(windows.min()) < 0 or int(windows.max()) >= vocab:
+        raise ValueError(f"windows must hold token ids in [0, {vocab - 1}], got {int(windows.min())}.."
+                         f"{int(windows.max())}")
+    found = []
+
+    def hook(block, inputs, output):
+        cos = nn.functional.cosine_similarity(inputs[0].double(), output.double(), dim=-1)  # (B, T)
+        found.append(1.0 - cos.mean())
+
+    handles = [b.register_forward_hook(hook) for b in blocks]
+    try:
+        with eval_mode(model):
+            model(windows)
+    finally:
+        for h in handles:
+            h.remove()
+    return torch.stack(found).float()
 
 
 @checked

@@ -584,6 +584,7 @@ CALLS = {
     "structured.prune_units": lambda tmp: {"model": rnn_model(), "amount": 0.5, "norm": 1},
     "structured.remove_blocks": lambda tmp: {"model": residual(), "indices": [0]},
     "structured.block_importance": lambda tmp: {"model": residual(), "calibration": digits(), "method": "skip"},
+    "structured.block_influence": lambda tmp: {"model": lm(), "windows": windows(2)},
     "structured.prune_blocks": lambda tmp: {"model": residual(), "count": 1, "calibration": digits(),
                                             "method": "skip"},
     "structured.thin_blocks": lambda tmp: {"model": residual(), "amount": 0.5, "norm": 1},

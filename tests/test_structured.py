@@ -251,3 +251,33 @@ def test_layer_pruning_refuses_bad_input():
         structured.prune_blocks(structured.remove_blocks(model, [0, 1, 2]), 0, calibration)
     with pytest.raises(ValueError, match="amount"):
         structured.thin_blocks(model, 1.0)
+
+
+def test_block_influence_is_one_minus_the_cosine_written_out_and_blocks_drop_from_a_language_model():
+    from compresskit import data, models
+
+    torch.manual_seed(0)
+    model = models.transformer_lm(context=16, d_model=32, n_layer=3, n_head=2).eval()
+    windows = data.calibration_windows(data.encode_text(data.read_text()[:4000]), 16, 6)
+    scores = structured.block_influence(model, windows)
+    with torch.no_grad():  # by hand: each block's input and output hidden states, token by token
+        x = model.tok(windows) + model.pos(torch.arange(16))
+        expected = []
+        for block in model.blocks:
+            y = block(x)
+            expected.append(1 - torch.nn.functional.cosine_similarity(x.double(), y.double(), dim=-1).mean())
+            x = y
+    assert torch.allclose(scores, torch.stack(expected).float(), atol=1e-6)
+    shallower = structured.remove_blocks(model, [1])
+    assert len(shallower.blocks) == 2 and len(model.blocks) == 3
+    with torch.no_grad():
+        x = model.tok(windows) + model.pos(torch.arange(16))
+        x = model.blocks[2](model.blocks[0](x))
+        assert torch.allclose(shallower(windows), model.head(model.ln(x)), atol=1e-5)
+    with torch.no_grad():  # a block that adds nothing (its two output projections zeroed) turns nothing: influence 0
+        for layer in (model.blocks[1].attn.proj, model.blocks[1].out):
+            layer.weight.zero_()
+            layer.bias.zero_()
+    assert float(structured.block_influence(model, windows)[1]) == pytest.approx(0.0, abs=1e-7)
+    with pytest.raises(ValueError, match="windows"):
+        structured.block_influence(model, windows + 1000)
