@@ -1,5 +1,5 @@
 """The coding exercises on the language-model chapters' central methods: one GPTQ column step (chapter 09), Wanda's
-per-row mask (chapter 10) and SmoothQuant's scales (chapter 11). Like ``compresskit.exercise_cases``: cases (keyword
+per-row mask (chapter 10), SmoothQuant's scales (chapter 11) and SparseGPT's mask of a lazy block (chapter 12). Like ``compresskit.exercise_cases``: cases (keyword
 arguments and a ``"what"``), the package's answer, how a result is judged (``compresskit.answer_checks``), and the
 classic mistakes with what each gets wrong; ``compresskit.exercises.CODING`` runs them.
 """
@@ -11,9 +11,9 @@ import torch
 from compresskit.answer_checks import keep_mask_differs, seeded_randn, tensor_differs
 from compresskit.checks import check_int, check_tensor
 from compresskit.outliers import smooth_scales
-from compresskit.prune import row_mask
+from compresskit.prune import magnitude_mask, row_mask
 
-__all__ = ["LM_EXERCISES", "OBS_MISTAKES", "WANDA_MISTAKES", "SMOOTH_MISTAKES", "obs_update"]
+__all__ = ["LM_EXERCISES", "OBS_MISTAKES", "WANDA_MISTAKES", "SMOOTH_MISTAKES", "SPARSEGPT_MISTAKES", "obs_update"]
 
 
 # --- 09: one column of GPTQ -----------------------------------------------------------------------------------------
@@ -167,6 +167,42 @@ def _smooth_cases():
              "w": seeded_randn(16, 5, 5), "alpha": 0.25}]
 
 
+# --- 12: SparseGPT's mask of a lazy block ----------------------------------------------------------------------------
+
+
+def _sparsegpt_mask(w, d, sparsity):
+    return magnitude_mask(w ** 2 / d[None, :] ** 2, sparsity=sparsity)
+
+
+SPARSEGPT_MISTAKES = {
+    "magnitude only": (lambda w, d, sparsity: magnitude_mask(w, sparsity=sparsity),
+                       "the saliency of removing w_ij is the error it leaves, w_ij^2 / [L]_jj^2: a large weight may go "
+                       "when its input carries little (a large [L]_jj)"),
+    "one ranking per row": (lambda w, d, sparsity: row_mask(w ** 2 / d[None, :] ** 2, sparsity),
+                            "SparseGPT ranks the whole block at once: rows may keep different numbers of weights"),
+    "divided by [L]_jj, not its square": (lambda w, d, sparsity: magnitude_mask(w ** 2 / d[None, :], sparsity=sparsity),
+                                          "the OBS error is w^2 / [H^-1]_jj and [H^-1]_jj = [L]_jj^2 in the Cholesky "
+                                          "form: divide by the square"),
+    "multiplied by [L]_jj squared": (lambda w, d, sparsity: magnitude_mask(w ** 2 * d[None, :] ** 2,
+                                                                           sparsity=sparsity),
+                                     "divide by it: a large [L]_jj (an input that carries little) makes a removal cheap"),
+    "the highest saliencies dropped": (lambda w, d, sparsity: 1 - magnitude_mask(w ** 2 / d[None, :] ** 2,
+                                                                                 sparsity=1 - sparsity),
+                                       "the weights whose removal costs *least* go"),
+}
+
+
+def _sparsegpt_cases():
+    varied = seeded_randn(31, 6).abs() + 0.05
+    varied[1] = 3.0  # one column whose error is expensive to spread
+    return [{"what": "4x6 block at 50 %, one large [L]_jj", "w": seeded_randn(30, 4, 6), "d": varied,
+             "sparsity": 0.5},
+            {"what": "2x5 at 38 % (3.8 weights round to 4)", "w": seeded_randn(32, 2, 5),
+             "d": seeded_randn(33, 5).abs() + 0.2, "sparsity": 0.38},
+            {"what": "5x4 at 25 %, [L]_jj from 0.1 to 2", "w": seeded_randn(34, 5, 4),
+             "d": torch.tensor([0.1, 2.0, 0.5, 1.0]), "sparsity": 0.25}]
+
+
 LM_EXERCISES: dict[str, dict] = {
     "09-gptq": {"signature": "obs_update(w, q, j, hinv) -> updated weights", "cases": _obs_cases, "solve": obs_update,
                 "differs": lambda g, e, c: tensor_differs(g, e, c, atol=1e-5),
@@ -181,5 +217,10 @@ LM_EXERCISES: dict[str, dict] = {
                   "differs": lambda g, e, c: tensor_differs(g, e, c, atol=1e-5),
                   "hint": "balance each channel's largest activation against the largest weight that reads it, "
                           "alpha setting the activations' share", "mistakes": SMOOTH_MISTAKES},
+    "12-sparsegpt": {"signature": "sparsegpt_mask(w, d, sparsity) -> keep-mask of the block",
+                     "cases": _sparsegpt_cases, "solve": _sparsegpt_mask, "differs": keep_mask_differs,
+                     "hint": "score each weight by the error its removal leaves once the others are corrected "
+                             "(OBS), then drop the lowest scores of the whole block",
+                     "mistakes": SPARSEGPT_MISTAKES},
 }
-"""The coding exercises on chapters 09-11's central methods, by name (fields of ``exercises.CodingExercise``)."""
+"""The coding exercises on chapters 09-12's central methods, by name (fields of ``exercises.CodingExercise``)."""

@@ -12,6 +12,8 @@ of the sum of the squared singular values of ``(W - Q) S`` beyond ``r``.
 - ``CorrectedLinear``: a compressed linear layer plus its correction, ``Q x + B (A x)``.
 - ``correct_lm``: every linear of a ``models.TransformerLM``'s blocks corrected, each from its inputs in the float
   model; ``correction_bytes`` prices the factors (float16).
+- ``tune_corrections``: the factors alone trained for a few steps against the reference's predictions (a LoRA-style
+  fine-tune of the frozen compressed model, started from the closed form).
 """
 
 from __future__ import annotations
@@ -21,9 +23,9 @@ from torch import nn
 
 from compresskit.checks import check_bool, check_int, check_module, check_number, check_tensor, checked
 from compresskit.data import calibration_windows, check_ids
-from compresskit.layers import copy_model, effective_weight, eval_mode, inputs_of, transformer_linears
+from compresskit.layers import copy_model, effective_weight, eval_mode, transformer_linears
 
-__all__ = ["FACTOR_BITS", "lowrank_correction", "CorrectedLinear", "correct_lm", "correction_bytes"]
+__all__ = ["FACTOR_BITS", "lowrank_correction", "CorrectedLinear", "correct_lm", "correction_bytes", "tune_corrections"]
 
 FACTOR_BITS = 16  # the correction's factors are stored in float16
 
@@ -82,6 +84,23 @@ class CorrectedLinear(nn.Module):
         return self.layer(x) + (x @ self.a.T) @ self.b.T
 
 
+@torch.no_grad()
+def _inputs(model: nn.Module, layers: dict[str, nn.Linear], windows: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Every layer's inputs in one forward pass of ``model`` over ``windows`` (what ``layers.inputs_of`` gives one
+    layer at a time), flattened to ``(tokens, in_features)``."""
+    seen: dict[str, list[torch.Tensor]] = {name: [] for name in layers}
+    handles = [layer.register_forward_pre_hook(lambda module, args, name=name: seen[name].append(
+        args[0].detach().float().reshape(-1, args[0].shape[-1]))) for name, layer in layers.items()]
+    try:
+        with eval_mode(model):
+            for i in range(0, len(windows), 32):
+                model(windows[i:i + 32])
+    finally:
+        for handle in handles:
+            handle.remove()
+    return {name: torch.cat(rows) for name, rows in seen.items()}
+
+
 def _parents(model: nn.Module) -> dict[str, tuple[nn.Module, str]]:
     names = dict(model.named_modules())
     return {name: (names[name.rpartition(".")[0]], name.rpartition(".")[2]) for name in transformer_linears(model)}
@@ -105,12 +124,12 @@ def correct_lm(compressed: nn.Module, reference: nn.Module, rank: int, *, calibr
     check_bool("inplace", inplace)
     windows = calibration_windows(calibration, reference.context, samples, seed=seed)
     target = compressed if inplace else copy_model(compressed)
-    with eval_mode(reference):
-        for name, (parent, attr) in _parents(target).items():
-            layer = getattr(parent, attr)
-            x = inputs_of(reference, reference_layers[name], windows).reshape(-1, layer.in_features)
-            b, a = lowrank_correction(reference_layers[name].weight, effective_weight(layer), x, rank, damp=damp)
-            setattr(parent, attr, CorrectedLinear(layer, b, a))
+    inputs = _inputs(reference, reference_layers, windows)
+    for name, (parent, attr) in _parents(target).items():
+        layer = getattr(parent, attr)
+        b, a = lowrank_correction(reference_layers[name].weight, effective_weight(layer), inputs[name], rank,
+                                  damp=damp)
+        setattr(parent, attr, CorrectedLinear(layer, b, a))
     return target
 
 
@@ -120,3 +139,50 @@ def correction_bytes(model: nn.Module) -> int:
     corrected layer (``FACTOR_BITS``)."""
     check_module("model", model)
     return sum(m.a.numel() + m.b.numel() for m in model.modules() if isinstance(m, CorrectedLinear)) * FACTOR_BITS // 8
+
+
+@checked
+def tune_corrections(corrected: nn.Module, reference: nn.Module, ids: torch.Tensor, *, steps: int = 64,
+                     batch_size: int = 8, lr: float = 3e-4, seed: int = 0, progress: bool = True,
+                     inplace: bool = False) -> nn.Module:
+    """A short fine-tune of the corrections alone (a LoRA on the frozen compressed model, QLoRA-style): every
+    ``CorrectedLinear``'s ``a`` and ``b`` trained with Adam for ``steps`` steps of ``batch_size`` windows of ``ids``
+    (training text, consecutive windows from its start), every other parameter frozen. The objective is the mean
+    per-token KL(reference || model): the corrections learn to predict what the reference predicts, not the text
+    (which would move the model away from the reference while its perplexity falls). Cached like every training
+    (``compresskit.cache``). A copy unless ``inplace``."""
+    from compresskit.cache import keyed
+    from compresskit.data import windows as make_windows
+    from compresskit.train import train
+
+    check_module("reference", reference)
+    check_int("steps", steps, 1)
+    check_int("batch_size", batch_size, 1)
+    check_number("lr", lr, 0.0, 1.0, low_open=True)
+    check_bool("inplace", inplace)
+    check_ids(ids, "ids")
+    if not any(isinstance(m, CorrectedLinear) for m in corrected.modules()):
+        raise ValueError("corrected has no CorrectedLinear: make one with correct_lm first")
+    needed = steps * batch_size * reference.context + 1
+    if len(ids) < needed:
+        raise ValueError(f"ids holds {len(ids):,} tokens; {steps} steps of {batch_size} windows of "
+                         f"{reference.context} need {needed:,}")
+    target = corrected if inplace else copy_model(corrected)
+    for module in target.modules():
+        for name, p in module.named_parameters(recurse=False):
+            p.requires_grad_(isinstance(module, CorrectedLinear) and name in ("a", "b"))
+
+    def objective(model, x, _y):
+        with torch.no_grad(), eval_mode(reference):
+            wanted = torch.log_softmax(reference(x), -1)
+        log_q = torch.log_softmax(model(x), -1)
+        return (wanted.exp() * (wanted - log_q)).sum(-1).mean()
+
+    keyed(objective, "tune_corrections", *(p.detach() for p in reference.parameters()))
+    try:
+        train(target, make_windows(ids[:needed], reference.context), epochs=1, lr=lr, batch_size=batch_size,
+              objective=objective, seed=seed, progress=progress, desc="corrections")
+    finally:
+        for p in target.parameters():
+            p.requires_grad_(True)
+    return target

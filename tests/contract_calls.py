@@ -23,12 +23,14 @@ from compresskit import (
     encode,
     exercises,
     formats,
+    golf,
     layers,
     metrics,
     models,
     outliers,
     pipeline,
     quantize,
+    recovery,
     timing,
     weightonly,
     widgets,
@@ -83,6 +85,14 @@ def rnn_model() -> nn.Module:
 def lm() -> nn.Module:
     torch.manual_seed(0)
     return models.transformer_lm(context=16, d_model=16, n_layer=1, n_head=2)
+
+
+def _corrected() -> nn.Module:
+    return recovery.correct_lm(lm(), lm(), 1, calibration=ids(), samples=2)
+
+
+def _golf_lm() -> nn.Module:
+    return weightonly.quantize_lm(lm(), 3, group_size=8)
 
 
 def residual() -> nn.Module:
@@ -479,6 +489,17 @@ CALLS = {
     "recovery.correct_lm": lambda tmp: {"compressed": lm(), "reference": lm(), "rank": 2, "calibration": ids(),
                                         "samples": 2, "seed": 0, "damp": 0.01, "inplace": False},
     "recovery.correction_bytes": lambda tmp: {"model": lm()},
+    "recovery.tune_corrections": lambda tmp: {"corrected": _corrected(), "reference": lm(), "ids": ids(),
+                                              "steps": 1, "batch_size": 2, "lr": 1e-3, "seed": 0, "progress": False,
+                                              "inplace": False},
+    "golf.grid_of": lambda tmp: {"w": weightonly.fake_quantize_groups(seeded(0, 4, 8), 3, group_size=4), "bits": 3,
+                                 "group_size": 4},
+    "golf.pack": lambda tmp: {"model": _golf_lm(), "bits": 3, "group_size": 8, "others": 8},
+    "golf.unpack": lambda tmp: {"blob": golf.pack(_golf_lm(), 3, group_size=8), "like": _golf_lm()},
+    "golf.Entry": lambda tmp: {"name": "a", "recipe": "r", "bytes": 10, "bits_per_char": 1.5, "tokens": 100},
+    "golf.score": lambda tmp: {"name": "a", "model": _golf_lm(), "ids": ids(200), "bits": 3, "group_size": 8,
+                               "others": 8, "recipe": "r"},
+    "golf.board": lambda tmp: {"entries": [golf.Entry("a", "r", 10, 1.5, 100)], "budget": 100},
     "sparsegpt.sparsegpt": lambda tmp: {"w": seeded(0, 4, 8), "hessian": torch.eye(8) * 2.0, "sparsity": 0.5,
                                         "pattern": None, "mask": None, "bits": None, "damp": 0.01, "block_size": 4},
     "sparsegpt.layer_error": lambda tmp: {"w": seeded(0, 4, 8), "new": seeded(1, 4, 8), "x": seeded(2, 5, 8)},

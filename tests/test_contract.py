@@ -76,7 +76,7 @@ FRACTIONS = {"sparsity", "amount", "alpha", "energy", "fraction", "test_fraction
              "initial_sparsity", "drift", "resolution"}
 FREE_TEXT = {"title", "name", "desc", "claim", "measured", "unit", "label", "text", "xlabel", "ylabel", "hline_label",
              "description", "hint", "where", "what", "group", "prompt", "reference_name", "sample", "key", "default",
-             "script", "needs", "sha256", "tensor", "reference", "color"}
+             "script", "needs", "sha256", "tensor", "reference", "color", "recipe"}
 
 
 def _tensor_values():
@@ -233,6 +233,8 @@ ACCEPTED: list[tuple[str, str, tuple[str, ...], str]] = [
     ("recovery.lowrank_correction|recovery.correct_lm", "damp", ("zero",),
      "no damping: exact when x^T x is invertible"),
     ("sparsegpt.sparsegpt|sparsegpt.prune_lm", "sparsity", ("zero",), "nothing pruned: the updates are zero"),
+    ("golf.pack|golf.score", "bits", ("zero",), "0: the blocks' linears stored in float16 (an entry without codes)"),
+    ("golf.Entry", "bits_per_char", ("zero",), "a model that predicts every character for certain scores 0"),
     ("outliers.smooth|outliers.smooth_scales", "alpha", ("zero",), "s = 1 / max|W|: all the difficulty on the weights"),
     ("quantize.dequantize", "q|scale|zero_point", ("a 0-d tensor",), "one scale and zero point per tensor are 0-d"),
     ("quantize.dequantize", "q", ("an empty tensor",), "no codes, no values"),

@@ -950,6 +950,71 @@ def _smooth_no_weight_exponent(x_max, w, alpha):
     return x_max ** alpha / w.abs().amax(0)
 
 
+# --- 12-sparsegpt: SparseGPT's mask of a lazy block -----------------------------------------------------------------
+
+
+def _sgpt_topk(w, d, sparsity):
+    scores = (w / d[None, :]) ** 2
+    k = round(sparsity * scores.numel())
+    keep = torch.ones(scores.numel())
+    keep[torch.topk(scores.flatten(), k, largest=False).indices] = 0
+    return keep.reshape(w.shape)
+
+
+def _sgpt_sorted(w, d, sparsity):
+    scores = w.pow(2) / d.pow(2)
+    order = torch.argsort(scores.flatten())
+    keep = torch.ones(scores.numel())
+    keep[order[:round(sparsity * scores.numel())]] = 0
+    return keep.view_as(w)
+
+
+def _sgpt_numpy(w, d, sparsity):
+    scores = (w.numpy() ** 2 / d.numpy() ** 2).ravel()
+    keep = np.ones_like(scores)
+    keep[np.argsort(scores, kind="stable")[:round(sparsity * scores.size)]] = 0
+    return torch.from_numpy(keep.reshape(w.shape))
+
+
+def _sgpt_threshold(w, d, sparsity):
+    scores = w ** 2 / d ** 2
+    k = round(sparsity * scores.numel())
+    cut = scores.flatten().sort().values[k - 1] if k else -1.0
+    return (scores > cut).float()
+
+
+def _sgpt_magnitude(w, d, sparsity):
+    return _sgpt_topk(w, torch.ones_like(d), sparsity)
+
+
+def _sgpt_per_row(w, d, sparsity):
+    scores = w ** 2 / d ** 2
+    k = round(sparsity * w.shape[1])
+    return torch.ones_like(w).scatter(1, torch.argsort(scores, dim=1, stable=True)[:, :k], 0.0)
+
+
+def _sgpt_d_once(w, d, sparsity):
+    return _sgpt_topk(w, d.sqrt(), sparsity)
+
+
+def _sgpt_int(w, d, sparsity):
+    scores = (w / d[None, :]) ** 2
+    keep = torch.ones(scores.numel())
+    keep[torch.argsort(scores.flatten())[:int(sparsity * scores.numel())]] = 0
+    return keep.reshape(w.shape)
+
+
+def _sgpt_largest(w, d, sparsity):
+    scores = (w / d[None, :]) ** 2
+    keep = torch.ones(scores.numel())
+    keep[torch.argsort(scores.flatten(), descending=True)[:round(sparsity * scores.numel())]] = 0
+    return keep.reshape(w.shape)
+
+
+def _sgpt_prunes_w(w, d, sparsity):
+    return w * _sgpt_topk(w, d, sparsity)
+
+
 CORRECT = {
     "01-code": [_mask_argsort, _mask_topk, _mask_numpy, _mask_float64_sorted],
     "02-code": [_neurons_new_layers, _neurons_new_parameters, _neurons_topk_unsorted, _neurons_numpy],
@@ -965,6 +1030,7 @@ CORRECT = {
     "09-gptq": [_obs_outer, _obs_float64, _obs_numpy, _obs_loop],
     "10-wanda": [_wanda_scatter, _wanda_topk, _wanda_numpy, _wanda_threshold_per_row],
     "11-smooth": [_smooth_pow, _smooth_log, _smooth_numpy, _smooth_loop],
+    "12-sparsegpt": [_sgpt_topk, _sgpt_sorted, _sgpt_numpy, _sgpt_threshold],
 }
 
 WRONG = {
@@ -989,6 +1055,7 @@ WRONG = {
     "10-wanda": [_wanda_magnitude, _wanda_global, _wanda_norm_per_row, _wanda_int, _wanda_prunes_w, _wanda_flat],
     "11-smooth": [_smooth_rows, _smooth_swapped, _smooth_product, _smooth_mean, _smooth_in_place,
                   _smooth_no_weight_exponent],
+    "12-sparsegpt": [_sgpt_magnitude, _sgpt_per_row, _sgpt_d_once, _sgpt_int, _sgpt_largest, _sgpt_prunes_w],
 }
 
 

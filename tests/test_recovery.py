@@ -69,3 +69,50 @@ def test_a_correction_of_three_bit_weights_brings_the_shipped_model_closer_to_fl
     per_layer = [8 * (m.in_features + m.out_features) for m in
                  (model.blocks[0].attn.q, model.blocks[0].attn.proj, model.blocks[0].fc, model.blocks[0].out)]
     assert recovery.correction_bytes(fixed) == 2 * len(model.blocks) * (3 * per_layer[0] + sum(per_layer[1:]))
+
+
+# --- tune_corrections: a short fine-tune of the factors alone ------------------------------------------------------
+
+
+def _small():
+    torch.manual_seed(0)
+    from compresskit import models
+
+    reference = models.transformer_lm(context=16, d_model=32, n_layer=2, n_head=2)
+    ids = torch.randint(0, 96, (4000,), generator=torch.Generator().manual_seed(1))
+    quantized = weightonly.quantize_lm(reference, 2, group_size=16)
+    return reference, quantized, ids
+
+
+def _mean_kl(reference, model, windows) -> float:
+    with torch.no_grad():
+        p = torch.log_softmax(reference(windows), -1)
+        q = torch.log_softmax(model(windows), -1)
+    return float((p.exp() * (p - q)).sum(-1).mean())
+
+
+def test_tuning_moves_only_the_factors_lowers_the_divergence_and_leaves_the_inputs_alone():
+    reference, quantized, ids = _small()
+    start = recovery.correct_lm(quantized, reference, 2, calibration=ids, samples=8)
+    before = {k: v.clone() for k, v in start.state_dict().items()}
+    reference_before = {k: v.clone() for k, v in reference.state_dict().items()}
+    tuned = recovery.tune_corrections(start, reference, ids, steps=20, batch_size=8, lr=3e-3, progress=False)
+    after = tuned.state_dict()
+    for name, value in before.items():
+        moved = not torch.equal(value, after[name])
+        assert moved == name.endswith((".a", ".b")), name  # the factors move; the frozen model does not
+        assert torch.equal(start.state_dict()[name], value)  # the caller's model untouched
+    assert all(torch.equal(v, reference.state_dict()[k]) for k, v in reference_before.items())
+    windows = data.windows(ids[:20 * 8 * 16 + 1], 16).tensors[0]  # the training windows themselves
+    assert _mean_kl(reference, tuned, windows) < 0.9 * _mean_kl(reference, start, windows)
+    assert all(p.requires_grad for p in tuned.parameters())  # nothing left frozen for the caller
+    assert recovery.correction_bytes(tuned) == recovery.correction_bytes(start)
+
+
+def test_tuning_refuses_a_model_without_corrections_and_too_little_text():
+    reference, quantized, ids = _small()
+    with pytest.raises(ValueError, match="CorrectedLinear"):
+        recovery.tune_corrections(quantized, reference, ids, steps=1, progress=False)
+    start = recovery.correct_lm(quantized, reference, 2, calibration=ids, samples=8)
+    with pytest.raises(ValueError, match="ids holds 4,000 tokens"):
+        recovery.tune_corrections(start, reference, ids, steps=100, batch_size=8, progress=False)
