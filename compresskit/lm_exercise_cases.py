@@ -1,5 +1,6 @@
 """The coding exercises on the language-model chapters' central methods: one GPTQ column step (chapter 09), Wanda's
-per-row mask (chapter 10), SmoothQuant's scales (chapter 11) and SparseGPT's mask of a lazy block (chapter 12). Like ``compresskit.exercise_cases``: cases (keyword
+per-row mask (chapter 10), SmoothQuant's scales (chapter 11) and SparseGPT's mask of a lazy block (chapter 12). Like
+``compresskit.exercise_cases``: cases (keyword
 arguments and a ``"what"``), the package's answer, how a result is judged (``compresskit.answer_checks``), and the
 classic mistakes with what each gets wrong; ``compresskit.exercises.CODING`` runs them.
 """
@@ -185,7 +186,8 @@ SPARSEGPT_MISTAKES = {
                                           "form: divide by the square"),
     "multiplied by [L]_jj squared": (lambda w, d, sparsity: magnitude_mask(w ** 2 * d[None, :] ** 2,
                                                                            sparsity=sparsity),
-                                     "divide by it: a large [L]_jj (an input that carries little) makes a removal cheap"),
+                                     "divide by it: a large [L]_jj (an input that carries little) makes a removal "
+                                     "cheap"),
     "the highest saliencies dropped": (lambda w, d, sparsity: 1 - magnitude_mask(w ** 2 / d[None, :] ** 2,
                                                                                  sparsity=1 - sparsity),
                                        "the weights whose removal costs *least* go"),

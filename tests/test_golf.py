@@ -126,8 +126,8 @@ def test_a_model_not_on_its_grid_and_bad_files_are_refused():
 
 
 def test_the_board_keeps_what_fits_best_first():
-    entries = [golf.Entry("a", "r", 300, 1.5, 10), golf.Entry("b", "r", 200, 1.5, 10), golf.Entry("c", "r", 100, 2.0, 10),
-               golf.Entry("d", "r", 500, 1.2, 10)]
+    entries = [golf.Entry("a", "r", 300, 1.5, 10), golf.Entry("b", "r", 200, 1.5, 10),
+               golf.Entry("c", "r", 100, 2.0, 10), golf.Entry("d", "r", 500, 1.2, 10)]
     assert [e.name for e in golf.board(entries, 300)] == ["b", "a", "c"]  # equal bits per character: smaller first
     assert golf.board(entries, 50) == []
     with pytest.raises(TypeError, match=r"entries\[1\] must be a golf.Entry"):
