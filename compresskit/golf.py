@@ -35,6 +35,7 @@ from torch import nn
 from compresskit.checks import check_fields, check_int, check_module, checked
 from compresskit.data import check_ids
 from compresskit.layers import copy_model, named_tensors, transformer_linears
+from compresskit.metrics import perplexity
 from compresskit.weightonly import dequantize_groups, pack_groups, quantize_groups, unpack_groups
 
 __all__ = ["MAGIC", "FORMAT_VERSION", "OTHERS", "LZMA_PRESET", "grid_of", "pack", "unpack", "Entry", "score",
@@ -225,8 +226,6 @@ def score(name: str, model: nn.Module, ids: torch.Tensor, bits: int, *, group_si
           others: int = 16, recipe: str = "") -> Entry:
     """An ``Entry``: ``model`` packed (``pack(model, bits, group_size=..., others=...)``), read back (``unpack``) and
     scored on ``ids`` (test text) by ``metrics.perplexity``'s bits per character."""
-    from compresskit.metrics import perplexity
-
     check_ids(ids, "ids")
     blob = pack(model, bits, group_size=group_size, others=others)
     result = perplexity(unpack(blob, like=model), ids)

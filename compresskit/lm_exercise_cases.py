@@ -1,8 +1,8 @@
 """The coding exercises on the language-model chapters' central methods: one GPTQ column step (chapter 09), Wanda's
 per-row mask (chapter 10), SmoothQuant's scales (chapter 11) and SparseGPT's mask of a lazy block (chapter 12). Like
-``compresskit.exercise_cases``: cases (keyword
-arguments and a ``"what"``), the package's answer, how a result is judged (``compresskit.answer_checks``), and the
-classic mistakes with what each gets wrong; ``compresskit.exercises.CODING`` runs them.
+``compresskit.exercise_cases``: cases (keyword arguments and a ``"what"``), the package's answer, how a result is
+judged (``compresskit.answer_checks``), and the classic mistakes with what each gets wrong;
+``compresskit.exercises.CODING`` runs them.
 """
 
 from __future__ import annotations

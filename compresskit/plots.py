@@ -52,7 +52,7 @@ from compresskit.plotdata import check_points, check_series, error_bars
 __all__ = ["STANDARD", "PROJECTOR_SCALE", "PROJECTOR_ENV", "projector", "projector_on", "FIGSIZE", "COLORS",
            "MIN_POINTS", "min_points", "accuracy_vs_size", "label_points", "digit_grid", "bars", "vlines", "png",
            "figure", "weight_histogram", "pixel_map", "curves", "errorbars", "dodged", "pareto", "sample_box",
-           "perplexity_vs_size", "plain_log"]
+           "perplexity_vs_size", "plot_beside_text", "plain_log"]
 
 
 @checked
@@ -535,6 +535,20 @@ def sample_box(ax: Axes, text: str, *, title: str = "sample text", width: int = 
 
 
 @checked
+def plot_beside_text(*, width: float = 5.6, height: float = 4.8, share: float = 0.6) -> tuple[Figure, list[Axes]]:
+    """A figure of two panels, ``width`` x ``height`` inches each: a plot on the left taking ``share`` of their width
+    and an axes for ``sample_box`` on the right (44 characters a line need less room than a plot)."""
+    check_number("share", share, 0.2, 0.8)
+    fig, axes = figure(2, width=width, height=height)
+    left, right = axes[0].get_position(), axes[1].get_position()
+    gap = right.x0 - left.x1
+    split = left.x0 + (right.x1 - left.x0 - gap) * share
+    axes[0].set_position([left.x0, left.y0, split - left.x0, left.height])
+    axes[1].set_position([split + gap, right.y0, right.x1 - split - gap, right.height])
+    return fig, list(axes)
+
+
+@checked
 def perplexity_vs_size(series: dict[str, tuple[Sequence[float], Sequence[float]]], *, baseline: float,
                        highlight: tuple[float, float] | None = None, sample: str | None = None, ax: Axes | None = None,
                        title: str = "", ymax: float | None = None) -> Figure:
@@ -549,13 +563,8 @@ def perplexity_vs_size(series: dict[str, tuple[Sequence[float], Sequence[float]]
     if ax is None:
         if sample is None:
             fig, axes = figure(1, width=6.4, height=4.8)
-        else:  # the text box narrower than the plot: 44 characters a line need less room than the axes
-            fig, axes = figure(2, width=5.6, height=4.8)
-            left, right = axes[0].get_position(), axes[1].get_position()
-            gap = right.x0 - left.x1
-            split = left.x0 + (right.x1 - left.x0 - gap) * 0.6
-            axes[0].set_position([left.x0, left.y0, split - left.x0, left.height])
-            axes[1].set_position([split + gap, right.y0, right.x1 - split - gap, right.height])
+        else:
+            fig, axes = plot_beside_text()
         ax = axes[0]
     else:
         fig, axes = ax.figure, [ax]

@@ -21,9 +21,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from compresskit.cache import keyed
 from compresskit.checks import check_bool, check_int, check_module, check_number, check_tensor, checked
-from compresskit.data import calibration_windows, check_ids
+from compresskit.data import calibration_windows, check_ids, windows
 from compresskit.layers import copy_model, effective_weight, eval_mode, transformer_linears
+from compresskit.train import train
 
 __all__ = ["FACTOR_BITS", "lowrank_correction", "CorrectedLinear", "correct_lm", "correction_bytes", "tune_corrections"]
 
@@ -85,16 +87,16 @@ class CorrectedLinear(nn.Module):
 
 
 @torch.no_grad()
-def _inputs(model: nn.Module, layers: dict[str, nn.Linear], windows: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Every layer's inputs in one forward pass of ``model`` over ``windows`` (what ``layers.inputs_of`` gives one
+def _inputs(model: nn.Module, layers: dict[str, nn.Linear], batch: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Every layer's inputs in one forward pass of ``model`` over ``batch`` (what ``layers.inputs_of`` gives one
     layer at a time), flattened to ``(tokens, in_features)``."""
     seen: dict[str, list[torch.Tensor]] = {name: [] for name in layers}
     handles = [layer.register_forward_pre_hook(lambda module, args, name=name: seen[name].append(
         args[0].detach().float().reshape(-1, args[0].shape[-1]))) for name, layer in layers.items()]
     try:
         with eval_mode(model):
-            for i in range(0, len(windows), 32):
-                model(windows[i:i + 32])
+            for i in range(0, len(batch), 32):
+                model(batch[i:i + 32])
     finally:
         for handle in handles:
             handle.remove()
@@ -122,9 +124,9 @@ def correct_lm(compressed: nn.Module, reference: nn.Module, rank: int, *, calibr
     check_int("rank", rank, 1, min(min(m.weight.shape) for m in compressed_layers.values()))
     check_ids(calibration, "calibration")
     check_bool("inplace", inplace)
-    windows = calibration_windows(calibration, reference.context, samples, seed=seed)
+    calib = calibration_windows(calibration, reference.context, samples, seed=seed)
     target = compressed if inplace else copy_model(compressed)
-    inputs = _inputs(reference, reference_layers, windows)
+    inputs = _inputs(reference, reference_layers, calib)
     for name, (parent, attr) in _parents(target).items():
         layer = getattr(parent, attr)
         b, a = lowrank_correction(reference_layers[name].weight, effective_weight(layer), inputs[name], rank,
@@ -151,10 +153,6 @@ def tune_corrections(corrected: nn.Module, reference: nn.Module, ids: torch.Tens
     per-token KL(reference || model): the corrections learn to predict what the reference predicts, not the text
     (which would move the model away from the reference while its perplexity falls). Cached like every training
     (``compresskit.cache``). A copy unless ``inplace``."""
-    from compresskit.cache import keyed
-    from compresskit.data import windows as make_windows
-    from compresskit.train import train
-
     check_module("reference", reference)
     check_int("steps", steps, 1)
     check_int("batch_size", batch_size, 1)
@@ -180,7 +178,7 @@ def tune_corrections(corrected: nn.Module, reference: nn.Module, ids: torch.Tens
 
     keyed(objective, "tune_corrections", *(p.detach() for p in reference.parameters()))
     try:
-        train(target, make_windows(ids[:needed], reference.context), epochs=1, lr=lr, batch_size=batch_size,
+        train(target, windows(ids[:needed], reference.context), epochs=1, lr=lr, batch_size=batch_size,
               objective=objective, seed=seed, progress=progress, desc="corrections")
     finally:
         for p in target.parameters():

@@ -456,6 +456,7 @@ CALLS = {
     "plots.vlines": lambda tmp: {"ax": ax(), "xs": [0.5], "ymin": 0.0, "ymax": 1.0},
     "plots.png": lambda tmp: {"fig": figure()},
     "plots.plain_log": lambda tmp: {"axis": ax().yaxis},
+    "plots.plot_beside_text": lambda tmp: {"width": 5.6, "height": 4.8, "share": 0.6},
     "plots.figure": lambda tmp: {"ncols": 1, "width": 6.0, "height": 4.6, "nrows": 1, "fit": False},
     "plots.weight_histogram": lambda tmp: {"w": seeded(0, 8, 8), "kept": None, "ax": None, "bins": 20, "title": "t",
                                            "log": True},

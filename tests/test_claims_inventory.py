@@ -87,6 +87,8 @@ REVIEWED = {
            ("Perplexity averages the loss over the test tokens", GENERAL),
            ("Per-token quantization gives each token", ARITHMETIC),
            ("each LayerNorm's weight and bias folded into the layers that read it", DEFINITION)],
+    "12": [("The best such  is *not*", GENERAL),
+           ("Our version: the fewest **bits per character**", DEFINITION)],
 }
 
 
