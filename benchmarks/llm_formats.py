@@ -108,12 +108,12 @@ def main() -> None:
           title=f"The shipped model ({n:,} weights in its block linears), 32,768 test characters")
     weights_and_activations(model, text, test, base)
     kv_cache(model, test)
-    panels = chapter_panels("11_outliers_formats.ipynb")
+    panels = chapter_panels("11_llm_outliers_formats.ipynb")
     slider_latency("chapter 11 alpha slider", panels["alpha"], "alpha", [0.0, 0.25, 0.5, 0.75, 1.0],
                    model="transformer (precomputed)")
     slider_latency("chapter 11 KV bits slider", panels["bits"], "bits", [2, 3, 4], model="transformer (precomputed)")
     if "--no-notebook" not in sys.argv:
-        notebook_times("11_outliers_formats.ipynb", target_s=60)
+        notebook_times("11_llm_outliers_formats.ipynb", target_s=60)
     print(f"\n{time.perf_counter() - started:.0f} s")
 
 

@@ -91,12 +91,15 @@ def main() -> None:
             rows.append([f"{bits}-bit g{group}", r, size + extra, extra, spread([k for _, k in runs]),
                          spread([p for p, _ in runs]), f"{statistics.median(seconds):.2f}" if r else ""])
         start = recovery.correct_lm(quantized, model, 8, calibration=text.train)
-        began = time.perf_counter()
-        tuned = recovery.tune_corrections(start, model, text.train, progress=False)
-        seconds = time.perf_counter() - began
+        seconds = []
+        for _ in range(2):  # trained, then loaded from the training cache
+            began = time.perf_counter()
+            tuned = recovery.tune_corrections(start, model, text.train, progress=False)
+            seconds.append(time.perf_counter() - began)
         ppl, kl = scored(tuned)
         rows.append([f"{bits}-bit g{group}", "8, tuned", size + recovery.correction_bytes(tuned),
-                     recovery.correction_bytes(tuned), f"{kl:.3f}", f"{ppl:.3f}", f"{seconds:.1f} (cache: <1)"])
+                     recovery.correction_bytes(tuned), f"{kl:.3f}", f"{ppl:.3f}",
+                     f"{seconds[0]:.1f} (cached: {seconds[1]:.2f})"])
     table(["weights", "rank", "file bytes", "extra bytes", "mean KL (3 calibration seeds)", "perplexity", "seconds"],
           rows, "Low-rank correction of round-to-nearest weights (float16 factors), and its 64-step fine-tune")
 
@@ -132,13 +135,13 @@ def main() -> None:
              for seed in SEEDS]
     print(f"GPTQ 3-bit g128 over calibration seeds 0-2: {spread(gptq3, '.4f')} bits per character")
 
-    panels = chapter_panels("12_recovery_golf.ipynb")
-    slider_latency("chapter 12 sparsity slider", panels["sparsity"], "sparsity", (0.3, 0.5, 0.7, 0.4, 0.6, 0.5),
+    panels = chapter_panels("12_llm_recovery.ipynb")
+    slider_latency("chapter 12 sparsity slider", panels["sparsity"], "sparsity", (0.3, 0.5, 0.7, 0.6, 0.5, 0.3),
                    model="transformer")
     slider_latency("chapter 12 budget slider", panels["budget_kb"], "budget_kb", (128, 384, 1024, 256, 512),
                    model="transformer")
     if "--no-notebooks" not in sys.argv:
-        notebook_times("12_recovery_golf.ipynb")
+        notebook_times("12_llm_recovery.ipynb")
 
 
 if __name__ == "__main__":

@@ -150,8 +150,10 @@ def tune_corrections(corrected: nn.Module, reference: nn.Module, ids: torch.Tens
     """A short fine-tune of the corrections alone (a LoRA on the frozen compressed model, QLoRA-style): every
     ``CorrectedLinear``'s ``a`` and ``b`` trained with Adam for ``steps`` steps of ``batch_size`` windows of ``ids``
     (training text, consecutive windows from its start), every other parameter frozen. The objective is the mean
-    per-token KL(reference || model): the corrections learn to predict what the reference predicts, not the text
-    (which would move the model away from the reference while its perplexity falls). Cached like every training
+    per-token KL(reference || model): the corrections learn to predict what the reference predicts, not the text.
+    Trained on the next characters instead, they move the model away from the reference while its perplexity falls
+    (measured once on the shipped model, 3-bit groups of 128 with rank-8 corrections, 64 steps of 16 windows at
+    1e-3, 4,096 test characters: mean KL 0.077 -> 0.286, perplexity 2.945 -> 2.888). Cached like every training
     (``compresskit.cache``). A copy unless ``inplace``."""
     check_module("reference", reference)
     check_int("steps", steps, 1)
