@@ -25,6 +25,7 @@ from torch.nn.utils import prune as torch_prune
 
 from compresskit.checks import check_bool, check_fraction, check_int, check_number, check_tensor, checked
 from compresskit.data import calibration_windows, check_ids
+from compresskit.hessian import hessian_of, inverse_hessian_factor
 from compresskit.layers import copy_model, eval_mode, inputs_of, transformer_linears
 from compresskit.prune import magnitude_mask, nm_mask
 
@@ -94,15 +95,8 @@ def sparsegpt(w: torch.Tensor, hessian: torch.Tensor, sparsity: float | None = N
     if pattern is not None and block_size % pattern[1]:
         raise ValueError(f"block_size ({block_size}) must be a multiple of pattern's m={pattern[1]}")
     W = w.detach().double().clone()
-    H = hessian.detach().double().clone()
-    dead = torch.diagonal(H) == 0
-    H[dead, dead] = 1.0
+    L, dead = inverse_hessian_factor(hessian, damp)  # GPTQ's: the same factor serves both
     W[:, dead] = 0.0
-    H += damp * torch.mean(torch.diagonal(H)) * torch.eye(cols, dtype=H.dtype)
-    try:
-        L = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(H)), upper=True)
-    except torch.linalg.LinAlgError:
-        raise ValueError(f"H + damp * mean(diag H) is singular (damp={damp}): use damp > 0 (paper: 0.01)") from None
     scale = None
     if bits is not None:
         scale = (W.abs().amax(dim=1, keepdim=True).clamp(min=1e-12) / (2 ** (bits - 1) - 1))[:, 0]
@@ -176,8 +170,7 @@ def prune_lm(model: nn.Module, sparsity: float | None = None, *, pattern: tuple[
         x = inputs_of(target, target.blocks[0], windows)  # what the first block reads
         for block in target.blocks:
             for stage in _stages(block):
-                inputs = inputs_of(block, stage[0], x).reshape(-1, stage[0].in_features).double()
-                h = 2.0 * inputs.T @ inputs / len(inputs)
+                h = hessian_of(inputs_of(block, stage[0], x).reshape(-1, stage[0].in_features))
                 for m in stage:
                     new, keep = sparsegpt(m.weight, h, sparsity, pattern=pattern, bits=bits, damp=damp,
                                           block_size=block_size)

@@ -34,6 +34,7 @@ from compresskit.checks import (
     checked,
 )
 from compresskit.data import calibration_windows, check_ids
+from compresskit.hessian import hessian_of, inverse_hessian_factor
 from compresskit.layers import copy_model, eval_mode, inputs_of, transformer_linears
 from compresskit.metrics import perplexity
 from compresskit.quantize import code_range
@@ -188,7 +189,7 @@ def gptq(w: torch.Tensor, hessian: torch.Tensor, bits: int, *, group_size: int |
     W = w.detach().double().clone()  # float64: the updates subtract many small terms
     H = hessian.detach().double().clone()
     dead = torch.diagonal(H) == 0
-    H[dead, dead] = 1.0
+    H[dead, dead] = 1.0  # before act_order's sort, as the reference code does
     W[:, dead] = 0.0
     static = None
     perm = torch.arange(cols)
@@ -196,13 +197,7 @@ def gptq(w: torch.Tensor, hessian: torch.Tensor, bits: int, *, group_size: int |
         static = [_group_params(W[:, j:j + g].float(), bits, symmetric) for j in range(0, cols, g)]
         perm = torch.argsort(torch.diagonal(H), descending=True, stable=True)
         W, H = W[:, perm], H[perm][:, perm]
-    H += damp * torch.mean(torch.diagonal(H)) * torch.eye(cols, dtype=H.dtype)
-    # row j of the upper Cholesky factor of H^-1, divided by its diagonal entry, is the OBS update that column j's
-    # error makes to the columns after it once the columns before it are fixed (the paper's section 3.3)
-    try:
-        Hinv = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(H)), upper=True)
-    except torch.linalg.LinAlgError:
-        raise ValueError(f"H + damp * mean(diag H) is singular (damp={damp}): use damp > 0 (paper: 0.01)") from None
+    Hinv, _ = inverse_hessian_factor(H, damp)
     # blocks hold whole groups, so a group's parameters come from weights every earlier column has updated
     block = g * max(1, block_size // g) if g <= block_size else g
     Q = torch.zeros_like(W)
@@ -337,8 +332,7 @@ def _quantize_block(block: nn.Module, x: torch.Tensor, names: dict, settings: di
             inputs = inputs_of(block, layers[0], x)
             alphas[names[id(layers[0])]] = _fold(layers, before, kind, inputs, settings[names[id(layers[0])]], grid)
         elif method == "gptq":
-            inputs = inputs_of(block, layers[0], x).reshape(-1, layers[0].in_features)
-            h = (2.0 * inputs.T @ inputs / len(inputs)).double()
+            h = hessian_of(inputs_of(block, layers[0], x).reshape(-1, layers[0].in_features))
             for m in layers:
                 s = settings[names[id(m)]]
                 m.weight.copy_(gptq(m.weight, h, s.bits, group_size=s.group_size, symmetric=s.symmetric, damp=damp,

@@ -490,6 +490,8 @@ CALLS = {
     "recovery.correct_lm": lambda tmp: {"compressed": lm(), "reference": lm(), "rank": 2, "calibration": ids(),
                                         "samples": 2, "seed": 0, "damp": 0.01, "inplace": False},
     "recovery.correction_bytes": lambda tmp: {"model": lm()},
+    "hessian.hessian_of": lambda tmp: {"x": seeded(0, 20, 8)},
+    "hessian.inverse_hessian_factor": lambda tmp: {"hessian": torch.eye(8) * 2.0, "damp": 0.01},
     "recovery.tune_corrections": lambda tmp: {"corrected": _corrected(), "reference": lm(), "ids": ids(),
                                               "steps": 1, "batch_size": 2, "lr": 1e-3, "seed": 0, "progress": False,
                                               "inplace": False},
