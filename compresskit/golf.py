@@ -104,6 +104,12 @@ def grid_of(w: torch.Tensor, bits: int, *, group_size: int | None = 64) -> tuple
     return (q.reshape(w.shape).to(torch.int32), scale.float().reshape(rows, -1), zero.float().reshape(rows, -1))
 
 
+def _group(columns: int, group_size: int | None) -> int | None:
+    """The group a layer of ``columns`` inputs is packed with: one group per row when it is narrower than the group
+    (as ``weightonly.quantize_lm`` groups it), so that writer and reader agree."""
+    return group_size if group_size is not None and columns >= group_size else None
+
+
 def _rows8(t: torch.Tensor) -> bytes:
     """A matrix rounded to 8 bits per row (asymmetric min-max, integer zero point), as ``pack_groups`` writes it."""
     q, scale, zero = quantize_groups(t, 8, group_size=None)
@@ -137,7 +143,7 @@ def pack(model: nn.Module, bits: int, *, group_size: int | None = 64, others: in
         if not bool(torch.isfinite(t).all()):
             raise ValueError(f"{name} holds NaN or inf values: such a model has no file")
         if name in linear_weights and bits:
-            g = group_size if group_size is not None and t.shape[1] >= group_size else None
+            g = _group(t.shape[1], group_size)
             try:
                 payload = pack_groups(*grid_of(t, bits, group_size=g), bits, symmetric=False)
             except ValueError as error:
@@ -190,7 +196,7 @@ def unpack(blob: bytes, *, like: nn.Module) -> nn.Module:
             value = torch.from_numpy(np.frombuffer(payload, dtype=np.float16).astype(np.float32)).reshape(shape)
         elif kind in (_GROUPS, _ROWS8):
             b = bits if kind == _GROUPS else 8
-            g = group if kind == _GROUPS and group and shape[1] >= group else None
+            g = _group(shape[1], group or None) if kind == _GROUPS else None
             value = dequantize_groups(*unpack_groups(payload, shape[0], shape[1], b, group_size=g, symmetric=False))
         else:
             raise ValueError(f"{name}: unknown kind {kind}")
